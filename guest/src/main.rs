@@ -1,1 +1,60 @@
-fn main() {}
+//! peapod-init: PID 1 of a peapod guest, the pod's infra process.
+//!
+//! It mounts the kernel file systems, reports readiness on the console (the
+//! host's VMM watches for the line), and, when the pod is done, reports the
+//! pod's exit status and resets the VM, which the VMM sees as a clean exit.
+
+mod sys;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use peapod_proto::{exit_line, ready_line, CMDLINE_POD_NAME};
+
+fn kernel_cmdline_value(cmdline: &str, key: &str) -> Option<String> {
+    cmdline
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn main() -> ExitCode {
+    if std::process::id() != 1 {
+        eprintln!("peapod-init: must run as PID 1 of a peapod guest (it mounts and reboots)");
+        return ExitCode::from(2);
+    }
+    let mut status = 0;
+    for m in sys::BASE_MOUNTS {
+        if let Err(e) = sys::mount_fs(m) {
+            say(&format!("peapod-init: error: {e}"));
+            status = 1;
+        }
+    }
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if let Some(name) = kernel_cmdline_value(&cmdline, CMDLINE_POD_NAME) {
+        if let Err(e) = sys::set_hostname(&name) {
+            say(&format!("peapod-init: error: cannot set hostname {name}: {e}"));
+        }
+    }
+    say(&ready_line(sys::uptime_ms()));
+    say(&exit_line(status));
+    sys::reset_machine()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_kernel_cmdline_value() {
+        let c = "console=ttyS0 peapod.pod=hello quiet peapod.podx=no";
+        assert_eq!(kernel_cmdline_value(c, "peapod.pod").as_deref(), Some("hello"));
+        assert_eq!(kernel_cmdline_value(c, "console").as_deref(), Some("ttyS0"));
+        assert_eq!(kernel_cmdline_value(c, "missing"), None);
+    }
+}

@@ -1,0 +1,84 @@
+//! Subcommands, one file each.
+
+pub mod doctor;
+pub mod paths;
+pub mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+/// Rootless Kubernetes pods in KVM microVMs.
+#[derive(Debug, Parser)]
+#[command(name = "peapod", version, about, long_about = None)]
+pub struct Cli {
+    /// More log detail (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What peapod can do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pod (Kubernetes Pod YAML) in a microVM.
+    Run(run::RunArgs),
+    /// Check this host: /dev/kvm access, KVM flavour, guest kernel, guest init.
+    Doctor(doctor::DoctorArgs),
+}
+
+/// A command failure and its exit code: 2 for bad input or a host that
+/// cannot run pods (nothing was started), 1 for a pod that failed at run time.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad input or unusable host: nothing was created.
+    Usage(anyhow::Error),
+    /// The pod started and failed.
+    Runtime(anyhow::Error),
+}
+
+impl Failure {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Runtime(_) => 1,
+        }
+    }
+
+    /// The whole cause chain, once.
+    pub fn message(&self) -> String {
+        let (Failure::Usage(e) | Failure::Runtime(e)) = self;
+        let mut msg = e.to_string();
+        for cause in e.chain().skip(1) {
+            msg.push_str(": ");
+            msg.push_str(&cause.to_string());
+        }
+        msg
+    }
+}
+
+/// Run the parsed command.
+pub fn dispatch(cli: Cli, started: Instant) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Run(args) => run::run(args, started),
+        Command::Doctor(args) => doctor::doctor(args),
+    }
+}
+
+/// Options shared by commands that need a guest kernel and init.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GuestArgs {
+    /// Guest kernel (ELF vmlinux or bzImage). Default: $PEAPOD_KERNEL, then
+    /// the kernel scripts/build-kernel cached.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// The statically linked peapod-init binary. Default: $PEAPOD_INIT, then
+    /// next to this peapod binary.
+    #[arg(long, value_name = "PATH")]
+    pub init: Option<PathBuf>,
+}

@@ -1,0 +1,105 @@
+//! Virtio devices over the MMIO transport.
+//!
+//! Layers, each testable alone: the [`VirtioDevice`] trait the transport
+//! drives; per-device queue handlers (plain structs over guest memory); event
+//! glue (an event-manager subscriber per device); host backends.
+
+pub mod mmio;
+pub mod rng;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use virtio_queue::Queue;
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::vmm::vstate::memory::GuestMem;
+
+/// Feature bit every modern device offers.
+pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+/// Interrupt status bit: a used ring was updated.
+pub const VIRTIO_MMIO_INT_VRING: u32 = 1;
+/// Interrupt status bit: the configuration changed.
+pub const VIRTIO_MMIO_INT_CONFIG: u32 = 2;
+
+/// Device types (virtio spec 5).
+pub mod device_type {
+    /// Network card.
+    pub const NET: u32 = 1;
+    /// Entropy source.
+    pub const RNG: u32 = 4;
+    /// Socket device.
+    pub const VSOCK: u32 = 19;
+    /// File system device.
+    pub const FS: u32 = 26;
+}
+
+/// Why a device refused to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    /// The driver set up a queue the device cannot use.
+    #[error("queue {0} is not valid")]
+    InvalidQueue(usize),
+    /// The driver set up too few queues.
+    #[error("expected {expected} queues, got {got}")]
+    QueueCount {
+        /// Queues the device needs.
+        expected: usize,
+        /// Queues the driver made ready.
+        got: usize,
+    },
+}
+
+/// The interrupt line of one device: status bits plus an irqfd.
+pub struct Interrupt {
+    status: AtomicU32,
+    irqfd: EventFd,
+}
+
+impl Interrupt {
+    /// An interrupt that fires `irqfd`.
+    pub fn new(irqfd: EventFd) -> Self {
+        Interrupt { status: AtomicU32::new(0), irqfd }
+    }
+
+    /// Raise the interrupt for `reason` (`VIRTIO_MMIO_INT_*`).
+    pub fn signal(&self, reason: u32) {
+        self.status.fetch_or(reason, Ordering::SeqCst);
+        if let Err(e) = self.irqfd.write(1) {
+            log::error!("virtio: cannot raise interrupt: {e}");
+        }
+    }
+
+    /// Current interrupt status.
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    /// The driver acknowledged `bits`.
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+}
+
+/// What the MMIO transport needs from a device.
+pub trait VirtioDevice: Send {
+    /// Virtio device type.
+    fn device_type(&self) -> u32;
+    /// Maximum size of each queue; the length is the number of queues.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// Features offered (VERSION_1 is added by the transport).
+    fn features(&self) -> u64 {
+        0
+    }
+    /// The driver accepted `features`.
+    fn ack_features(&mut self, _features: u64) {}
+    /// Read device configuration space.
+    fn read_config(&self, _offset: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    /// Write device configuration space.
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    /// Start the device with the driver's queues.
+    fn activate(&mut self, mem: GuestMem, queues: Vec<Queue>, interrupt: std::sync::Arc<Interrupt>) -> Result<(), ActivateError>;
+    /// Stop the device and forget its queues.
+    fn reset(&mut self);
+}
