@@ -4,3 +4,6 @@
 //! pod's infra process. See ARCHITECTURE in the repository for the data flow.
 
 pub mod vmm;
+pub mod cli;
+pub mod image;
+pub mod spec;

@@ -1,6 +1,7 @@
 //! Subcommands, one file each.
 
 pub mod doctor;
+pub mod initramfs;
 pub mod paths;
 pub mod run;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Check this host: /dev/kvm access, KVM flavour, guest kernel, guest init.
     Doctor(doctor::DoctorArgs),
+    /// Write the guest initramfs (peapod-init) to a file, for other VMMs.
+    Initramfs(initramfs::InitramfsArgs),
 }
 
 /// A command failure and its exit code: 2 for bad input or a host that
@@ -67,6 +70,7 @@ pub fn dispatch(cli: Cli, started: Instant) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Run(args) => run::run(args, started),
         Command::Doctor(args) => doctor::doctor(args),
+        Command::Initramfs(args) => initramfs::initramfs(args),
     }
 }
 

@@ -116,6 +116,11 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
     if args.timings {
         t.print(outcome.ready.map(|r| r.1));
         eprintln!("  {:<24} {:>9.1} ms", "VM ran for", outcome.ran_for.as_secs_f64() * 1e3);
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        if let Some(rss) = outcome.process_rss {
+            eprintln!("  {:<24} {:>9.1} MiB", "VMM RSS excl. guest", mib(rss.saturating_sub(outcome.guest_resident)));
+        }
+        eprintln!("  {:<24} {:>9.1} MiB of {}", "guest memory touched", mib(outcome.guest_resident), mib(mem_bytes));
     }
     if let Some(msg) = outcome.explain(flavour) {
         return Err(Failure::Runtime(anyhow!("pod {}: {msg}", plan.name)));

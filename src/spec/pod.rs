@@ -78,6 +78,7 @@ where
 /// The top-level Pod object.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code, reason = "fields kept so the schema accepts them")]
 pub(crate) struct Pod {
     pub api_version: Option<String>,
     pub kind: Option<String>,
@@ -90,6 +91,7 @@ pub(crate) struct Pod {
 /// `metadata` (ObjectMeta).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code, reason = "fields kept so the schema accepts them")]
 pub(crate) struct ObjectMeta {
     pub name: Option<String>,
     pub generate_name: Option<String>,
@@ -259,6 +261,7 @@ pub(crate) struct ResourceFieldSelector {
 /// An entry of `envFrom` (EnvFromSource).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code, reason = "fields kept so the schema accepts them")]
 pub(crate) struct EnvFromSource {
     pub prefix: Option<String>,
     pub config_map_ref: Option<Value>,

@@ -129,6 +129,10 @@ pub struct RunOutcome {
     pub ran_for: Duration,
     /// The last console lines.
     pub console_tail: Vec<String>,
+    /// Guest memory the host committed, when the VM stopped.
+    pub guest_resident: u64,
+    /// This process's RSS when the VM stopped.
+    pub process_rss: Option<u64>,
 }
 
 impl RunOutcome {
@@ -415,12 +419,16 @@ impl Vm {
             let _ = t.join();
         }
         let console: ConsoleState = self.console.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let guest_resident = vstate::memory::resident_bytes(&self.mem);
+        let process_rss = vstate::memory::process_rss_bytes();
         Ok(RunOutcome {
             end,
             ready: console.ready.map(|(at, uptime)| (at.saturating_duration_since(started), uptime)),
             exit_status: console.exit_status,
             ran_for,
             console_tail: console.tail.into_iter().collect(),
+            guest_resident,
+            process_rss,
         })
     }
 }

@@ -9,9 +9,13 @@ use std::path::Path;
 
 use kvm_ioctls::Kvm;
 
-/// MSR index that only PVM (Pagetable-based Virtual Machine) reports in
-/// `KVM_GET_MSR_INDEX_LIST`.
+/// MSR index that the public PVM (Pagetable-based Virtual Machine) reports
+/// in `KVM_GET_MSR_INDEX_LIST`.
 pub const PVM_MSR_INDEX: u32 = 0x4b56_4df1;
+/// The kernel module that provides a PVM `/dev/kvm`. Some PVM builds (this
+/// project's development machines among them) do not report the MSR above,
+/// so the loaded module is checked too.
+pub const PVM_MODULE: &str = "kvm_pvm";
 
 /// The device every VM is created through.
 pub const KVM_PATH: &str = "/dev/kvm";
@@ -27,9 +31,10 @@ pub enum KvmFlavour {
 }
 
 impl KvmFlavour {
-    /// Classify a host from the MSR indices its KVM reports.
-    pub fn from_msr_indices(indices: &[u32]) -> Self {
-        if indices.contains(&PVM_MSR_INDEX) {
+    /// Classify a host from the MSR indices its KVM reports and whether the
+    /// PVM module is loaded.
+    pub fn classify(indices: &[u32], pvm_module_loaded: bool) -> Self {
+        if pvm_module_loaded || indices.contains(&PVM_MSR_INDEX) {
             KvmFlavour::Pvm
         } else {
             KvmFlavour::Hardware
@@ -91,7 +96,8 @@ pub fn detect_flavour(kvm: &Kvm) -> io::Result<KvmFlavour> {
     let list = kvm
         .get_msr_index_list()
         .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
-    Ok(KvmFlavour::from_msr_indices(list.as_slice()))
+    let module = Path::new("/sys/module").join(PVM_MODULE).exists();
+    Ok(KvmFlavour::classify(list.as_slice(), module))
 }
 
 #[cfg(test)]
@@ -101,19 +107,21 @@ mod tests {
     #[test]
     fn test_flavour_detects_pvm_msr() {
         assert_eq!(
-            KvmFlavour::from_msr_indices(&[0x10, PVM_MSR_INDEX, 0xc000_0080]),
+            KvmFlavour::classify(&[0x10, PVM_MSR_INDEX, 0xc000_0080], false),
             KvmFlavour::Pvm
         );
+        // KVM's own paravirt MSRs (0x4b564d0x) are not PVM's.
+        assert_eq!(KvmFlavour::classify(&[0x4b56_4d00, 0x4b56_4d05], true), KvmFlavour::Pvm);
         assert!(!KvmFlavour::Pvm.can_boot_linux());
     }
 
     #[test]
     fn test_flavour_defaults_to_hardware() {
         assert_eq!(
-            KvmFlavour::from_msr_indices(&[0x10, 0x174, 0xc000_0080]),
+            KvmFlavour::classify(&[0x10, 0x174, 0x4b56_4d00, 0xc000_0080], false),
             KvmFlavour::Hardware
         );
-        assert_eq!(KvmFlavour::from_msr_indices(&[]), KvmFlavour::Hardware);
+        assert_eq!(KvmFlavour::classify(&[], false), KvmFlavour::Hardware);
         assert!(KvmFlavour::Hardware.can_boot_linux());
     }
 }

@@ -28,6 +28,32 @@ pub fn create_guest_memory(size: u64) -> Result<GuestMem, vm_memory::mmap::FromR
     GuestMemoryMmap::from_ranges(&ram_ranges(size))
 }
 
+/// Bytes of guest memory the host has actually committed (resident pages).
+pub fn resident_bytes(mem: &GuestMem) -> u64 {
+    use vm_memory::{GuestMemory, GuestMemoryRegion};
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let mut total = 0u64;
+    for region in mem.iter() {
+        let len = region.len() as usize;
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        // SAFETY: the range is one live mapping owned by `mem`; `vec` has a
+        // byte for each of its pages.
+        let rc = unsafe { libc::mincore(region.as_ptr().cast(), len, vec.as_mut_ptr()) };
+        if rc == 0 {
+            total += vec.iter().filter(|b| *b & 1 == 1).count() as u64 * page as u64;
+        }
+    }
+    total
+}
+
+/// This process's resident set size, from /proc/self/status.
+pub fn process_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +71,16 @@ mod tests {
         assert_eq!(r[0], (GuestAddress(0), MMIO_HOLE_START as usize));
         assert_eq!(r[1].0, GuestAddress(MMIO_HOLE_END));
         assert_eq!(r[0].1 + r[1].1, 4 << 30);
+    }
+
+    #[test]
+    fn test_resident_bytes_counts_touched_pages() {
+        let mem = create_guest_memory(8 << 20).unwrap();
+        let before = resident_bytes(&mem);
+        assert!(before < 1 << 20, "untouched guest memory is not resident");
+        vm_memory::Bytes::write_slice(&mem, &vec![1u8; 1 << 20], GuestAddress(0)).unwrap();
+        assert!(resident_bytes(&mem) >= 1 << 20);
+        assert!(process_rss_bytes().unwrap() >= 1 << 20);
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! Container images: references now; fetching and unpacking later.
+
+pub mod reference;

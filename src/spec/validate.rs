@@ -1,0 +1,746 @@
+//! From the deserialized manifest to a [`PodPlan`]: required fields,
+//! defaults, Kubernetes' validation rules, and the line between what peapod
+//! implements, what it can safely ignore (logged) and what it must refuse.
+//!
+//! Container-level checks live in `container.rs`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path};
+
+use serde_yaml::Value;
+
+use super::error::SpecError;
+use super::names;
+use super::plan::{HostPathType, PodPlan, RestartPolicy, VolumePlan, VolumeSource};
+use super::pod::{ObjectMeta, Pod, PodSpec, RawQuantity, Volume};
+use super::quantity::{self, QuantityError};
+
+/// Default `terminationGracePeriodSeconds`, as in Kubernetes.
+const DEFAULT_GRACE_PERIOD: u64 = 30;
+
+/// Largest uid or gid Kubernetes accepts.
+const MAX_ID: i64 = i32::MAX as i64;
+
+/// Example quantities quoted in memory errors.
+pub(crate) const MEMORY_HINT: &str = "use e.g. 512Mi, 1Gi, 1.5G";
+/// Example quantities quoted in CPU errors.
+pub(crate) const CPU_HINT: &str = "use e.g. 500m, 1, 2.5";
+
+/// Workload kinds whose pod template can be copied into a Pod.
+const WORKLOAD_KINDS: &[&str] = &[
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+];
+
+/// Builds errors and log lines that name the file.
+pub(crate) struct Checker<'a> {
+    pub file: &'a str,
+}
+
+/// Pod-level settings containers inherit.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PodSecurity {
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+    pub run_as_non_root: Option<bool>,
+}
+
+impl Checker<'_> {
+    pub fn invalid(&self, path: impl Into<String>, problem: impl Into<String>) -> SpecError {
+        SpecError::Invalid {
+            file: self.file.to_owned(),
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// Logs a field that is accepted but has no effect, when that may
+    /// change how the workload behaves.
+    pub fn warn_ignored(&self, path: &str, why: &str) {
+        log::warn!("{}: {path} is ignored: {why}", self.file);
+    }
+
+    /// Logs a field that is accepted but means nothing on a single host.
+    pub fn note_ignored(&self, path: &str, why: &str) {
+        log::debug!("{}: {path} is ignored: {why}", self.file);
+    }
+
+    /// Refuses `field: true` for a feature peapod cannot provide.
+    pub fn refuse_true(&self, path: &str, value: Option<bool>, why: &str) -> Result<(), SpecError> {
+        if value == Some(true) {
+            return Err(self.invalid(path, format!("true is not supported by peapod: {why}")));
+        }
+        Ok(())
+    }
+
+    /// Refuses a non-empty list for a feature peapod cannot provide.
+    pub fn refuse_non_empty<T>(
+        &self,
+        path: &str,
+        value: &Option<Vec<T>>,
+        why: &str,
+    ) -> Result<(), SpecError> {
+        if value.as_ref().is_some_and(|v| !v.is_empty()) {
+            return Err(self.invalid(path, format!("is not supported by peapod: {why}")));
+        }
+        Ok(())
+    }
+
+    /// Checks a DNS-1123 label name (pods, containers, volumes, ...).
+    pub fn dns_label(&self, path: &str, value: &str, what: &str) -> Result<(), SpecError> {
+        let Some(problem) = names::dns_label_problem(value) else {
+            return Ok(());
+        };
+        let suggestion = names::suggest_dns_label(value)
+            .filter(|s| s != value)
+            .map(|s| format!(", e.g. {s:?}"))
+            .unwrap_or_default();
+        Err(self.invalid(
+            path,
+            format!(
+                "{value:?} is not a valid {what}: it {problem}; use at most 63 lowercase letters, \
+                 digits and '-', starting and ending with a letter or digit{suggestion}"
+            ),
+        ))
+    }
+
+    /// Parses a memory quantity into bytes.
+    pub fn bytes(&self, path: &str, raw: &RawQuantity) -> Result<u64, SpecError> {
+        quantity::parse_bytes(&raw.0).map_err(|e| self.quantity_error(path, raw, e, MEMORY_HINT))
+    }
+
+    /// Parses a CPU quantity into millicores.
+    pub fn millicores(&self, path: &str, raw: &RawQuantity) -> Result<u64, SpecError> {
+        quantity::parse_millicores(&raw.0).map_err(|e| self.quantity_error(path, raw, e, CPU_HINT))
+    }
+
+    fn quantity_error(&self, path: &str, raw: &RawQuantity, err: QuantityError, hint: &str) -> SpecError {
+        self.invalid(path, format!("{:?} {err} ({hint})", raw.0))
+    }
+
+    /// Checks a uid or gid.
+    pub fn id(&self, path: &str, value: Option<i64>) -> Result<Option<u32>, SpecError> {
+        match value {
+            None => Ok(None),
+            Some(id) if (0..=MAX_ID).contains(&id) => Ok(u32::try_from(id).ok()),
+            Some(id) => Err(self.invalid(
+                path,
+                format!("{id} is not a valid id; use a number from 0 to {MAX_ID}"),
+            )),
+        }
+    }
+}
+
+/// Checks `kind` and `apiVersion` on the raw document, before the schema,
+/// so that a Deployment is reported as such rather than as unknown fields.
+pub(crate) fn check_kind(file: &str, document: &Value) -> Result<(), SpecError> {
+    let checker = Checker { file };
+    let Value::Mapping(map) = document else {
+        return Err(checker.invalid(
+            "",
+            format!(
+                "the document is {}, not a mapping; a pod file holds one Kubernetes Pod manifest \
+                 (apiVersion: v1, kind: Pod, metadata, spec)",
+                describe(document)
+            ),
+        ));
+    };
+    match map.get("kind") {
+        None => {
+            return Err(checker.invalid("", "kind is missing; add `kind: Pod`"));
+        }
+        Some(Value::String(kind)) if kind == "Pod" => {}
+        Some(Value::String(kind)) => {
+            let advice = if WORKLOAD_KINDS.contains(&kind.as_str()) {
+                format!(
+                    "peapod runs a single Pod: copy the {kind}'s spec.template (its metadata and \
+                     spec) into a manifest with apiVersion: v1 and kind: Pod"
+                )
+            } else if kind == "CronJob" {
+                "peapod runs a single Pod: copy the CronJob's spec.jobTemplate.spec.template into \
+                 a manifest with apiVersion: v1 and kind: Pod"
+                    .to_owned()
+            } else if kind == "List" || kind == "PodList" {
+                "put the Pod on its own in the file".to_owned()
+            } else {
+                "peapod runs Kubernetes Pod manifests only; set kind: Pod".to_owned()
+            };
+            return Err(checker.invalid("", format!("kind must be Pod, got {kind}; {advice}")));
+        }
+        Some(other) => {
+            return Err(checker.invalid(
+                "",
+                format!("kind must be Pod, got {}; set kind: Pod", describe(other)),
+            ));
+        }
+    }
+    match map.get("apiVersion") {
+        None => Err(checker.invalid("", "apiVersion is missing; add `apiVersion: v1`")),
+        Some(Value::String(version)) if version == "v1" => Ok(()),
+        Some(Value::String(version)) => Err(checker.invalid(
+            "",
+            format!("apiVersion must be v1 for a Pod, got {version}; set apiVersion: v1"),
+        )),
+        Some(other) => Err(checker.invalid(
+            "",
+            format!("apiVersion must be v1 for a Pod, got {}; set apiVersion: v1", describe(other)),
+        )),
+    }
+}
+
+/// A short description of a YAML value for messages.
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "empty".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Sequence(_) => "a list".to_owned(),
+        Value::Mapping(_) => "a mapping".to_owned(),
+        Value::Tagged(t) => format!("a value tagged {}", t.tag),
+    }
+}
+
+/// Validates the whole pod and applies defaults.
+pub(crate) fn pod_plan(pod: Pod, file: &str) -> Result<PodPlan, SpecError> {
+    let c = Checker { file };
+    let meta = pod.metadata.unwrap_or_default();
+    let (name, namespace) = c.names(&meta)?;
+    let labels = c.labels(meta.labels.unwrap_or_default())?;
+    let annotations = c.annotations(meta.annotations.unwrap_or_default())?;
+    let spec = pod.spec.ok_or_else(|| {
+        c.invalid(
+            "spec",
+            "is missing; add a spec with at least one container (spec.containers[].name and .image)",
+        )
+    })?;
+
+    c.refuse_unsupported_pod_features(&spec)?;
+    c.log_ignored_pod_fields(&spec);
+
+    let restart_policy = match spec.restart_policy.as_deref() {
+        None => RestartPolicy::Always,
+        Some("Always") => RestartPolicy::Always,
+        Some("OnFailure") => RestartPolicy::OnFailure,
+        Some("Never") => RestartPolicy::Never,
+        Some(other) => {
+            return Err(c.invalid(
+                "spec.restartPolicy",
+                format!("{other:?} is not a restart policy; use Always, OnFailure or Never"),
+            ))
+        }
+    };
+    let termination_grace_period_seconds = match spec.termination_grace_period_seconds {
+        None => DEFAULT_GRACE_PERIOD,
+        Some(seconds) => u64::try_from(seconds).map_err(|_| {
+            c.invalid(
+                "spec.terminationGracePeriodSeconds",
+                format!("{seconds} is negative; use 0 or more seconds (the default is 30)"),
+            )
+        })?,
+    };
+    let active_deadline_seconds = match spec.active_deadline_seconds {
+        None => None,
+        Some(seconds) if seconds > 0 => u64::try_from(seconds).ok(),
+        Some(seconds) => {
+            return Err(c.invalid(
+                "spec.activeDeadlineSeconds",
+                format!("{seconds} is not positive; use a number of seconds above 0, or remove it"),
+            ))
+        }
+    };
+    let hostname = c.hostname(&spec, &name)?;
+    let security = c.pod_security(&spec)?;
+    let volumes = c.volumes(spec.volumes.as_deref().unwrap_or_default())?;
+
+    let raw_init = spec.init_containers.as_deref().unwrap_or_default();
+    let raw_app = spec.containers.as_deref().unwrap_or_default();
+    if raw_app.is_empty() {
+        return Err(c.invalid(
+            "spec.containers",
+            "no containers: a pod needs at least one; add a container with a name and an image",
+        ));
+    }
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut init_containers = Vec::with_capacity(raw_init.len());
+    for (i, raw) in raw_init.iter().enumerate() {
+        let path = format!("spec.initContainers[{i}]");
+        let container = c.container(raw, &path, true, &volumes, security)?;
+        c.unique_container_name(&mut seen, &container.name, &path)?;
+        init_containers.push(container);
+    }
+    let mut containers = Vec::with_capacity(raw_app.len());
+    for (i, raw) in raw_app.iter().enumerate() {
+        let path = format!("spec.containers[{i}]");
+        let container = c.container(raw, &path, false, &volumes, security)?;
+        c.unique_container_name(&mut seen, &container.name, &path)?;
+        containers.push(container);
+    }
+
+    let mut plan = PodPlan {
+        name,
+        namespace,
+        uid: meta.uid.filter(|uid| !uid.is_empty()),
+        labels,
+        annotations,
+        hostname,
+        init_containers,
+        containers,
+        volumes,
+        restart_policy,
+        termination_grace_period_seconds,
+        active_deadline_seconds,
+        share_process_namespace: spec.share_process_namespace.unwrap_or(false),
+    };
+    c.unique_host_ports(&plan)?;
+
+    // Environment values may refer to the pod's metadata and resources, so
+    // they are resolved once the rest of the plan is known.
+    let service_account = spec
+        .service_account_name
+        .clone()
+        .or_else(|| spec.service_account.clone())
+        .unwrap_or_else(|| "default".to_owned());
+    for (i, raw) in raw_init.iter().enumerate() {
+        let path = format!("spec.initContainers[{i}]");
+        let resolved = c.environment(raw, &path, &plan.init_containers[i], &plan, &service_account)?;
+        resolved.apply_to(&mut plan.init_containers[i]);
+    }
+    for (i, raw) in raw_app.iter().enumerate() {
+        let path = format!("spec.containers[{i}]");
+        let resolved = c.environment(raw, &path, &plan.containers[i], &plan, &service_account)?;
+        resolved.apply_to(&mut plan.containers[i]);
+    }
+    Ok(plan)
+}
+
+impl Checker<'_> {
+    fn names(&self, meta: &ObjectMeta) -> Result<(String, String), SpecError> {
+        let name = match meta.name.as_deref() {
+            Some(name) if !name.is_empty() => name.to_owned(),
+            _ if meta.generate_name.is_some() => {
+                return Err(self.invalid(
+                    "metadata.name",
+                    "is required: peapod does not support metadata.generateName; set \
+                     metadata.name, e.g. name: my-pod",
+                ))
+            }
+            _ => {
+                return Err(self.invalid(
+                    "metadata.name",
+                    "is required; add it, e.g. `metadata: {name: my-pod}`",
+                ))
+            }
+        };
+        self.dns_label("metadata.name", &name, "pod name")?;
+        let namespace = match meta.namespace.as_deref() {
+            None | Some("") => "default".to_owned(),
+            Some(namespace) => {
+                self.dns_label("metadata.namespace", namespace, "namespace")?;
+                namespace.to_owned()
+            }
+        };
+        Ok((name, namespace))
+    }
+
+    fn labels(&self, labels: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, SpecError> {
+        for (key, value) in &labels {
+            if let Some(problem) = names::qualified_name_problem(key) {
+                return Err(self.invalid(
+                    format!("metadata.labels.{key}"),
+                    format!(
+                        "{key:?} is not a valid label key: it {problem}; use [PREFIX/]NAME with \
+                         NAME at most 63 letters, digits, '-', '_' or '.', e.g. app.kubernetes.io/name"
+                    ),
+                ));
+            }
+            if let Some(problem) = names::label_value_problem(value) {
+                return Err(self.invalid(
+                    format!("metadata.labels.{key}"),
+                    format!(
+                        "{value:?} is not a valid label value: it {problem}; use at most 63 \
+                         letters, digits, '-', '_' or '.', starting and ending with a letter or \
+                         digit (put free text in metadata.annotations)"
+                    ),
+                ));
+            }
+        }
+        Ok(labels)
+    }
+
+    fn annotations(
+        &self,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, SpecError> {
+        for key in annotations.keys() {
+            if let Some(problem) = names::qualified_name_problem(key) {
+                return Err(self.invalid(
+                    format!("metadata.annotations.{key}"),
+                    format!(
+                        "{key:?} is not a valid annotation key: it {problem}; use [PREFIX/]NAME, \
+                         e.g. example.com/note"
+                    ),
+                ));
+            }
+        }
+        Ok(annotations)
+    }
+
+    fn refuse_unsupported_pod_features(&self, spec: &PodSpec) -> Result<(), SpecError> {
+        self.refuse_true(
+            "spec.hostNetwork",
+            spec.host_network,
+            "the pod runs in its own VM with its own network; remove it and publish ports with \
+             containers[].ports[].hostPort",
+        )?;
+        self.refuse_true(
+            "spec.hostPID",
+            spec.host_pid,
+            "the pod runs its own kernel and cannot see host processes; remove it",
+        )?;
+        self.refuse_true(
+            "spec.hostIPC",
+            spec.host_ipc,
+            "the pod runs its own kernel and cannot share host IPC; remove it",
+        )?;
+        self.refuse_non_empty(
+            "spec.ephemeralContainers",
+            &spec.ephemeral_containers,
+            "ephemeral (debug) containers cannot be declared in a manifest; remove them",
+        )?;
+        self.refuse_non_empty(
+            "spec.resourceClaims",
+            &spec.resource_claims,
+            "dynamic resource allocation needs a cluster; remove spec.resourceClaims",
+        )?;
+        if let Some(resources) = &spec.resources {
+            let set = resources.limits.as_ref().is_some_and(|m| !m.is_empty())
+                || resources.requests.as_ref().is_some_and(|m| !m.is_empty())
+                || resources.claims.as_ref().is_some_and(|v| !v.is_empty());
+            if set {
+                return Err(self.invalid(
+                    "spec.resources",
+                    "pod-level resources are not supported by peapod yet; set resources on each \
+                     container instead (the VM is sized from them)",
+                ));
+            }
+        }
+        if let Some(os) = spec.os.as_ref().and_then(|os| os.name.as_deref()) {
+            match os {
+                "linux" => {}
+                "windows" => {
+                    return Err(self.invalid(
+                        "spec.os.name",
+                        "windows is not supported by peapod, which runs Linux guests; set \
+                         spec.os.name: linux or remove it",
+                    ))
+                }
+                other => {
+                    return Err(self.invalid(
+                        "spec.os.name",
+                        format!("{other:?} is not an OS name; use linux, or remove spec.os"),
+                    ))
+                }
+            }
+        }
+        if let Some(policy) = spec.dns_policy.as_deref() {
+            if !["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"].contains(&policy) {
+                return Err(self.invalid(
+                    "spec.dnsPolicy",
+                    format!(
+                        "{policy:?} is not a DNS policy; use ClusterFirst, ClusterFirstWithHostNet, \
+                         Default or None"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn log_ignored_pod_fields(&self, spec: &PodSpec) {
+        let scheduling = [
+            ("nodeSelector", spec.node_selector.is_some()),
+            ("nodeName", spec.node_name.is_some()),
+            ("affinity", spec.affinity.is_some()),
+            ("tolerations", spec.tolerations.is_some()),
+            ("topologySpreadConstraints", spec.topology_spread_constraints.is_some()),
+            ("schedulerName", spec.scheduler_name.is_some()),
+            ("schedulingGates", spec.scheduling_gates.is_some()),
+            ("schedulingGroup", spec.scheduling_group.is_some()),
+            ("priority", spec.priority.is_some()),
+            ("priorityClassName", spec.priority_class_name.is_some()),
+            ("preemptionPolicy", spec.preemption_policy.is_some()),
+            ("readinessGates", spec.readiness_gates.is_some()),
+            ("runtimeClassName", spec.runtime_class_name.is_some()),
+            ("overhead", spec.overhead.is_some()),
+            ("serviceAccount", spec.service_account.is_some()),
+            ("serviceAccountName", spec.service_account_name.is_some()),
+            ("automountServiceAccountToken", spec.automount_service_account_token.is_some()),
+            ("enableServiceLinks", spec.enable_service_links.is_some()),
+            ("imagePullSecrets", spec.image_pull_secrets.is_some()),
+            ("hostUsers", spec.host_users.is_some()),
+            ("workloadRef", spec.workload_ref.is_some()),
+            ("evictionResponders", spec.eviction_responders.is_some()),
+            ("dnsPolicy", spec.dns_policy.is_some()),
+            ("setHostnameAsFQDN", spec.set_hostname_as_fqdn.is_some()),
+        ];
+        for (field, _) in scheduling.iter().filter(|(_, set)| *set) {
+            self.note_ignored(&format!("spec.{field}"), "it only matters in a cluster");
+        }
+        if spec.dns_config.is_some() {
+            self.warn_ignored("spec.dnsConfig", "peapod configures the guest's DNS itself");
+        }
+        if spec.host_aliases.is_some() {
+            self.warn_ignored("spec.hostAliases", "peapod does not write extra /etc/hosts entries yet");
+        }
+        if let Some(sc) = &spec.security_context {
+            let behavioural = [
+                ("fsGroup", sc.fs_group.is_some()),
+                ("fsGroupChangePolicy", sc.fs_group_change_policy.is_some()),
+                ("supplementalGroups", sc.supplemental_groups.is_some()),
+                ("supplementalGroupsPolicy", sc.supplemental_groups_policy.is_some()),
+                ("sysctls", sc.sysctls.is_some()),
+            ];
+            for (field, _) in behavioural.iter().filter(|(_, set)| *set) {
+                self.warn_ignored(&format!("spec.securityContext.{field}"), "not implemented by peapod yet");
+            }
+            let confinement = [
+                ("seLinuxOptions", sc.se_linux_options.is_some()),
+                ("seLinuxChangePolicy", sc.se_linux_change_policy.is_some()),
+                ("seccompProfile", sc.seccomp_profile.is_some()),
+                ("appArmorProfile", sc.app_armor_profile.is_some()),
+                ("windowsOptions", sc.windows_options.is_some()),
+            ];
+            for (field, _) in confinement.iter().filter(|(_, set)| *set) {
+                self.note_ignored(&format!("spec.securityContext.{field}"), "the VM is the isolation boundary");
+            }
+        }
+    }
+
+    fn hostname(&self, spec: &PodSpec, pod_name: &str) -> Result<String, SpecError> {
+        if let Some(subdomain) = spec.subdomain.as_deref().filter(|s| !s.is_empty()) {
+            self.dns_label("spec.subdomain", subdomain, "subdomain")?;
+        }
+        if let Some(host) = spec.hostname_override.as_deref().filter(|s| !s.is_empty()) {
+            if let Some(problem) = names::dns_subdomain_problem(host, 64) {
+                return Err(self.invalid(
+                    "spec.hostnameOverride",
+                    format!(
+                        "{host:?} is not a valid hostname: it {problem}; use lowercase letters, \
+                         digits, '-' and '.', at most 64 characters"
+                    ),
+                ));
+            }
+            return Ok(host.to_owned());
+        }
+        match spec.hostname.as_deref().filter(|s| !s.is_empty()) {
+            Some(host) => {
+                self.dns_label("spec.hostname", host, "hostname")?;
+                Ok(host.to_owned())
+            }
+            None => Ok(pod_name.to_owned()),
+        }
+    }
+
+    fn pod_security(&self, spec: &PodSpec) -> Result<PodSecurity, SpecError> {
+        let Some(sc) = &spec.security_context else {
+            return Ok(PodSecurity::default());
+        };
+        let security = PodSecurity {
+            run_as_user: self.id("spec.securityContext.runAsUser", sc.run_as_user)?,
+            run_as_group: self.id("spec.securityContext.runAsGroup", sc.run_as_group)?,
+            run_as_non_root: sc.run_as_non_root,
+        };
+        Ok(security)
+    }
+
+    fn unique_container_name(
+        &self,
+        seen: &mut HashMap<String, String>,
+        name: &str,
+        path: &str,
+    ) -> Result<(), SpecError> {
+        if let Some(first) = seen.get(name) {
+            return Err(self.invalid(
+                format!("{path}.name"),
+                format!(
+                    "{name:?} is already the name of {first}; container names must be unique \
+                     across containers and initContainers, so rename one of them"
+                ),
+            ));
+        }
+        seen.insert(name.to_owned(), path.to_owned());
+        Ok(())
+    }
+
+    fn unique_host_ports(&self, plan: &PodPlan) -> Result<(), SpecError> {
+        let mut seen = HashMap::new();
+        let groups = [("initContainers", &plan.init_containers), ("containers", &plan.containers)];
+        for (group, containers) in groups {
+            for (i, container) in containers.iter().enumerate() {
+                for (j, port) in container.ports.iter().enumerate() {
+                    let Some(host_port) = port.host_port else { continue };
+                    let path = format!("spec.{group}[{i}].ports[{j}].hostPort");
+                    let key = (host_port, port.protocol, port.host_ip.clone());
+                    if let Some(first) = seen.insert(key, path.clone()) {
+                        return Err(self.invalid(
+                            path,
+                            format!(
+                                "host port {host_port}/{:?} is already published by {first}; \
+                                 use a different hostPort",
+                                port.protocol
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn volumes(&self, raw: &[Volume]) -> Result<Vec<VolumePlan>, SpecError> {
+        let mut volumes: Vec<VolumePlan> = Vec::with_capacity(raw.len());
+        for (i, volume) in raw.iter().enumerate() {
+            let path = format!("spec.volumes[{i}]");
+            let name = match volume.name.as_deref() {
+                Some(name) if !name.is_empty() => name,
+                _ => {
+                    return Err(self.invalid(
+                        format!("{path}.name"),
+                        "is required; give the volume a name that volumeMounts can refer to",
+                    ))
+                }
+            };
+            self.dns_label(&format!("{path}.name"), name, "volume name")?;
+            if let Some(first) = volumes.iter().position(|v| v.name == name) {
+                return Err(self.invalid(
+                    format!("{path}.name"),
+                    format!(
+                        "duplicate volume name {name:?}: spec.volumes[{first}] already uses it; \
+                         volume names must be unique, so rename one"
+                    ),
+                ));
+            }
+            let source = self.volume_source(volume, &path)?;
+            volumes.push(VolumePlan {
+                name: name.to_owned(),
+                source,
+            });
+        }
+        Ok(volumes)
+    }
+
+    fn volume_source(&self, volume: &Volume, path: &str) -> Result<VolumeSource, SpecError> {
+        let unsupported = volume.unsupported_sources();
+        let mut sources: Vec<&str> = Vec::new();
+        if volume.empty_dir.is_some() {
+            sources.push("emptyDir");
+        }
+        if volume.host_path.is_some() {
+            sources.push("hostPath");
+        }
+        sources.extend(&unsupported);
+        if sources.len() > 1 {
+            return Err(self.invalid(
+                path,
+                format!(
+                    "sets more than one volume source ({}); a volume has exactly one, so keep one",
+                    sources.join(", ")
+                ),
+            ));
+        }
+        if let Some(source) = unsupported.first() {
+            let hint = match *source {
+                "configMap" | "secret" | "projected" | "downwardAPI" => {
+                    "; to provide files, put them in a host directory and mount it with hostPath"
+                }
+                "persistentVolumeClaim" => "; for storage that outlives the pod, use hostPath",
+                _ => "",
+            };
+            return Err(self.invalid(
+                format!("{path}.{source}"),
+                format!(
+                    "volume source {source} is not supported by peapod; use emptyDir or \
+                     hostPath{hint}"
+                ),
+            ));
+        }
+        if let Some(host_path) = &volume.host_path {
+            let field = format!("{path}.hostPath");
+            let host = match host_path.path.as_deref() {
+                Some(p) if !p.is_empty() => p,
+                _ => {
+                    return Err(self.invalid(
+                        format!("{field}.path"),
+                        "is required; set the absolute host path to mount, e.g. /srv/data",
+                    ))
+                }
+            };
+            if !host.starts_with('/') {
+                return Err(self.invalid(
+                    format!("{field}.path"),
+                    format!("{host:?} is not an absolute path; write it from the root, e.g. /srv/data"),
+                ));
+            }
+            if Path::new(host).components().any(|c| c == Component::ParentDir) {
+                return Err(self.invalid(
+                    format!("{field}.path"),
+                    format!("{host:?} must not contain '..'; write the path without it"),
+                ));
+            }
+            let kind = match host_path.kind.as_deref() {
+                None | Some("") => HostPathType::Unchecked,
+                Some("DirectoryOrCreate") => HostPathType::DirectoryOrCreate,
+                Some("Directory") => HostPathType::Directory,
+                Some("FileOrCreate") => HostPathType::FileOrCreate,
+                Some("File") => HostPathType::File,
+                Some("Socket") => HostPathType::Socket,
+                Some("CharDevice") => HostPathType::CharDevice,
+                Some("BlockDevice") => HostPathType::BlockDevice,
+                Some(other) => {
+                    return Err(self.invalid(
+                        format!("{field}.type"),
+                        format!(
+                            "{other:?} is not a hostPath type; use \"\", DirectoryOrCreate, \
+                             Directory, FileOrCreate, File, Socket, CharDevice or BlockDevice"
+                        ),
+                    ))
+                }
+            };
+            return Ok(VolumeSource::HostPath {
+                path: host.into(),
+                kind,
+            });
+        }
+        // emptyDir, or no source at all, which Kubernetes defaults to emptyDir.
+        let empty_dir = volume.empty_dir.as_ref();
+        let medium_memory = match empty_dir.and_then(|e| e.medium.as_deref()) {
+            None | Some("") => false,
+            Some("Memory") => true,
+            Some(medium) if medium.starts_with("HugePages") => {
+                return Err(self.invalid(
+                    format!("{path}.emptyDir.medium"),
+                    format!("{medium} is not supported by peapod; use \"\" (disk) or Memory"),
+                ))
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    format!("{path}.emptyDir.medium"),
+                    format!("{other:?} is not a storage medium; use \"\" (disk) or Memory"),
+                ))
+            }
+        };
+        let size_limit = match empty_dir.and_then(|e| e.size_limit.as_ref()) {
+            Some(raw) => Some(self.bytes(&format!("{path}.emptyDir.sizeLimit"), raw)?),
+            None => None,
+        };
+        Ok(VolumeSource::EmptyDir {
+            medium_memory,
+            size_limit,
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! The `peapod` command line, end to end, without booting a VM: every bad
+//! input gets a clear error naming file, field and fix, exit code 2, and
+//! nothing is left behind; spec errors come before any look at the host.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+const GOOD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  containers:
+    - name: app
+      image: busybox:latest
+      resources:
+        limits:
+          memory: 64Mi
+";
+
+/// Run `peapod run` on `yaml` with a kernel path that does not exist: a spec
+/// error must win over it.
+fn run_spec(yaml: &str) -> (Run, String) {
+    let dir = TempDir::new("cli");
+    let pod = dir.write("pod.yaml", yaml);
+    let out = peapod_run(&["run", "--kernel", "/nonexistent/vmlinux", pod.to_str().unwrap()], &dir.0);
+    let leftovers: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "nothing but the pod file is left: {leftovers:?}");
+    (out, pod.display().to_string())
+}
+
+fn assert_bad(yaml: &str, needles: &[&str]) {
+    let (out, file) = run_spec(yaml);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains(&file) || out.stderr.contains("pod.yaml"), "names the file: {out:?}");
+    for n in needles {
+        assert!(out.stderr.contains(n), "expected {n:?} in: {out:?}");
+    }
+    assert!(!out.stderr.contains("/nonexistent/vmlinux"), "spec errors come before kernel checks: {out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn test_cli_missing_pod_file() {
+    let dir = TempDir::new("cli");
+    let out = peapod_run(&["run", "no-such-pod.yaml"], &dir.0);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("no-such-pod.yaml"), "{out:?}");
+}
+
+#[test]
+fn test_cli_yaml_syntax_error_names_line() {
+    assert_bad("apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers: [\n", &["line"]);
+}
+
+#[test]
+fn test_cli_kind_not_pod() {
+    assert_bad(&GOOD.replace("kind: Pod", "kind: Deployment"), &["kind", "Deployment"]);
+}
+
+#[test]
+fn test_cli_no_containers() {
+    assert_bad("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers: []\n", &["spec.containers"]);
+}
+
+#[test]
+fn test_cli_duplicate_container_names() {
+    let yaml = format!("{GOOD}    - name: app\n      image: busybox\n");
+    assert_bad(&yaml, &["spec.containers[1].name", "app"]);
+}
+
+#[test]
+fn test_cli_bad_quantity() {
+    assert_bad(&GOOD.replace("64Mi", "1.5Gx"), &["spec.containers[0].resources.limits.memory", "1.5Gx"]);
+}
+
+#[test]
+fn test_cli_memory_too_small() {
+    assert_bad(&GOOD.replace("64Mi", "1Mi"), &["spec.containers[0].resources.limits.memory", "6Mi"]);
+}
+
+#[test]
+fn test_cli_empty_image() {
+    assert_bad(&GOOD.replace("busybox:latest", "\"\""), &["spec.containers[0].image"]);
+}
+
+#[test]
+fn test_cli_unknown_field_names_path() {
+    assert_bad(&GOOD.replace("      image:", "      imagee: x\n      image:"), &["spec.containers[0]", "imagee"]);
+}
+
+#[test]
+fn test_cli_kernel_missing_or_not_a_kernel() {
+    let dir = TempDir::new("cli");
+    let pod = dir.write("pod.yaml", GOOD);
+    let out = peapod_run(&["run", "--kernel", "/nonexistent/vmlinux", pod.to_str().unwrap()], &dir.0);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("/nonexistent/vmlinux") && out.stderr.contains("scripts/build-kernel"), "{out:?}");
+
+    let not_kernel = dir.write("vmlinux", "#!/bin/sh\necho not a kernel\n");
+    let out = peapod_run(&["run", "--kernel", not_kernel.to_str().unwrap(), pod.to_str().unwrap()], &dir.0);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("not an ELF vmlinux or a bzImage"), "{out:?}");
+}
+
+/// A fake kernel and init that pass the format checks, for tests that stop
+/// at the host checks.
+fn fake_guest(dir: &TempDir) -> (String, String) {
+    let kernel = dir.write("fake-vmlinux", "\x7fELF fake");
+    let init = dir.write("fake-init", "\x7fELF fake");
+    (kernel.display().to_string(), init.display().to_string())
+}
+
+#[test]
+fn test_cli_kvm_not_accessible_says_how_to_get_access() {
+    if !is_root() || !ensure_test_user() {
+        eprintln!("skipped: needs root to run peapod as the unprivileged {TEST_USER} without /dev/kvm access");
+        return;
+    }
+    let dir = TempDir::new("cli");
+    let pod = dir.write("pod.yaml", GOOD);
+    let (kernel, init) = fake_guest(&dir);
+    let meta = std::fs::metadata("/dev/kvm");
+    if meta.map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 != 0).unwrap_or(false) {
+        eprintln!("skipped: /dev/kvm is accessible to everyone on this host");
+        return;
+    }
+    let out: Run = Command::new("setpriv")
+        .args(["--reuid", TEST_USER, "--regid", TEST_USER, "--clear-groups", "--"])
+        .arg(peapod())
+        .args(["run", "--kernel", &kernel, "--init", &init, pod.to_str().unwrap()])
+        .current_dir(&dir.0)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("/dev/kvm") && out.stderr.contains("not accessible"), "{out:?}");
+    assert!(out.stderr.contains("usermod") || out.stderr.contains("setfacl"), "says how: {out:?}");
+}
+
+#[test]
+fn test_cli_refuses_to_boot_on_pvm_with_advice() {
+    let Ok(kvm) = peapod::vmm::vstate::kvm::open_kvm() else {
+        eprintln!("skipped: no accessible /dev/kvm here");
+        return;
+    };
+    if peapod::vmm::vstate::kvm::detect_flavour(&kvm).unwrap().can_boot_linux() {
+        eprintln!("skipped: this host's KVM boots guests (the PVM refusal cannot be shown)");
+        return;
+    }
+    let dir = TempDir::new("cli");
+    let pod = dir.write("pod.yaml", GOOD);
+    let (kernel, init) = fake_guest(&dir);
+    let out = peapod_run(&["run", "--kernel", &kernel, "--init", &init, pod.to_str().unwrap()], &dir.0);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("PVM") && out.stderr.contains("scripts/kvm-runner"), "{out:?}");
+
+    let out = peapod_run(&["doctor", "--kernel", &kernel, "--init", &init], &dir.0);
+    assert_eq!(out.code, 1, "doctor says pods cannot run here: {out:?}");
+    assert!(out.stdout.contains("PVM") && out.stdout.contains("scripts/kvm-runner"), "{out:?}");
+}
+
+#[test]
+fn test_cli_initramfs_writes_newc_archive_with_init() {
+    let dir = TempDir::new("cli");
+    let init = dir.write("init", "\x7fELF pretend init");
+    let out_path = dir.0.join("initramfs.cpio");
+    let out = peapod_run(&["initramfs", "--init", init.to_str().unwrap(), "-o", out_path.to_str().unwrap()], &dir.0);
+    assert_eq!(out.code, 0, "{out:?}");
+    let entries = peapod::vmm::boot::initramfs::read_newc(&std::fs::read(&out_path).unwrap()).unwrap();
+    let e = entries.iter().find(|e| e.path == "init").expect("init entry");
+    assert_eq!(e.data, b"\x7fELF pretend init");
+}

@@ -1,0 +1,151 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The peapod binary under test.
+pub fn peapod() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_peapod"))
+}
+
+/// The unprivileged user tests run pods as. Created when the tests run as
+/// root and it does not exist yet.
+pub const TEST_USER: &str = "peapod-test";
+
+/// Whether we are root.
+pub fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
+}
+
+/// Make sure the test user exists (root only); returns whether it does.
+pub fn ensure_test_user() -> bool {
+    let exists = || Command::new("id").arg(TEST_USER).output().map(|o| o.status.success()).unwrap_or(false);
+    if !exists() && is_root() {
+        let _ = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER])
+            .status();
+    }
+    exists()
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new empty directory, readable by the test user.
+    pub fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!("peapod-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    /// Write a file in it.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Output of a command, as strings.
+pub struct Run {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Run peapod with `args` on this host.
+pub fn peapod_run(args: &[&str], cwd: &Path) -> Run {
+    Command::new(peapod()).args(args).current_dir(cwd).output().expect("run peapod").into()
+}
+
+/// Whether this host's own KVM can boot a guest kernel.
+pub fn host_boots_guests() -> bool {
+    match peapod::vmm::vstate::kvm::open_kvm() {
+        Ok(kvm) => peapod::vmm::vstate::kvm::detect_flavour(&kvm).map(|f| f.can_boot_linux()).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// The guest kernel the VM tests boot: $PEAPOD_KERNEL or peapod's default.
+/// A missing kernel fails the test, with the fix.
+pub fn guest_kernel() -> PathBuf {
+    let k = std::env::var_os("PEAPOD_KERNEL").map(PathBuf::from).unwrap_or_else(|| {
+        peapod::cli::paths::kernel(&peapod::cli::GuestArgs { kernel: None, init: None }).path
+    });
+    assert!(k.is_file(), "no guest kernel at {}: run scripts/build-kernel (scripts/test does)", k.display());
+    k
+}
+
+/// Run `cmd` on a KVM that can boot guests, as the unprivileged test user
+/// where possible: directly on VT-x/AMD-V hosts, else inside
+/// scripts/kvm-runner. A runner that freezes (exit 124) is retried twice,
+/// and every retry is reported.
+pub fn on_guest_capable_kvm(cmd: &[&str]) -> Run {
+    let kernel = guest_kernel();
+    if host_boots_guests() {
+        eprintln!("running directly on this host's KVM: {cmd:?}");
+        return Command::new(cmd[0])
+            .args(&cmd[1..])
+            .current_dir(repo())
+            .env("PEAPOD_KERNEL", &kernel)
+            .output()
+            .expect("run command")
+            .into();
+    }
+    let user = if ensure_test_user() { TEST_USER.to_string() } else { whoami() };
+    for attempt in 1..=3 {
+        let out: Run = Command::new(repo().join("scripts/kvm-runner"))
+            .args(["--user", &user, "--timeout", "600", "--"])
+            .args(cmd)
+            .current_dir(repo())
+            .env("PEAPOD_KERNEL", &kernel)
+            .output()
+            .expect("run scripts/kvm-runner")
+            .into();
+        if out.code != 124 {
+            return out;
+        }
+        eprintln!("kvm-runner froze or timed out (attempt {attempt} of 3): retrying\n{out:?}");
+    }
+    panic!("kvm-runner timed out three times running {cmd:?}");
+}
+
+fn whoami() -> String {
+    let o = Command::new("id").arg("-un").output().expect("id -un");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
