@@ -26,20 +26,41 @@ spec:
 fn run_spec(yaml: &str) -> (Run, String) {
     let dir = TempDir::new("cli");
     let pod = dir.write("pod.yaml", yaml);
-    let out = peapod_run(&["run", "--kernel", "/nonexistent/vmlinux", pod.to_str().unwrap()], &dir.0);
-    let leftovers: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 1, "nothing but the pod file is left: {leftovers:?}");
+    let out = peapod_run(
+        &[
+            "run",
+            "--kernel",
+            "/nonexistent/vmlinux",
+            pod.to_str().unwrap(),
+        ],
+        &dir.0,
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "nothing but the pod file is left: {leftovers:?}"
+    );
     (out, pod.display().to_string())
 }
 
 fn assert_bad(yaml: &str, needles: &[&str]) {
     let (out, file) = run_spec(yaml);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains(&file) || out.stderr.contains("pod.yaml"), "names the file: {out:?}");
+    assert!(
+        out.stderr.contains(&file) || out.stderr.contains("pod.yaml"),
+        "names the file: {out:?}"
+    );
     for n in needles {
         assert!(out.stderr.contains(n), "expected {n:?} in: {out:?}");
     }
-    assert!(!out.stderr.contains("/nonexistent/vmlinux"), "spec errors come before kernel checks: {out:?}");
+    assert!(
+        !out.stderr.contains("/nonexistent/vmlinux"),
+        "spec errors come before kernel checks: {out:?}"
+    );
     assert!(out.stdout.is_empty(), "{out:?}");
 }
 
@@ -53,17 +74,26 @@ fn test_cli_missing_pod_file() {
 
 #[test]
 fn test_cli_yaml_syntax_error_names_line() {
-    assert_bad("apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers: [\n", &["line"]);
+    assert_bad(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\nspec:\n  containers: [\n",
+        &["line"],
+    );
 }
 
 #[test]
 fn test_cli_kind_not_pod() {
-    assert_bad(&GOOD.replace("kind: Pod", "kind: Deployment"), &["kind", "Deployment"]);
+    assert_bad(
+        &GOOD.replace("kind: Pod", "kind: Deployment"),
+        &["kind", "Deployment"],
+    );
 }
 
 #[test]
 fn test_cli_no_containers() {
-    assert_bad("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers: []\n", &["spec.containers"]);
+    assert_bad(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers: []\n",
+        &["spec.containers"],
+    );
 }
 
 #[test]
@@ -74,36 +104,70 @@ fn test_cli_duplicate_container_names() {
 
 #[test]
 fn test_cli_bad_quantity() {
-    assert_bad(&GOOD.replace("64Mi", "1.5Gx"), &["spec.containers[0].resources.limits.memory", "1.5Gx"]);
+    assert_bad(
+        &GOOD.replace("64Mi", "1.5Gx"),
+        &["spec.containers[0].resources.limits.memory", "1.5Gx"],
+    );
 }
 
 #[test]
 fn test_cli_memory_too_small() {
-    assert_bad(&GOOD.replace("64Mi", "1Mi"), &["spec.containers[0].resources.limits.memory", "6Mi"]);
+    assert_bad(
+        &GOOD.replace("64Mi", "1Mi"),
+        &["spec.containers[0].resources.limits.memory", "6Mi"],
+    );
 }
 
 #[test]
 fn test_cli_empty_image() {
-    assert_bad(&GOOD.replace("busybox:latest", "\"\""), &["spec.containers[0].image"]);
+    assert_bad(
+        &GOOD.replace("busybox:latest", "\"\""),
+        &["spec.containers[0].image"],
+    );
 }
 
 #[test]
 fn test_cli_unknown_field_names_path() {
-    assert_bad(&GOOD.replace("      image:", "      imagee: x\n      image:"), &["spec.containers[0]", "imagee"]);
+    assert_bad(
+        &GOOD.replace("      image:", "      imagee: x\n      image:"),
+        &["spec.containers[0]", "imagee"],
+    );
 }
 
 #[test]
 fn test_cli_kernel_missing_or_not_a_kernel() {
     let dir = TempDir::new("cli");
     let pod = dir.write("pod.yaml", GOOD);
-    let out = peapod_run(&["run", "--kernel", "/nonexistent/vmlinux", pod.to_str().unwrap()], &dir.0);
+    let out = peapod_run(
+        &[
+            "run",
+            "--kernel",
+            "/nonexistent/vmlinux",
+            pod.to_str().unwrap(),
+        ],
+        &dir.0,
+    );
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("/nonexistent/vmlinux") && out.stderr.contains("scripts/build-kernel"), "{out:?}");
+    assert!(
+        out.stderr.contains("/nonexistent/vmlinux") && out.stderr.contains("scripts/build-kernel"),
+        "{out:?}"
+    );
 
     let not_kernel = dir.write("vmlinux", "#!/bin/sh\necho not a kernel\n");
-    let out = peapod_run(&["run", "--kernel", not_kernel.to_str().unwrap(), pod.to_str().unwrap()], &dir.0);
+    let out = peapod_run(
+        &[
+            "run",
+            "--kernel",
+            not_kernel.to_str().unwrap(),
+            pod.to_str().unwrap(),
+        ],
+        &dir.0,
+    );
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("not an ELF vmlinux or a bzImage"), "{out:?}");
+    assert!(
+        out.stderr.contains("not an ELF vmlinux or a bzImage"),
+        "{out:?}"
+    );
 }
 
 /// A fake kernel and init that pass the format checks, for tests that stop
@@ -124,21 +188,44 @@ fn test_cli_kvm_not_accessible_says_how_to_get_access() {
     let pod = dir.write("pod.yaml", GOOD);
     let (kernel, init) = fake_guest(&dir);
     let meta = std::fs::metadata("/dev/kvm");
-    if meta.map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 != 0).unwrap_or(false) {
+    if meta
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 != 0)
+        .unwrap_or(false)
+    {
         eprintln!("skipped: /dev/kvm is accessible to everyone on this host");
         return;
     }
     let out: Run = Command::new("setpriv")
-        .args(["--reuid", TEST_USER, "--regid", TEST_USER, "--clear-groups", "--"])
+        .args([
+            "--reuid",
+            TEST_USER,
+            "--regid",
+            TEST_USER,
+            "--clear-groups",
+            "--",
+        ])
         .arg(peapod())
-        .args(["run", "--kernel", &kernel, "--init", &init, pod.to_str().unwrap()])
+        .args([
+            "run",
+            "--kernel",
+            &kernel,
+            "--init",
+            &init,
+            pod.to_str().unwrap(),
+        ])
         .current_dir(&dir.0)
         .output()
         .unwrap()
         .into();
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("/dev/kvm") && out.stderr.contains("not accessible"), "{out:?}");
-    assert!(out.stderr.contains("usermod") || out.stderr.contains("setfacl"), "says how: {out:?}");
+    assert!(
+        out.stderr.contains("/dev/kvm") && out.stderr.contains("not accessible"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("usermod") || out.stderr.contains("setfacl"),
+        "says how: {out:?}"
+    );
 }
 
 #[test]
@@ -147,20 +234,39 @@ fn test_cli_refuses_to_boot_on_pvm_with_advice() {
         eprintln!("skipped: no accessible /dev/kvm here");
         return;
     };
-    if peapod::vmm::vstate::kvm::detect_flavour(&kvm).unwrap().can_boot_linux() {
+    if peapod::vmm::vstate::kvm::detect_flavour(&kvm)
+        .unwrap()
+        .can_boot_linux()
+    {
         eprintln!("skipped: this host's KVM boots guests (the PVM refusal cannot be shown)");
         return;
     }
     let dir = TempDir::new("cli");
     let pod = dir.write("pod.yaml", GOOD);
     let (kernel, init) = fake_guest(&dir);
-    let out = peapod_run(&["run", "--kernel", &kernel, "--init", &init, pod.to_str().unwrap()], &dir.0);
+    let out = peapod_run(
+        &[
+            "run",
+            "--kernel",
+            &kernel,
+            "--init",
+            &init,
+            pod.to_str().unwrap(),
+        ],
+        &dir.0,
+    );
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("PVM") && out.stderr.contains("scripts/kvm-runner"), "{out:?}");
+    assert!(
+        out.stderr.contains("PVM") && out.stderr.contains("scripts/kvm-runner"),
+        "{out:?}"
+    );
 
     let out = peapod_run(&["doctor", "--kernel", &kernel, "--init", &init], &dir.0);
     assert_eq!(out.code, 1, "doctor says pods cannot run here: {out:?}");
-    assert!(out.stdout.contains("PVM") && out.stdout.contains("scripts/kvm-runner"), "{out:?}");
+    assert!(
+        out.stdout.contains("PVM") && out.stdout.contains("scripts/kvm-runner"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -168,9 +274,22 @@ fn test_cli_initramfs_writes_newc_archive_with_init() {
     let dir = TempDir::new("cli");
     let init = dir.write("init", "\x7fELF pretend init");
     let out_path = dir.0.join("initramfs.cpio");
-    let out = peapod_run(&["initramfs", "--init", init.to_str().unwrap(), "-o", out_path.to_str().unwrap()], &dir.0);
+    let out = peapod_run(
+        &[
+            "initramfs",
+            "--init",
+            init.to_str().unwrap(),
+            "-o",
+            out_path.to_str().unwrap(),
+        ],
+        &dir.0,
+    );
     assert_eq!(out.code, 0, "{out:?}");
-    let entries = peapod::vmm::boot::initramfs::read_newc(&std::fs::read(&out_path).unwrap()).unwrap();
-    let e = entries.iter().find(|e| e.path == "init").expect("init entry");
+    let entries =
+        peapod::vmm::boot::initramfs::read_newc(&std::fs::read(&out_path).unwrap()).unwrap();
+    let e = entries
+        .iter()
+        .find(|e| e.path == "init")
+        .expect("init entry");
     assert_eq!(e.data, b"\x7fELF pretend init");
 }

@@ -15,9 +15,19 @@ fn test_vm_boots_hello_pod_to_peapod_init_rootless() {
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("hello: peapod-init ready (guest uptime"), "{out:?}");
-    assert!(out.stdout.contains("hello: exited with status 0"), "{out:?}");
-    assert!(out.stderr.contains("peapod-init ready"), "timings are printed: {out:?}");
+    assert!(
+        out.stdout
+            .contains("hello: peapod-init ready (guest uptime"),
+        "{out:?}"
+    );
+    assert!(
+        out.stdout.contains("hello: exited with status 0"),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("peapod-init ready"),
+        "timings are printed: {out:?}"
+    );
     let uid: u32 = out
         .stdout
         .lines()
@@ -37,10 +47,20 @@ fn test_vm_guest_without_working_init_fails_with_console_tail() {
     // panics, resets (panic=-1), and peapod must say so, with the console.
     let peapod = peapod();
     let not_static = "/bin/true";
-    let script = format!("exec {} run --init {not_static} --boot-timeout 300 examples/hello.yaml", peapod.display());
+    let script = format!(
+        "exec {} run --init {not_static} --boot-timeout 300 examples/hello.yaml",
+        peapod.display()
+    );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("before peapod-init reported an exit status"), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("before peapod-init reported an exit status"),
+        "{out:?}"
+    );
     assert!(out.stderr.contains("last console lines"), "{out:?}");
-    assert!(out.stderr.contains("Kernel panic") || out.stderr.contains("init"), "{out:?}");
+    assert!(
+        out.stderr.contains("Kernel panic") || out.stderr.contains("init"),
+        "{out:?}"
+    );
 }

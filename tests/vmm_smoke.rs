@@ -71,17 +71,28 @@ fn test_vmm_runs_cpl3_payload_through_serial_mmio_and_reset() {
     let dir = std::env::temp_dir().join(format!("peapod-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let console = dir.join("console.log");
-    let cfg = VmConfig { mem_bytes: 32 << 20, vcpus: 1, console_log: Some(console.clone()), console_echo: false };
+    let cfg = VmConfig {
+        mem_bytes: 32 << 20,
+        vcpus: 1,
+        console_log: Some(console.clone()),
+        console_echo: false,
+    };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
-    vm.load_user_payload(&payload(), GuestAddress(PAYLOAD_AT)).unwrap();
+    vm.load_user_payload(&payload(), GuestAddress(PAYLOAD_AT))
+        .unwrap();
     let mem = vm.memory().clone();
     let outcome = vm.run(Some(Duration::from_secs(30))).unwrap();
     assert_eq!(outcome.end, GuestEnd::Reset, "{outcome:?}");
     let mut words = [0u32; 3];
     for (i, w) in words.iter_mut().enumerate() {
-        *w = mem.read_obj(GuestAddress(RESULT_AT + 4 * i as u64)).unwrap();
+        *w = mem
+            .read_obj(GuestAddress(RESULT_AT + 4 * i as u64))
+            .unwrap();
     }
-    assert_eq!(words[0], MMIO_MAGIC, "virtio-mmio magic read through an MMIO exit");
+    assert_eq!(
+        words[0], MMIO_MAGIC,
+        "virtio-mmio magic read through an MMIO exit"
+    );
     assert_eq!(words[1], 4, "device id of virtio-rng");
     assert_eq!(words[2], 1, "status register written and read back");
     assert_eq!(std::fs::read_to_string(&console).unwrap(), "OK\n");
@@ -92,10 +103,16 @@ fn test_vmm_runs_cpl3_payload_through_serial_mmio_and_reset() {
 #[test]
 fn test_vmm_stops_spinning_guest_at_deadline() {
     let Some(kvm) = kvm_or_skip() else { return };
-    let cfg = VmConfig { mem_bytes: 16 << 20, vcpus: 2, console_log: None, console_echo: false };
+    let cfg = VmConfig {
+        mem_bytes: 16 << 20,
+        vcpus: 2,
+        console_log: None,
+        console_echo: false,
+    };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     // jmp $: never ready, never exits; the VMM must stop both vCPUs.
-    vm.load_user_payload(&[0xeb, 0xfe], GuestAddress(PAYLOAD_AT)).unwrap();
+    vm.load_user_payload(&[0xeb, 0xfe], GuestAddress(PAYLOAD_AT))
+        .unwrap();
     let outcome = vm.run(Some(Duration::from_millis(300))).unwrap();
     assert_eq!(outcome.end, GuestEnd::BootTimeout);
     assert!(outcome.ready.is_none());
@@ -104,7 +121,12 @@ fn test_vmm_stops_spinning_guest_at_deadline() {
 #[test]
 fn test_vmm_unhandled_io_reads_all_ones() {
     let Some(kvm) = kvm_or_skip() else { return };
-    let cfg = VmConfig { mem_bytes: 16 << 20, vcpus: 1, console_log: None, console_echo: false };
+    let cfg = VmConfig {
+        mem_bytes: 16 << 20,
+        vcpus: 1,
+        console_log: None,
+        console_echo: false,
+    };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     let mut c = Vec::new();
     // mov dx, 0x1234; in al, dx; mov [RESULT_AT], al
@@ -123,5 +145,8 @@ fn test_vmm_unhandled_io_reads_all_ones() {
     let outcome = vm.run(Some(Duration::from_secs(30))).unwrap();
     assert_eq!(outcome.end, GuestEnd::Reset, "{outcome:?}");
     assert_eq!(mem.read_obj::<u8>(GuestAddress(RESULT_AT)).unwrap(), 0xff);
-    assert_eq!(mem.read_obj::<u32>(GuestAddress(RESULT_AT + 4)).unwrap(), 0xffff_ffff);
+    assert_eq!(
+        mem.read_obj::<u32>(GuestAddress(RESULT_AT + 4)).unwrap(),
+        0xffff_ffff
+    );
 }

@@ -38,7 +38,9 @@ fn main() -> ExitCode {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if let Some(name) = kernel_cmdline_value(&cmdline, CMDLINE_POD_NAME) {
         if let Err(e) = sys::set_hostname(&name) {
-            say(&format!("peapod-init: error: cannot set hostname {name}: {e}"));
+            say(&format!(
+                "peapod-init: error: cannot set hostname {name}: {e}"
+            ));
         }
     }
     say(&ready_line(sys::uptime_ms()));
@@ -53,7 +55,10 @@ mod tests {
     #[test]
     fn test_kernel_cmdline_value() {
         let c = "console=ttyS0 peapod.pod=hello quiet peapod.podx=no";
-        assert_eq!(kernel_cmdline_value(c, "peapod.pod").as_deref(), Some("hello"));
+        assert_eq!(
+            kernel_cmdline_value(c, "peapod.pod").as_deref(),
+            Some("hello")
+        );
         assert_eq!(kernel_cmdline_value(c, "console").as_deref(), Some("ttyS0"));
         assert_eq!(kernel_cmdline_value(c, "missing"), None);
     }

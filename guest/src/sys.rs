@@ -21,9 +21,27 @@ const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | li
 
 /// The kernel file systems every guest gets.
 pub const BASE_MOUNTS: &[MountSpec] = &[
-    MountSpec { source: "proc", target: "/proc", fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: "" },
-    MountSpec { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: "" },
-    MountSpec { source: "devtmpfs", target: "/dev", fstype: "devtmpfs", flags: libc::MS_NOSUID, data: "mode=0755" },
+    MountSpec {
+        source: "proc",
+        target: "/proc",
+        fstype: "proc",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+    },
+    MountSpec {
+        source: "sysfs",
+        target: "/sys",
+        fstype: "sysfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: "",
+    },
+    MountSpec {
+        source: "devtmpfs",
+        target: "/dev",
+        fstype: "devtmpfs",
+        flags: libc::MS_NOSUID,
+        data: "mode=0755",
+    },
 ];
 
 fn cstr(s: &str) -> io::Result<CString> {
@@ -33,23 +51,42 @@ fn cstr(s: &str) -> io::Result<CString> {
 /// Mount one file system, creating the mount point if needed.
 pub fn mount_fs(m: &MountSpec) -> io::Result<()> {
     std::fs::create_dir_all(m.target)?;
-    let (source, target, fstype, data) = (cstr(m.source)?, cstr(m.target)?, cstr(m.fstype)?, cstr(m.data)?);
+    let (source, target, fstype, data) = (
+        cstr(m.source)?,
+        cstr(m.target)?,
+        cstr(m.fstype)?,
+        cstr(m.data)?,
+    );
     // SAFETY: all pointers are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), m.flags, data.as_ptr().cast()) };
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            m.flags,
+            data.as_ptr().cast(),
+        )
+    };
     if rc != 0 {
         let e = io::Error::last_os_error();
         // devtmpfs may already be mounted by the kernel (CONFIG_DEVTMPFS_MOUNT).
         if e.raw_os_error() == Some(libc::EBUSY) {
             return Ok(());
         }
-        return Err(io::Error::new(e.kind(), format!("mount {} on {}: {e}", m.fstype, m.target)));
+        return Err(io::Error::new(
+            e.kind(),
+            format!("mount {} on {}: {e}", m.fstype, m.target),
+        ));
     }
     Ok(())
 }
 
 /// Milliseconds since the guest kernel booted.
 pub fn uptime_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid timespec for the kernel to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000

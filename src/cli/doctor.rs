@@ -15,7 +15,9 @@ pub struct DoctorArgs {
 
 fn which(cmd: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(cmd)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
 }
 
 /// Report on the host. Exits 0 when pods can run here directly, 1 otherwise.
@@ -30,9 +32,19 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode, Failure> {
         Ok(k) => {
             line(true, "/dev/kvm", "accessible".into());
             match kvm::detect_flavour(&k) {
-                Ok(KvmFlavour::Hardware) => line(true, "KVM flavour", KvmFlavour::Hardware.to_string()),
-                Ok(KvmFlavour::Pvm) => line(false, "KVM flavour", format!("{}: {}", KvmFlavour::Pvm, kvm::PVM_ADVICE)),
-                Err(e) => line(false, "KVM flavour", format!("cannot read KVM's MSR list: {e}")),
+                Ok(KvmFlavour::Hardware) => {
+                    line(true, "KVM flavour", KvmFlavour::Hardware.to_string())
+                }
+                Ok(KvmFlavour::Pvm) => line(
+                    false,
+                    "KVM flavour",
+                    format!("{}: {}", KvmFlavour::Pvm, kvm::PVM_ADVICE),
+                ),
+                Err(e) => line(
+                    false,
+                    "KVM flavour",
+                    format!("cannot read KVM's MSR list: {e}"),
+                ),
             }
         }
         Err(e) => line(false, "/dev/kvm", e.to_string()),
@@ -40,12 +52,24 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode, Failure> {
 
     let kernel = paths::kernel(&args.guest);
     match boot::check_kernel(&kernel.path) {
-        Ok(format) => line(true, "guest kernel", format!("{} ({format:?}, from {})", kernel.path.display(), kernel.origin)),
+        Ok(format) => line(
+            true,
+            "guest kernel",
+            format!(
+                "{} ({format:?}, from {})",
+                kernel.path.display(),
+                kernel.origin
+            ),
+        ),
         Err(e) => line(false, "guest kernel", e.to_string()),
     }
     let init = paths::init(&args.guest);
     match paths::read_init(&init) {
-        Ok(_) => line(true, "peapod-init", format!("{} (from {})", init.path.display(), init.origin)),
+        Ok(_) => line(
+            true,
+            "peapod-init",
+            format!("{} (from {})", init.path.display(), init.origin),
+        ),
         Err(e) => line(false, "peapod-init", e.to_string()),
     }
     let runner_ok = which("qemu-system-x86_64").is_some();
@@ -53,11 +77,23 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode, Failure> {
         "info {:<14} {}",
         "kvm-runner",
         if runner_ok {
-            "qemu-system-x86_64 found: scripts/kvm-runner can run pods in an emulated KVM host".to_string()
+            "qemu-system-x86_64 found: scripts/kvm-runner can run pods in an emulated KVM host"
+                .to_string()
         } else {
             "qemu-system-x86_64 missing (scripts/kvm-runner installs it: apt-get install qemu-system-x86)".to_string()
         }
     );
-    println!("{}", if ok { "pods can run on this host" } else { "pods cannot run directly on this host (see FAIL lines)" });
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    println!(
+        "{}",
+        if ok {
+            "pods can run on this host"
+        } else {
+            "pods cannot run directly on this host (see FAIL lines)"
+        }
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

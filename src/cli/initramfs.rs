@@ -23,7 +23,9 @@ pub struct InitramfsArgs {
 /// Write the initramfs.
 pub fn initramfs(args: InitramfsArgs) -> Result<ExitCode, Failure> {
     let init = paths::read_init(&paths::init(&args.guest)).map_err(Failure::Usage)?;
-    let archive = initramfs::build(init).context("cannot build the initramfs").map_err(Failure::Runtime)?;
+    let archive = initramfs::build(init)
+        .context("cannot build the initramfs")
+        .map_err(Failure::Runtime)?;
     std::fs::write(&args.output, archive)
         .with_context(|| format!("cannot write {}", args.output.display()))
         .map_err(Failure::Usage)?;

@@ -12,7 +12,7 @@ pub fn cache_dir() -> PathBuf {
     }
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } == 0 {
-        return "/var/cache/peapod".into();
+        return SYSTEM_CACHE.into();
     }
     if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
         return Path::new(&p).join("peapod");
@@ -33,38 +33,75 @@ pub struct Located {
 /// The guest kernel to use.
 pub fn kernel(args: &GuestArgs) -> Located {
     if let Some(p) = &args.kernel {
-        return Located { path: p.clone(), origin: "--kernel" };
+        return Located {
+            path: p.clone(),
+            origin: "--kernel",
+        };
     }
     if let Some(p) = std::env::var_os("PEAPOD_KERNEL") {
-        return Located { path: p.into(), origin: "$PEAPOD_KERNEL" };
+        return Located {
+            path: p.into(),
+            origin: "$PEAPOD_KERNEL",
+        };
     }
-    Located { path: cache_dir().join("kernel/default/vmlinux"), origin: "scripts/build-kernel's cache" }
+    // The user's own cache first, then the system-wide one that
+    // scripts/build-kernel fills when run as root.
+    let candidates = [cache_dir(), PathBuf::from(SYSTEM_CACHE)];
+    let path = candidates
+        .iter()
+        .map(|c| c.join("kernel/default/vmlinux"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| cache_dir().join("kernel/default/vmlinux"));
+    Located {
+        path,
+        origin: "scripts/build-kernel's cache",
+    }
 }
+
+/// The cache scripts/build-kernel uses when run as root.
+pub const SYSTEM_CACHE: &str = "/var/cache/peapod";
 
 /// The guest init to use.
 pub fn init(args: &GuestArgs) -> Located {
     if let Some(p) = &args.init {
-        return Located { path: p.clone(), origin: "--init" };
+        return Located {
+            path: p.clone(),
+            origin: "--init",
+        };
     }
     if let Some(p) = std::env::var_os("PEAPOD_INIT") {
-        return Located { path: p.into(), origin: "$PEAPOD_INIT" };
+        return Located {
+            path: p.into(),
+            origin: "$PEAPOD_INIT",
+        };
     }
-    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf));
     if let Some(dir) = exe_dir {
         // An installed peapod ships peapod-init beside it; a cargo build puts
         // the static guest build under target/x86_64-unknown-linux-gnu/.
         let beside = dir.join("peapod-init");
         if beside.is_file() {
-            return Located { path: beside, origin: "next to peapod" };
+            return Located {
+                path: beside,
+                origin: "next to peapod",
+            };
         }
         if let Some(target) = dir.parent() {
             let static_build = target.join("x86_64-unknown-linux-gnu/guest/peapod-init");
             if static_build.is_file() {
-                return Located { path: static_build, origin: "scripts/build-init's build" };
+                return Located {
+                    path: static_build,
+                    origin: "scripts/build-init's build",
+                };
             }
         }
     }
-    Located { path: cache_dir().join("peapod-init"), origin: "peapod's cache" }
+    Located {
+        path: cache_dir().join("peapod-init"),
+        origin: "peapod's cache",
+    }
 }
 
 /// Read the init binary and check it is a static ELF executable.
@@ -77,7 +114,10 @@ pub fn read_init(loc: &Located) -> anyhow::Result<Vec<u8>> {
         )
     })?;
     if !bytes.starts_with(b"\x7fELF") {
-        anyhow::bail!("peapod-init {} is not an ELF executable; build it with scripts/build-init", loc.path.display());
+        anyhow::bail!(
+            "peapod-init {} is not an ELF executable; build it with scripts/build-init",
+            loc.path.display()
+        );
     }
     Ok(bytes)
 }

@@ -73,7 +73,10 @@ impl Timings {
 
 /// Run the pod.
 pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
-    let mut t = Timings { rows: Vec::new(), started };
+    let mut t = Timings {
+        rows: Vec::new(),
+        started,
+    };
     // 1. The spec (and its images) first: a bad file gets the same answer on
     //    every machine, before any look at the host.
     let plan = crate::spec::load(&args.pod).map_err(|e| Failure::Usage(e.into()))?;
@@ -81,12 +84,15 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
 
     // 2. Guest artifacts.
     let kernel = paths::kernel(&args.guest);
-    boot::check_kernel(&kernel.path).map_err(|e| Failure::Usage(anyhow!(e).context(format!("kernel from {}", kernel.origin))))?;
+    boot::check_kernel(&kernel.path).map_err(|e| {
+        Failure::Usage(anyhow!(e).context(format!("kernel from {}", kernel.origin)))
+    })?;
     let init = paths::read_init(&paths::init(&args.guest)).map_err(Failure::Usage)?;
 
     // 3. The host's KVM.
     let kvm = kvm::open_kvm().map_err(|e| Failure::Usage(e.into()))?;
-    let flavour = kvm::detect_flavour(&kvm).map_err(|e| Failure::Usage(anyhow!(e).context("cannot query KVM's MSR list")))?;
+    let flavour = kvm::detect_flavour(&kvm)
+        .map_err(|e| Failure::Usage(anyhow!(e).context("cannot query KVM's MSR list")))?;
     if !flavour.can_boot_linux() && !args.force_boot {
         return Err(Failure::Usage(anyhow!("{PVM_ADVICE}")));
     }
@@ -94,33 +100,68 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
     // 4. Size and build the VM.
     let mem_bytes = plan.effective_memory() + GUEST_MEMORY_OVERHEAD;
     let vcpus = plan.vcpus().min(u32::from(boot::mptable::MAX_VCPUS)) as u8;
-    let cfg = VmConfig { mem_bytes, vcpus, console_log: args.console_log.clone(), console_echo: args.console };
-    let initrd = initramfs::build(init).map_err(|e| Failure::Runtime(anyhow!(e).context("cannot build the initramfs")))?;
+    let cfg = VmConfig {
+        mem_bytes,
+        vcpus,
+        console_log: args.console_log.clone(),
+        console_echo: args.console,
+    };
+    let initrd = initramfs::build(init)
+        .map_err(|e| Failure::Runtime(anyhow!(e).context("cannot build the initramfs")))?;
     let mut vm = Vm::new(&kvm, &cfg).map_err(|e| Failure::Runtime(e.into()))?;
     t.mark("VM created");
     let cmdline = kernel_cmdline(&plan.name, args.console)
         .map_err(|e| Failure::Runtime(anyhow!("kernel command line: {e}")))?;
-    vm.load_linux(&kernel.path, &initrd, cmdline).map_err(|e| Failure::Runtime(e.into()))?;
+    vm.load_linux(&kernel.path, &initrd, cmdline)
+        .map_err(|e| Failure::Runtime(e.into()))?;
     t.mark("kernel loaded");
-    log::info!("pod {}: {} MiB, {} vCPU(s), kernel {}", plan.name, mem_bytes >> 20, vcpus, kernel.path.display());
+    log::info!(
+        "pod {}: {} MiB, {} vCPU(s), kernel {}",
+        plan.name,
+        mem_bytes >> 20,
+        vcpus,
+        kernel.path.display()
+    );
 
     // 5. Boot and wait.
     let outcome: RunOutcome = vm
         .run(Some(Duration::from_secs(args.boot_timeout)))
         .map_err(|e| Failure::Runtime(e.into()))?;
     if let Some((at, uptime)) = outcome.ready {
-        t.rows.push(("first KVM_RUN", t.rows.last().map(|r| r.1).unwrap_or_default()));
-        t.rows.push(("peapod-init ready", t.rows.last().map(|r| r.1).unwrap_or_default() + at));
-        println!("{}: peapod-init ready (guest uptime {uptime} ms)", plan.name);
+        t.rows.push((
+            "first KVM_RUN",
+            t.rows.last().map(|r| r.1).unwrap_or_default(),
+        ));
+        t.rows.push((
+            "peapod-init ready",
+            t.rows.last().map(|r| r.1).unwrap_or_default() + at,
+        ));
+        println!(
+            "{}: peapod-init ready (guest uptime {uptime} ms)",
+            plan.name
+        );
     }
     if args.timings {
         t.print(outcome.ready.map(|r| r.1));
-        eprintln!("  {:<24} {:>9.1} ms", "VM ran for", outcome.ran_for.as_secs_f64() * 1e3);
+        eprintln!(
+            "  {:<24} {:>9.1} ms",
+            "VM ran for",
+            outcome.ran_for.as_secs_f64() * 1e3
+        );
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         if let Some(rss) = outcome.process_rss {
-            eprintln!("  {:<24} {:>9.1} MiB", "VMM RSS excl. guest", mib(rss.saturating_sub(outcome.guest_resident)));
+            eprintln!(
+                "  {:<24} {:>9.1} MiB",
+                "VMM RSS excl. guest",
+                mib(rss.saturating_sub(outcome.guest_resident))
+            );
         }
-        eprintln!("  {:<24} {:>9.1} MiB of {}", "guest memory touched", mib(outcome.guest_resident), mib(mem_bytes));
+        eprintln!(
+            "  {:<24} {:>9.1} MiB of {}",
+            "guest memory touched",
+            mib(outcome.guest_resident),
+            mib(mem_bytes)
+        );
     }
     if let Some(msg) = outcome.explain(flavour) {
         return Err(Failure::Runtime(anyhow!("pod {}: {msg}", plan.name)));

@@ -177,7 +177,8 @@ impl FromStr for ImageRef {
                     return Ok(ImageRef::OciArchive { path, tag });
                 }
                 "docker-archive" => {
-                    let path = check_path(input, rest, "docker-archive:", "docker-archive:./app.tar")?;
+                    let path =
+                        check_path(input, rest, "docker-archive:", "docker-archive:./app.tar")?;
                     if rest.contains(':') {
                         return Err(invalid(
                             input,
@@ -193,8 +194,9 @@ impl FromStr for ImageRef {
                 }
                 _ => {}
             }
-            if let Some((transport, note)) =
-                UNSUPPORTED_TRANSPORTS.iter().find(|(name, _)| *name == prefix)
+            if let Some((transport, note)) = UNSUPPORTED_TRANSPORTS
+                .iter()
+                .find(|(name, _)| *name == prefix)
             {
                 return Err(ImageRefError::UnsupportedTransport {
                     input: input.to_owned(),
@@ -259,7 +261,9 @@ fn check_oci_ref_name(input: &str, tag: &str) -> Result<(), ImageRefError> {
         ));
     }
     let is_separator = |c: char| "-._:@+/".contains(c);
-    let chars_ok = tag.chars().all(|c| c.is_ascii_alphanumeric() || is_separator(c));
+    let chars_ok = tag
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || is_separator(c));
     let ends_ok = tag.starts_with(|c: char| c.is_ascii_alphanumeric())
         && tag.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !chars_ok || !ends_ok {
@@ -379,7 +383,9 @@ fn check_digest(input: &str, digest: &str) -> Result<(), ImageRefError> {
             ))
         }
     };
-    let is_hex = hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    let is_hex = hex
+        .chars()
+        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
     if hex.len() != want_len || !is_hex {
         return Err(invalid(
             input,
@@ -584,13 +590,34 @@ mod tests {
         let with_digest = format!("busybox@{SHA}");
         let with_tag_and_digest = format!("registry.example.com:5000/ns/img:v2@{SHA}");
         let cases: Vec<(&str, ImageRef)> = vec![
-            ("busybox", named("docker.io/library/busybox", Some("latest"), None)),
-            ("busybox:latest", named("docker.io/library/busybox", Some("latest"), None)),
-            ("busybox:1.36", named("docker.io/library/busybox", Some("1.36"), None)),
-            ("library/busybox:1.36", named("docker.io/library/busybox", Some("1.36"), None)),
-            ("docker.io/library/busybox", named("docker.io/library/busybox", Some("latest"), None)),
-            ("docker.io/busybox", named("docker.io/library/busybox", Some("latest"), None)),
-            ("index.docker.io/busybox", named("docker.io/library/busybox", Some("latest"), None)),
+            (
+                "busybox",
+                named("docker.io/library/busybox", Some("latest"), None),
+            ),
+            (
+                "busybox:latest",
+                named("docker.io/library/busybox", Some("latest"), None),
+            ),
+            (
+                "busybox:1.36",
+                named("docker.io/library/busybox", Some("1.36"), None),
+            ),
+            (
+                "library/busybox:1.36",
+                named("docker.io/library/busybox", Some("1.36"), None),
+            ),
+            (
+                "docker.io/library/busybox",
+                named("docker.io/library/busybox", Some("latest"), None),
+            ),
+            (
+                "docker.io/busybox",
+                named("docker.io/library/busybox", Some("latest"), None),
+            ),
+            (
+                "index.docker.io/busybox",
+                named("docker.io/library/busybox", Some("latest"), None),
+            ),
             ("user/app:v1", named("docker.io/user/app", Some("v1"), None)),
             (
                 "registry.example.com:5000/ns/img:tag",
@@ -600,15 +627,39 @@ mod tests {
                 "registry.example.com/a/b/c",
                 named("registry.example.com/a/b/c", Some("latest"), None),
             ),
-            ("localhost/app", named("localhost/app", Some("latest"), None)),
-            ("localhost:5000/app:dev", named("localhost:5000/app", Some("dev"), None)),
-            ("[::1]:5000/app", named("[::1]:5000/app", Some("latest"), None)),
-            ("Registry.Example.com/app", named("Registry.Example.com/app", Some("latest"), None)),
-            ("quay.io/my_org/my-app__x.y:V1_2.3-rc", named("quay.io/my_org/my-app__x.y", Some("V1_2.3-rc"), None)),
-            ("a--b", named("docker.io/library/a--b", Some("latest"), None)),
-            ("docker:latest", named("docker.io/library/docker", Some("latest"), None)),
+            (
+                "localhost/app",
+                named("localhost/app", Some("latest"), None),
+            ),
+            (
+                "localhost:5000/app:dev",
+                named("localhost:5000/app", Some("dev"), None),
+            ),
+            (
+                "[::1]:5000/app",
+                named("[::1]:5000/app", Some("latest"), None),
+            ),
+            (
+                "Registry.Example.com/app",
+                named("Registry.Example.com/app", Some("latest"), None),
+            ),
+            (
+                "quay.io/my_org/my-app__x.y:V1_2.3-rc",
+                named("quay.io/my_org/my-app__x.y", Some("V1_2.3-rc"), None),
+            ),
+            (
+                "a--b",
+                named("docker.io/library/a--b", Some("latest"), None),
+            ),
+            (
+                "docker:latest",
+                named("docker.io/library/docker", Some("latest"), None),
+            ),
             ("foo:bar", named("docker.io/library/foo", Some("bar"), None)),
-            (&with_digest, named("docker.io/library/busybox", None, Some(SHA))),
+            (
+                &with_digest,
+                named("docker.io/library/busybox", None, Some(SHA)),
+            ),
             (
                 &with_tag_and_digest,
                 named("registry.example.com:5000/ns/img", Some("v2"), Some(SHA)),
@@ -624,11 +675,17 @@ mod tests {
         let cases: Vec<(&str, ImageRef)> = vec![
             (
                 "oci:/var/images/app",
-                ImageRef::OciLayout { path: "/var/images/app".into(), tag: None },
+                ImageRef::OciLayout {
+                    path: "/var/images/app".into(),
+                    tag: None,
+                },
             ),
             (
                 "oci:./images/app:v1",
-                ImageRef::OciLayout { path: "./images/app".into(), tag: Some("v1".into()) },
+                ImageRef::OciLayout {
+                    path: "./images/app".into(),
+                    tag: Some("v1".into()),
+                },
             ),
             (
                 "oci:app:registry.example.com/app:1.0",
@@ -639,18 +696,36 @@ mod tests {
             ),
             (
                 "oci-archive:app.tar",
-                ImageRef::OciArchive { path: "app.tar".into(), tag: None },
+                ImageRef::OciArchive {
+                    path: "app.tar".into(),
+                    tag: None,
+                },
             ),
             (
                 "oci-archive:/tmp/app.tar:latest",
-                ImageRef::OciArchive { path: "/tmp/app.tar".into(), tag: Some("latest".into()) },
+                ImageRef::OciArchive {
+                    path: "/tmp/app.tar".into(),
+                    tag: Some("latest".into()),
+                },
             ),
             (
                 "docker-archive:images/busybox.tar",
-                ImageRef::DockerArchive { path: "images/busybox.tar".into() },
+                ImageRef::DockerArchive {
+                    path: "images/busybox.tar".into(),
+                },
             ),
-            ("rootfs:/srv/rootfs", ImageRef::Rootfs { path: "/srv/rootfs".into() }),
-            ("rootfs:my rootfs", ImageRef::Rootfs { path: "my rootfs".into() }),
+            (
+                "rootfs:/srv/rootfs",
+                ImageRef::Rootfs {
+                    path: "/srv/rootfs".into(),
+                },
+            ),
+            (
+                "rootfs:my rootfs",
+                ImageRef::Rootfs {
+                    path: "my rootfs".into(),
+                },
+            ),
             ("rootfs:a:b", ImageRef::Rootfs { path: "a:b".into() }),
         ];
         for (input, want) in cases {
@@ -679,10 +754,20 @@ mod tests {
         for input in inputs {
             let parsed = parse(input);
             let shown = parsed.to_string();
-            assert_eq!(parse(&shown), parsed, "round trip of {input:?} via {shown:?}");
+            assert_eq!(
+                parse(&shown),
+                parsed,
+                "round trip of {input:?} via {shown:?}"
+            );
         }
-        assert_eq!(parse("busybox").to_string(), "docker.io/library/busybox:latest");
-        assert_eq!(parse("oci:./images/app:v1").to_string(), "oci:./images/app:v1");
+        assert_eq!(
+            parse("busybox").to_string(),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            parse("oci:./images/app:v1").to_string(),
+            "oci:./images/app:v1"
+        );
     }
 
     #[test]
@@ -697,7 +782,10 @@ mod tests {
             ("busybox:1 .36", "whitespace"),
             ("busy\tbox", "whitespace"),
             ("Busybox", "must be lowercase"),
-            ("library/BusyBox:1", "must be lowercase (try \"library/busybox\")"),
+            (
+                "library/BusyBox:1",
+                "must be lowercase (try \"library/busybox\")",
+            ),
             ("registry.example.com/Ns/img", "must be lowercase"),
             ("busybox:", "tag after ':' is empty"),
             ("busybox:v1!", "tag \"v1!\" is not valid"),
@@ -705,8 +793,14 @@ mod tests {
             ("busybox:-x", "is not valid"),
             (long_tag.as_str(), "is not valid"),
             ("busybox@sha256:abc", "exactly 64 lowercase hex"),
-            ("busybox@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef", "lowercase hex"),
-            ("busybox@md5:0123456789abcdef0123456789abcdef", "sha256: followed by 64"),
+            (
+                "busybox@sha256:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+                "lowercase hex",
+            ),
+            (
+                "busybox@md5:0123456789abcdef0123456789abcdef",
+                "sha256: followed by 64",
+            ),
             ("busybox@", "is not valid"),
             ("busybox@@x", "is not valid"),
             ("-busybox", "repository name"),
@@ -732,7 +826,10 @@ mod tests {
             ("docker://busybox", "docker:// transport"),
             ("docker://busybox", "registry pulls are not supported yet"),
             ("http://example.com/x", "http:// transport"),
-            ("containers-storage:busybox", "containers-storage: transport"),
+            (
+                "containers-storage:busybox",
+                "containers-storage: transport",
+            ),
             ("docker-daemon:busybox:latest", "docker save"),
             ("dir:/tmp/x", "dir: transport"),
             ("sif:/tmp/x.sif", "sif: transport"),
@@ -740,7 +837,10 @@ mod tests {
         ];
         for (input, want) in cases {
             let message = parse_err(input);
-            assert!(message.contains(want), "{input:?}: {message:?} should contain {want:?}");
+            assert!(
+                message.contains(want),
+                "{input:?}: {message:?} should contain {want:?}"
+            );
         }
     }
 

@@ -1,25 +1,17 @@
-//! Container-level validation: image, resources, ports, mounts, security
-//! context, and the environment (`env`, `valueFrom`, `$(VAR)` expansion).
+//! Container-level validation: name, image, resources, ports, volume
+//! mounts and security context. The environment is resolved in `env.rs`.
 
 use std::net::IpAddr;
 use std::path::{Component, Path};
 
 use super::error::{closest, SpecError};
-use super::expand::expand;
 use super::names;
 use super::plan::{
-    Capabilities, ContainerPlan, PodPlan, PortPlan, Protocol, VolumeMountPlan, VolumePlan,
+    Capabilities, ContainerPlan, PortPlan, Protocol, VolumeMountPlan, VolumePlan,
     MIN_CONTAINER_MEMORY,
 };
-use super::pod::{
-    Container, ContainerPort, EnvVarSource, ObjectFieldSelector, RawQuantity,
-    ResourceFieldSelector, ResourceRequirements, VolumeMount,
-};
+use super::pod::{Container, ContainerPort, RawQuantity, ResourceRequirements, VolumeMount};
 use super::validate::{Checker, PodSecurity};
-
-/// The fieldRef paths peapod can resolve, for messages.
-const SUPPORTED_FIELD_PATHS: &str = "metadata.name, metadata.namespace, metadata.uid, \
-    metadata.labels['KEY'], metadata.annotations['KEY'] and spec.serviceAccountName";
 
 /// Resource amounts of one container.
 #[derive(Debug, Default)]
@@ -28,21 +20,6 @@ struct Resources {
     memory_request: Option<u64>,
     cpu_limit: Option<u64>,
     cpu_request: Option<u64>,
-}
-
-/// A container's resolved environment, command and args.
-pub(crate) struct Resolved {
-    env: Vec<(String, String)>,
-    command: Vec<String>,
-    args: Vec<String>,
-}
-
-impl Resolved {
-    pub fn apply_to(self, container: &mut ContainerPlan) {
-        container.env = self.env;
-        container.command = self.command;
-        container.args = self.args;
-    }
 }
 
 impl Checker<'_> {
@@ -118,15 +95,20 @@ impl Checker<'_> {
             "privileged containers are not available; remove it and list only the capabilities \
              you need under securityContext.capabilities.add",
         )?;
-        let run_as_user = match self.id(&format!("{sc_path}.runAsUser"), sc.and_then(|sc| sc.run_as_user))? {
+        let run_as_user = match self.id(
+            &format!("{sc_path}.runAsUser"),
+            sc.and_then(|sc| sc.run_as_user),
+        )? {
             Some(uid) => Some(uid),
             None => pod_security.run_as_user,
         };
-        let run_as_group =
-            match self.id(&format!("{sc_path}.runAsGroup"), sc.and_then(|sc| sc.run_as_group))? {
-                Some(gid) => Some(gid),
-                None => pod_security.run_as_group,
-            };
+        let run_as_group = match self.id(
+            &format!("{sc_path}.runAsGroup"),
+            sc.and_then(|sc| sc.run_as_group),
+        )? {
+            Some(gid) => Some(gid),
+            None => pod_security.run_as_group,
+        };
         let run_as_non_root = sc
             .and_then(|sc| sc.run_as_non_root)
             .or(pod_security.run_as_non_root)
@@ -249,18 +231,40 @@ impl Checker<'_> {
 
     fn log_ignored_container_fields(&self, raw: &Container, path: &str) {
         let behavioural = [
-            ("livenessProbe", raw.liveness_probe.is_some(), "peapod does not run probes yet"),
-            ("readinessProbe", raw.readiness_probe.is_some(), "peapod does not run probes yet"),
-            ("startupProbe", raw.startup_probe.is_some(), "peapod does not run probes yet"),
-            ("lifecycle", raw.lifecycle.is_some(), "peapod does not run lifecycle hooks yet"),
+            (
+                "livenessProbe",
+                raw.liveness_probe.is_some(),
+                "peapod does not run probes yet",
+            ),
+            (
+                "readinessProbe",
+                raw.readiness_probe.is_some(),
+                "peapod does not run probes yet",
+            ),
+            (
+                "startupProbe",
+                raw.startup_probe.is_some(),
+                "peapod does not run probes yet",
+            ),
+            (
+                "lifecycle",
+                raw.lifecycle.is_some(),
+                "peapod does not run lifecycle hooks yet",
+            ),
         ];
         for (field, _, why) in behavioural.iter().filter(|(_, set, _)| *set) {
             self.warn_ignored(&format!("{path}.{field}"), why);
         }
         let quiet = [
             ("imagePullPolicy", raw.image_pull_policy.is_some()),
-            ("terminationMessagePath", raw.termination_message_path.is_some()),
-            ("terminationMessagePolicy", raw.termination_message_policy.is_some()),
+            (
+                "terminationMessagePath",
+                raw.termination_message_path.is_some(),
+            ),
+            (
+                "terminationMessagePolicy",
+                raw.termination_message_policy.is_some(),
+            ),
             ("resizePolicy", raw.resize_policy.is_some()),
         ];
         for (field, _) in quiet.iter().filter(|(_, set)| *set) {
@@ -268,10 +272,16 @@ impl Checker<'_> {
         }
         if let Some(sc) = &raw.security_context {
             if sc.proc_mount.as_deref().is_some_and(|m| m != "Default") {
-                self.warn_ignored(&format!("{path}.securityContext.procMount"), "peapod always masks /proc");
+                self.warn_ignored(
+                    &format!("{path}.securityContext.procMount"),
+                    "peapod always masks /proc",
+                );
             }
             let confinement = [
-                ("allowPrivilegeEscalation", sc.allow_privilege_escalation.is_some()),
+                (
+                    "allowPrivilegeEscalation",
+                    sc.allow_privilege_escalation.is_some(),
+                ),
                 ("seLinuxOptions", sc.se_linux_options.is_some()),
                 ("seccompProfile", sc.seccomp_profile.is_some()),
                 ("appArmorProfile", sc.app_armor_profile.is_some()),
@@ -295,7 +305,10 @@ impl Checker<'_> {
         let Some(raw) = raw else {
             return Ok(out);
         };
-        let lists = [("limits", raw.limits.as_ref()), ("requests", raw.requests.as_ref())];
+        let lists = [
+            ("limits", raw.limits.as_ref()),
+            ("requests", raw.requests.as_ref()),
+        ];
         for (kind, list) in lists {
             for (name, quantity) in list.into_iter().flatten() {
                 let field = format!("{path}.resources.{kind}.{name}");
@@ -503,15 +516,14 @@ impl Checker<'_> {
                     ),
                 ));
             }
-            let mount_path = match mount.mount_path.as_deref() {
-                Some(p) if !p.is_empty() => p,
-                _ => {
-                    return Err(self.invalid(
+            let mount_path =
+                match mount.mount_path.as_deref() {
+                    Some(p) if !p.is_empty() => p,
+                    _ => return Err(self.invalid(
                         format!("{field}.mountPath"),
                         "is required; set where the volume appears in the container, e.g. /data",
-                    ))
-                }
-            };
+                    )),
+                };
             if !mount_path.starts_with('/') {
                 return Err(self.invalid(
                     format!("{field}.mountPath"),
@@ -538,7 +550,11 @@ impl Checker<'_> {
                     Some(sub.to_owned())
                 }
             };
-            if mount.sub_path_expr.as_deref().is_some_and(|e| !e.is_empty()) {
+            if mount
+                .sub_path_expr
+                .as_deref()
+                .is_some_and(|e| !e.is_empty())
+            {
                 return Err(self.invalid(
                     format!("{field}.subPathExpr"),
                     "is not supported by peapod; use subPath with a fixed relative path",
@@ -602,7 +618,10 @@ impl Checker<'_> {
                 ),
             ));
         }
-        if Path::new(sub).components().any(|c| c == Component::ParentDir) {
+        if Path::new(sub)
+            .components()
+            .any(|c| c == Component::ParentDir)
+        {
             return Err(self.invalid(
                 field,
                 format!("{sub:?} contains '..'; subPath must stay inside the volume, so remove it"),
@@ -610,263 +629,6 @@ impl Checker<'_> {
         }
         Ok(())
     }
-
-    /// Resolves a container's `env` (with `valueFrom` and `$(VAR)`
-    /// references) and expands `command` and `args` with it.
-    pub(crate) fn environment(
-        &self,
-        raw: &Container,
-        path: &str,
-        container: &ContainerPlan,
-        plan: &PodPlan,
-        service_account: &str,
-    ) -> Result<Resolved, SpecError> {
-        let mut env: Vec<(String, String)> = Vec::new();
-        for (j, var) in raw.env.as_deref().unwrap_or_default().iter().enumerate() {
-            let field = format!("{path}.env[{j}]");
-            let name = match var.name.as_deref() {
-                Some(name) if !name.is_empty() => name,
-                _ => {
-                    return Err(self.invalid(
-                        format!("{field}.name"),
-                        "is required; name the variable, e.g. name: LOG_LEVEL",
-                    ))
-                }
-            };
-            if let Some(bad) = name.chars().find(|&c| c == '=' || !(' '..='~').contains(&c)) {
-                return Err(self.invalid(
-                    format!("{field}.name"),
-                    format!(
-                        "{name:?} is not a valid variable name: it contains {bad:?}; use printable \
-                         ASCII without '=', e.g. LOG_LEVEL"
-                    ),
-                ));
-            }
-            let inline = var.value.as_deref().filter(|v| !v.is_empty());
-            let value = match (&var.value_from, inline) {
-                (Some(_), Some(_)) => {
-                    return Err(self.invalid(
-                        field,
-                        "sets both value and valueFrom; keep only one",
-                    ))
-                }
-                (Some(source), None) => self.value_from(
-                    source,
-                    &format!("{field}.valueFrom"),
-                    container,
-                    plan,
-                    service_account,
-                )?,
-                (None, _) => {
-                    let text = var.value.as_deref().unwrap_or_default();
-                    expand(text, |key| lookup(&env, key))
-                }
-            };
-            match env.iter_mut().find(|(existing, _)| existing == name) {
-                Some(slot) => slot.1 = value,
-                None => env.push((name.to_owned(), value)),
-            }
-        }
-        let expand_all = |list: &Option<Vec<String>>| -> Vec<String> {
-            list.iter()
-                .flatten()
-                .map(|item| expand(item, |key| lookup(&env, key)))
-                .collect()
-        };
-        let command = expand_all(&raw.command);
-        let args = expand_all(&raw.args);
-        Ok(Resolved { env, command, args })
-    }
-
-    fn value_from(
-        &self,
-        source: &EnvVarSource,
-        field: &str,
-        container: &ContainerPlan,
-        plan: &PodPlan,
-        service_account: &str,
-    ) -> Result<String, SpecError> {
-        let unsupported = [
-            ("configMapKeyRef", source.config_map_key_ref.is_some(), "ConfigMaps"),
-            ("secretKeyRef", source.secret_key_ref.is_some(), "Secrets"),
-            ("fileKeyRef", source.file_key_ref.is_some(), "files in volumes"),
-        ];
-        let count = unsupported.iter().filter(|(_, set, _)| *set).count()
-            + usize::from(source.field_ref.is_some())
-            + usize::from(source.resource_field_ref.is_some());
-        if count > 1 {
-            return Err(self.invalid(field, "sets more than one source; keep only one"));
-        }
-        if let Some((name, _, what)) = unsupported.iter().find(|(_, set, _)| *set) {
-            return Err(self.invalid(
-                format!("{field}.{name}"),
-                format!(
-                    "environment from {what} is not supported by peapod (there is no cluster to \
-                     read them from); write the value inline with value: instead of valueFrom"
-                ),
-            ));
-        }
-        if let Some(selector) = &source.field_ref {
-            return self.field_ref(selector, &format!("{field}.fieldRef"), plan, service_account);
-        }
-        if let Some(selector) = &source.resource_field_ref {
-            return self.resource_field_ref(
-                selector,
-                &format!("{field}.resourceFieldRef"),
-                container,
-                plan,
-            );
-        }
-        Err(self.invalid(
-            field,
-            "is empty; set fieldRef or resourceFieldRef, or use value: instead",
-        ))
-    }
-
-    fn field_ref(
-        &self,
-        selector: &ObjectFieldSelector,
-        field: &str,
-        plan: &PodPlan,
-        service_account: &str,
-    ) -> Result<String, SpecError> {
-        if let Some(version) = selector.api_version.as_deref().filter(|v| !v.is_empty()) {
-            if version != "v1" {
-                return Err(self.invalid(
-                    format!("{field}.apiVersion"),
-                    format!("{version:?} is not supported; use v1 or remove it"),
-                ));
-            }
-        }
-        let path_field = format!("{field}.fieldPath");
-        let Some(field_path) = selector.field_path.as_deref().filter(|p| !p.is_empty()) else {
-            return Err(self.invalid(
-                path_field,
-                format!("is required; use one of {SUPPORTED_FIELD_PATHS}"),
-            ));
-        };
-        let subscript = |prefix: &str| {
-            field_path
-                .strip_prefix(prefix)
-                .and_then(|rest| rest.strip_prefix("['"))
-                .and_then(|rest| rest.strip_suffix("']"))
-        };
-        let value = match field_path {
-            "metadata.name" => plan.name.clone(),
-            "metadata.namespace" => plan.namespace.clone(),
-            "metadata.uid" => plan.uid.clone().ok_or_else(|| {
-                self.invalid(
-                    path_field.clone(),
-                    "metadata.uid is not set in this manifest; set metadata.uid or drop this \
-                     variable",
-                )
-            })?,
-            "spec.serviceAccountName" => service_account.to_owned(),
-            _ if subscript("metadata.labels").is_some() => subscript("metadata.labels")
-                .and_then(|key| plan.labels.get(key).cloned())
-                .unwrap_or_default(),
-            _ if subscript("metadata.annotations").is_some() => subscript("metadata.annotations")
-                .and_then(|key| plan.annotations.get(key).cloned())
-                .unwrap_or_default(),
-            "spec.nodeName" | "status.hostIP" | "status.hostIPs" | "status.podIP"
-            | "status.podIPs" => {
-                return Err(self.invalid(
-                    path_field,
-                    format!(
-                        "{field_path} is not supported by peapod yet; use one of \
-                         {SUPPORTED_FIELD_PATHS}"
-                    ),
-                ))
-            }
-            other => {
-                return Err(self.invalid(
-                    path_field,
-                    format!("{other:?} is not a supported field path; use one of {SUPPORTED_FIELD_PATHS}"),
-                ))
-            }
-        };
-        Ok(value)
-    }
-
-    fn resource_field_ref(
-        &self,
-        selector: &ResourceFieldSelector,
-        field: &str,
-        container: &ContainerPlan,
-        plan: &PodPlan,
-    ) -> Result<String, SpecError> {
-        let target = match selector.container_name.as_deref().filter(|n| !n.is_empty()) {
-            None => container,
-            Some(name) => plan
-                .init_containers
-                .iter()
-                .chain(&plan.containers)
-                .find(|c| c.name == name)
-                .ok_or_else(|| {
-                    self.invalid(
-                        format!("{field}.containerName"),
-                        format!("no container named {name:?} in this pod; fix the name or remove it"),
-                    )
-                })?,
-        };
-        let resource_field = format!("{field}.resource");
-        let Some(resource) = selector.resource.as_deref().filter(|r| !r.is_empty()) else {
-            return Err(self.invalid(
-                resource_field,
-                "is required; use limits.cpu, limits.memory, requests.cpu or requests.memory",
-            ));
-        };
-        let divisor_field = format!("{field}.divisor");
-        let one = RawQuantity("1".to_owned());
-        let divisor = selector.divisor.as_ref().unwrap_or(&one);
-        let zero_divisor = |example: &str| {
-            self.invalid(
-                divisor_field.clone(),
-                format!("{:?} is zero; use a positive divisor, e.g. {example}", divisor.0),
-            )
-        };
-        let (amount, unit) = match resource {
-            "limits.cpu" => (
-                target
-                    .cpu_limit
-                    .unwrap_or_else(|| u64::from(plan.vcpus()) * 1000),
-                self.millicores(&divisor_field, divisor)?,
-            ),
-            "requests.cpu" => (
-                target.cpu_request.or(target.cpu_limit).unwrap_or(0),
-                self.millicores(&divisor_field, divisor)?,
-            ),
-            "limits.memory" => (
-                target.memory_limit.unwrap_or_else(|| plan.effective_memory()),
-                self.bytes(&divisor_field, divisor)?,
-            ),
-            "requests.memory" => (
-                target.memory_request.or(target.memory_limit).unwrap_or(0),
-                self.bytes(&divisor_field, divisor)?,
-            ),
-            other => {
-                return Err(self.invalid(
-                    resource_field,
-                    format!(
-                        "{other:?} is not supported by peapod; use limits.cpu, limits.memory, \
-                         requests.cpu or requests.memory"
-                    ),
-                ))
-            }
-        };
-        if unit == 0 {
-            let example = if resource.ends_with("cpu") { "1m or 1" } else { "1 or 1Mi" };
-            return Err(zero_divisor(example));
-        }
-        Ok(amount.div_ceil(unit).to_string())
-    }
-}
-
-/// The value defined so far for `key`.
-fn lookup<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    env.iter()
-        .find(|(name, _)| name == key)
-        .map(|(_, value)| value.as_str())
 }
 
 /// `/data/` and `/data` are the same mount point.

@@ -28,10 +28,7 @@ pub enum SpecError {
         source: io::Error,
     },
     /// The text is not valid YAML.
-    #[error(
-        "{file}: line {line}, column {column}: invalid YAML: {problem}; fix the YAML syntax \
-         (indent with spaces, not tabs; quote values that contain \": \" or \" #\")"
-    )]
+    #[error("{file}: line {line}, column {column}: invalid YAML: {problem}; {fix}")]
     ParseYaml {
         /// The file name used in messages.
         file: String,
@@ -41,6 +38,8 @@ pub enum SpecError {
         column: usize,
         /// The parser's description.
         problem: String,
+        /// What to do about it.
+        fix: &'static str,
     },
     /// The file holds no YAML document (or only comments).
     #[error(
@@ -92,7 +91,9 @@ impl SpecError {
     /// The field path the error is about, if any.
     pub fn field_path(&self) -> Option<&str> {
         match self {
-            SpecError::Decode { path, .. } | SpecError::Invalid { path, .. } if !path.is_empty() => {
+            SpecError::Decode { path, .. } | SpecError::Invalid { path, .. }
+                if !path.is_empty() =>
+            {
                 Some(path)
             }
             _ => None,
@@ -112,6 +113,29 @@ fn at_location(location: &Option<(usize, usize)>) -> String {
     match location {
         Some((line, column)) => format!(" (line {line}, column {column})"),
         None => String::new(),
+    }
+}
+
+/// Turns a YAML syntax error into a [`SpecError::ParseYaml`].
+pub(crate) fn syntax_error(file: &str, err: &serde_yaml::Error) -> SpecError {
+    let (line, column) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
+    let marker = format!(" at line {line} column {column}");
+    let problem = err.to_string().replacen(&marker, "", 1);
+    let fix = if problem.contains("duplicate entry") {
+        "fix the YAML syntax: remove or rename the repeated key"
+    } else if problem.contains("tab") || problem.contains("cannot start any token") {
+        "fix the YAML syntax: indent with spaces, not tabs"
+    } else if problem.contains("unknown anchor") {
+        "fix the YAML syntax: define the anchor (&name) before using it (*name)"
+    } else {
+        "fix the YAML syntax: check the indentation, and quote values that contain \": \" or \" #\""
+    };
+    SpecError::ParseYaml {
+        file: file.to_owned(),
+        line,
+        column,
+        problem,
+        fix,
     }
 }
 
@@ -237,8 +261,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in rows.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        rows[0][j] = j;
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -261,7 +285,14 @@ mod tests {
 
     #[test]
     fn test_closest_finds_typos() {
-        let fields = ["name", "image", "command", "args", "volumeMounts", "containerPort"];
+        let fields = [
+            "name",
+            "image",
+            "command",
+            "args",
+            "volumeMounts",
+            "containerPort",
+        ];
         assert_eq!(closest("imagee", &fields), Some("image"));
         assert_eq!(closest("imgae", &fields), Some("image"));
         assert_eq!(closest("comand", &fields), Some("command"));
@@ -275,7 +306,12 @@ mod tests {
     fn test_path_ancestors() {
         assert_eq!(
             path_ancestors("spec.containers[1].imagee"),
-            ["spec.containers[1].imagee", "spec.containers[1]", "spec.containers", "spec"]
+            [
+                "spec.containers[1].imagee",
+                "spec.containers[1]",
+                "spec.containers",
+                "spec"
+            ]
         );
         assert!(path_ancestors("").is_empty());
     }
@@ -287,10 +323,16 @@ mod tests {
             "unknown field \"imagee\"; did you mean \"image\"?"
         );
         let far = explain("unknown field `replicas`, expected one of `name`, `image`");
-        assert!(far.contains("not part of the Kubernetes Pod schema"), "{far}");
+        assert!(
+            far.contains("not part of the Kubernetes Pod schema"),
+            "{far}"
+        );
         assert!(far.contains("allowed here: name, image"), "{far}");
         let typed = explain("invalid type: string \"80\", expected i64");
-        assert!(typed.starts_with("expected an integer (without quotes), found string \"80\""), "{typed}");
+        assert!(
+            typed.starts_with("expected an integer (without quotes), found string \"80\""),
+            "{typed}"
+        );
         assert_eq!(explain("something else"), "something else");
     }
 }

@@ -23,6 +23,7 @@
 //! ```
 
 mod container;
+mod env;
 mod error;
 mod expand;
 mod names;
@@ -104,7 +105,8 @@ fn find_document(text: &str, source: &str) -> Result<usize, SpecError> {
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         // Stop at the first error: serde_yaml repeats it forever (and may
         // panic) if iteration goes on.
-        let value = serde_yaml::Value::deserialize(document).map_err(|err| syntax_error(source, &err))?;
+        let value = serde_yaml::Value::deserialize(document)
+            .map_err(|err| error::syntax_error(source, &err))?;
         if value.is_null() {
             continue;
         }
@@ -126,21 +128,4 @@ fn find_document(text: &str, source: &str) -> Result<usize, SpecError> {
     };
     validate::check_kind(source, &value)?;
     Ok(index)
-}
-
-fn syntax_error(source: &str, err: &serde_yaml::Error) -> SpecError {
-    let (line, column) = err
-        .location()
-        .map_or((1, 1), |l| (l.line(), l.column()));
-    let message = err.to_string();
-    let problem = message
-        .strip_suffix(&format!(" at line {line} column {column}"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| message.replacen(&format!(" at line {line} column {column}"), "", 1));
-    SpecError::ParseYaml {
-        file: source.to_owned(),
-        line,
-        column,
-        problem,
-    }
 }

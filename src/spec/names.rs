@@ -18,7 +18,10 @@ pub(crate) fn dns_label_problem(value: &str) -> Option<String> {
         return Some("is empty".to_owned());
     }
     if value.len() > LABEL_MAX {
-        return Some(format!("is {} characters long, more than {LABEL_MAX}", value.len()));
+        return Some(format!(
+            "is {} characters long, more than {LABEL_MAX}",
+            value.len()
+        ));
     }
     if value.chars().any(|c| c.is_ascii_uppercase()) {
         return Some("contains uppercase letters".to_owned());
@@ -38,7 +41,10 @@ pub(crate) fn dns_subdomain_problem(value: &str, max: usize) -> Option<String> {
         return Some("is empty".to_owned());
     }
     if value.len() > max {
-        return Some(format!("is {} characters long, more than {max}", value.len()));
+        return Some(format!(
+            "is {} characters long, more than {max}",
+            value.len()
+        ));
     }
     value.split('.').find_map(|label| {
         if label.is_empty() {
@@ -66,7 +72,10 @@ pub(crate) fn suggest_dns_label(value: &str) -> Option<String> {
 /// digits, '-', '_' and '.', starting and ending with a letter or digit.
 fn label_name_problem(value: &str) -> Option<String> {
     if value.len() > LABEL_MAX {
-        return Some(format!("is {} characters long, more than {LABEL_MAX}", value.len()));
+        return Some(format!(
+            "is {} characters long, more than {LABEL_MAX}",
+            value.len()
+        ));
     }
     if let Some(c) = value
         .chars()
@@ -174,17 +183,37 @@ mod tests {
     #[test]
     fn test_suggest_dns_label() {
         assert_eq!(suggest_dns_label("My_Pod").as_deref(), Some("my-pod"));
-        assert_eq!(suggest_dns_label("-web.server-").as_deref(), Some("web-server"));
+        assert_eq!(
+            suggest_dns_label("-web.server-").as_deref(),
+            Some("web-server")
+        );
         assert_eq!(suggest_dns_label("___"), None);
-        assert_eq!(suggest_dns_label(&"A".repeat(80)).map(|s| s.len()), Some(63));
+        assert_eq!(
+            suggest_dns_label(&"A".repeat(80)).map(|s| s.len()),
+            Some(63)
+        );
     }
 
     #[test]
     fn test_label_key_and_value_table() {
-        for ok in ["app", "app.kubernetes.io/name", "example.com/My_Key.x", "a-b_c.d"] {
+        for ok in [
+            "app",
+            "app.kubernetes.io/name",
+            "example.com/My_Key.x",
+            "a-b_c.d",
+        ] {
             assert_eq!(qualified_name_problem(ok), None, "{ok:?}");
         }
-        for bad in ["", "/app", "Example.com/app", "app/", "a/b/c", "-app", "app!", &"k".repeat(64)] {
+        for bad in [
+            "",
+            "/app",
+            "Example.com/app",
+            "app/",
+            "a/b/c",
+            "-app",
+            "app!",
+            &"k".repeat(64),
+        ] {
             assert!(qualified_name_problem(bad).is_some(), "{bad:?}");
         }
         for ok in ["", "v1", "1.2.3", "Hello_World"] {
@@ -200,7 +229,16 @@ mod tests {
         for ok in ["http", "http-alt", "h2c", "metrics9090"] {
             assert_eq!(port_name_problem(ok), None, "{ok:?}");
         }
-        for bad in ["", "HTTP", "http_alt", "-http", "http-", "a--b", "8080", "averyveryverylongname"] {
+        for bad in [
+            "",
+            "HTTP",
+            "http_alt",
+            "-http",
+            "http-",
+            "a--b",
+            "8080",
+            "averyveryverylongname",
+        ] {
             assert!(port_name_problem(bad).is_some(), "{bad:?}");
         }
     }

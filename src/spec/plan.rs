@@ -354,7 +354,10 @@ mod tests {
         // The seed example: App 1Gi + LogCollector 512Mi = 1.5Gi.
         let plan = pod(
             vec![],
-            vec![container("app", Some(GI), None), container("logs", Some(512 * MI), None)],
+            vec![
+                container("app", Some(GI), None),
+                container("logs", Some(512 * MI), None),
+            ],
         );
         assert_eq!(plan.effective_memory(), 3 * GI / 2);
     }
@@ -362,8 +365,14 @@ mod tests {
     #[test]
     fn test_effective_memory_init_container_bigger_than_app_sum() {
         let plan = pod(
-            vec![container("migrate", Some(4 * GI), None), container("small", Some(64 * MI), None)],
-            vec![container("app", Some(GI), None), container("logs", Some(512 * MI), None)],
+            vec![
+                container("migrate", Some(4 * GI), None),
+                container("small", Some(64 * MI), None),
+            ],
+            vec![
+                container("app", Some(GI), None),
+                container("logs", Some(512 * MI), None),
+            ],
         );
         assert_eq!(plan.effective_memory(), 4 * GI);
     }
@@ -372,7 +381,10 @@ mod tests {
     fn test_effective_memory_init_container_smaller_than_app_sum() {
         let plan = pod(
             vec![container("init", Some(256 * MI), None)],
-            vec![container("app", Some(GI), None), container("logs", Some(512 * MI), None)],
+            vec![
+                container("app", Some(GI), None),
+                container("logs", Some(512 * MI), None),
+            ],
         );
         assert_eq!(plan.effective_memory(), 3 * GI / 2);
     }
@@ -383,8 +395,14 @@ mod tests {
         with_request.memory_request = Some(300 * MI);
         let mut with_both = container("both", Some(GI), None);
         with_both.memory_request = Some(100 * MI);
-        let plan = pod(vec![], vec![with_request, with_both, container("none", None, None)]);
-        assert_eq!(plan.effective_memory(), 300 * MI + GI + DEFAULT_CONTAINER_MEMORY);
+        let plan = pod(
+            vec![],
+            vec![with_request, with_both, container("none", None, None)],
+        );
+        assert_eq!(
+            plan.effective_memory(),
+            300 * MI + GI + DEFAULT_CONTAINER_MEMORY
+        );
     }
 
     #[test]
@@ -420,7 +438,10 @@ mod tests {
     fn test_effective_millicpu_and_vcpus() {
         let plan = pod(
             vec![],
-            vec![container("a", None, Some(500)), container("b", None, Some(250))],
+            vec![
+                container("a", None, Some(500)),
+                container("b", None, Some(250)),
+            ],
         );
         assert_eq!(plan.effective_millicpu(), 750);
         assert_eq!(plan.vcpus(), 1);
@@ -456,7 +477,10 @@ mod tests {
     fn test_effective_memory_saturates() {
         let plan = pod(
             vec![],
-            vec![container("a", Some(u64::MAX), None), container("b", Some(u64::MAX), None)],
+            vec![
+                container("a", Some(u64::MAX), None),
+                container("b", Some(u64::MAX), None),
+            ],
         );
         assert_eq!(plan.effective_memory(), u64::MAX);
     }
@@ -467,8 +491,14 @@ mod tests {
         app.image = "oci:images/app:v1".parse().expect("valid image");
         let mut plan = pod(vec![], vec![app, container("b", None, None)]);
         plan.resolve_image_paths(Path::new("/srv/pods"));
-        assert_eq!(plan.containers[0].image.to_string(), "oci:/srv/pods/images/app:v1");
-        assert_eq!(plan.containers[1].image.to_string(), "docker.io/library/busybox:latest");
+        assert_eq!(
+            plan.containers[0].image.to_string(),
+            "oci:/srv/pods/images/app:v1"
+        );
+        assert_eq!(
+            plan.containers[1].image.to_string(),
+            "docker.io/library/busybox:latest"
+        );
     }
 
     #[test]

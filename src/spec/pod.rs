@@ -48,12 +48,15 @@ impl<'de> Deserialize<'de> for RawQuantity {
 
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawQuantity, E> {
                 // Rust prints floats without an exponent, which the quantity
-                // parser reads back exactly as the YAML meant it.
+                // parser reads back.
                 Ok(RawQuantity(v.to_string()))
             }
         }
 
-        deserializer.deserialize_any(QuantityVisitor)
+        // serde_yaml hands any scalar to deserialize_str as written, so
+        // `1e3` or `0.5` reach the quantity parser unchanged; the number
+        // visits are for other formats (JSON).
+        deserializer.deserialize_str(QuantityVisitor)
     }
 }
 

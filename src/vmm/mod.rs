@@ -14,7 +14,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+};
 use kvm_ioctls::{IoEventAddress, Kvm, VcpuFd, VmFd};
 use linux_loader::loader::Cmdline;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryRegion};
@@ -212,7 +214,8 @@ impl Vm {
     pub fn new(kvm: &Kvm, cfg: &VmConfig) -> Result<Vm, VmmError> {
         let created = Instant::now();
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
-        let mem = create_guest_memory(cfg.mem_bytes).map_err(|e| VmmError::GuestMemory(cfg.mem_bytes, e))?;
+        let mem = create_guest_memory(cfg.mem_bytes)
+            .map_err(|e| VmmError::GuestMemory(cfg.mem_bytes, e))?;
         for (slot, region) in mem.iter().enumerate() {
             let r = kvm_userspace_memory_region {
                 slot: slot as u32,
@@ -225,16 +228,26 @@ impl Vm {
             // Vm keeps (and so outlives the VM fd's use of it).
             unsafe { vm_fd.set_user_memory_region(r) }.map_err(VmmError::RegisterMemory)?;
         }
-        vm_fd.set_tss_address(KVM_TSS_ADDRESS).map_err(VmmError::CreateIrqchip)?;
+        vm_fd
+            .set_tss_address(KVM_TSS_ADDRESS)
+            .map_err(VmmError::CreateIrqchip)?;
         vm_fd.create_irq_chip().map_err(VmmError::CreateIrqchip)?;
-        let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
         vm_fd.create_pit2(pit).map_err(VmmError::CreateIrqchip)?;
 
-        let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(VmmError::CreateIrqchip)?;
+        let cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmmError::CreateIrqchip)?;
         let mut vcpus = Vec::with_capacity(cfg.vcpus as usize);
         for id in 0..cfg.vcpus {
-            let vcpu = vm_fd.create_vcpu(u64::from(id)).map_err(|e| VmmError::CreateVcpu(id, e))?;
-            vstate::vcpu::configure(&vcpu, &cpuid, id, cfg.vcpus).map_err(|e| VmmError::CreateVcpu(id, e))?;
+            let vcpu = vm_fd
+                .create_vcpu(u64::from(id))
+                .map_err(|e| VmmError::CreateVcpu(id, e))?;
+            vstate::vcpu::configure(&vcpu, &cpuid, id, cfg.vcpus)
+                .map_err(|e| VmmError::CreateVcpu(id, e))?;
             vcpus.push(vcpu);
         }
 
@@ -246,18 +259,42 @@ impl Vm {
             Some(p) => Some(File::create(p).map_err(|e| VmmError::ConsoleLog(p.clone(), e))?),
             None => None,
         };
-        let echo: Option<Box<dyn std::io::Write + Send>> =
-            if cfg.console_echo { Some(Box::new(std::io::stderr())) } else { None };
-        let sink = ConsoleSink::new(log, echo, console.clone(), console_evt.try_clone().map_err(|e| VmmError::SetupEvent("console eventfd", e))?);
+        let echo: Option<Box<dyn std::io::Write + Send>> = if cfg.console_echo {
+            Some(Box::new(std::io::stderr()))
+        } else {
+            None
+        };
+        let sink = ConsoleSink::new(
+            log,
+            echo,
+            console.clone(),
+            console_evt
+                .try_clone()
+                .map_err(|e| VmmError::SetupEvent("console eventfd", e))?,
+        );
         let serial_irq = event("serial irqfd")?;
-        vm_fd.register_irqfd(&serial_irq, COM1_IRQ).map_err(|e| VmmError::SetupEvent("serial irqfd", e.into()))?;
+        vm_fd
+            .register_irqfd(&serial_irq, COM1_IRQ)
+            .map_err(|e| VmmError::SetupEvent("serial irqfd", e.into()))?;
 
         let mut pio = Bus::new();
-        pio.insert(COM1_BASE, COM1_LEN, Arc::new(Mutex::new(SerialDevice::new(serial_irq, sink))))
-            .map_err(|_| VmmError::AttachDevice("serial"))?;
-        let signal = StopSignal::new(exit_evt.try_clone().map_err(|e| VmmError::SetupEvent("exit eventfd", e))?);
-        pio.insert(I8042_BASE, I8042_LEN, Arc::new(Mutex::new(I8042::new(signal.clone()))))
-            .map_err(|_| VmmError::AttachDevice("i8042"))?;
+        pio.insert(
+            COM1_BASE,
+            COM1_LEN,
+            Arc::new(Mutex::new(SerialDevice::new(serial_irq, sink))),
+        )
+        .map_err(|_| VmmError::AttachDevice("serial"))?;
+        let signal = StopSignal::new(
+            exit_evt
+                .try_clone()
+                .map_err(|e| VmmError::SetupEvent("exit eventfd", e))?,
+        );
+        pio.insert(
+            I8042_BASE,
+            I8042_LEN,
+            Arc::new(Mutex::new(I8042::new(signal.clone()))),
+        )
+        .map_err(|_| VmmError::AttachDevice("i8042"))?;
 
         let mut event_manager: EventManager<Subscriber> =
             EventManager::new().map_err(|e| VmmError::EventLoop(format!("{e:?}")))?;
@@ -280,19 +317,30 @@ impl Vm {
         };
         let rng = Arc::new(Mutex::new(Rng::new()));
         let queue_evt = vm.attach_virtio(rng.clone())?.remove(0);
-        vm.event_manager.add_subscriber(Arc::new(Mutex::new(RngHandler { device: rng, queue_evt })));
+        vm.event_manager
+            .add_subscriber(Arc::new(Mutex::new(RngHandler {
+                device: rng,
+                queue_evt,
+            })));
         Ok(vm)
     }
 
     /// Attach a virtio device on the next MMIO window and IRQ; its queue
     /// notifications become ioeventfds.
-    fn attach_virtio(&mut self, device: Arc<Mutex<dyn devices::virtio::VirtioDevice>>) -> Result<Vec<EventFd>, VmmError> {
+    fn attach_virtio(
+        &mut self,
+        device: Arc<Mutex<dyn devices::virtio::VirtioDevice>>,
+    ) -> Result<Vec<EventFd>, VmmError> {
         let index = self.virtio_cmdline.len() as u64;
         let base = VIRTIO_MMIO_BASE + index * MMIO_WINDOW;
         let irq = VIRTIO_IRQ_BASE + index as u32;
-        let irqfd = EventFd::new(EFD_NONBLOCK).map_err(|e| VmmError::SetupEvent("virtio irqfd", e))?;
-        self.vm_fd.register_irqfd(&irqfd, irq).map_err(|e| VmmError::SetupEvent("virtio irqfd", e.into()))?;
-        let transport = MmioTransport::new(self.mem.clone(), device, irqfd).map_err(|e| VmmError::SetupEvent("virtio queue", e))?;
+        let irqfd =
+            EventFd::new(EFD_NONBLOCK).map_err(|e| VmmError::SetupEvent("virtio irqfd", e))?;
+        self.vm_fd
+            .register_irqfd(&irqfd, irq)
+            .map_err(|e| VmmError::SetupEvent("virtio irqfd", e.into()))?;
+        let transport = MmioTransport::new(self.mem.clone(), device, irqfd)
+            .map_err(|e| VmmError::SetupEvent("virtio queue", e))?;
         for (i, evt) in transport.queue_evts().iter().enumerate() {
             self.vm_fd
                 .register_ioevent(evt, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), i as u32)
@@ -328,20 +376,35 @@ impl Vm {
 
     fn set_entry(&self, entry: GuestAddress, privilege: Privilege) -> Result<(), VmmError> {
         for (id, vcpu) in self.vcpus.iter().enumerate() {
-            let sregs = vcpu.get_sregs().map_err(|e| VmmError::CreateVcpu(id as u8, e))?;
-            let sregs = boot::x86::long_mode_sregs(&self.mem, sregs, privilege).map_err(|e| VmmError::Boot(e.into()))?;
-            vcpu.set_sregs(&sregs).map_err(|e| VmmError::CreateVcpu(id as u8, e))?;
+            let sregs = vcpu
+                .get_sregs()
+                .map_err(|e| VmmError::CreateVcpu(id as u8, e))?;
+            let sregs = boot::x86::long_mode_sregs(&self.mem, sregs, privilege)
+                .map_err(|e| VmmError::Boot(e.into()))?;
+            vcpu.set_sregs(&sregs)
+                .map_err(|e| VmmError::CreateVcpu(id as u8, e))?;
             let regs = boot::x86::entry_regs(entry, GuestAddress(boot::ZERO_PAGE_START), privilege);
-            vcpu.set_regs(&regs).map_err(|e| VmmError::CreateVcpu(id as u8, e))?;
+            vcpu.set_regs(&regs)
+                .map_err(|e| VmmError::CreateVcpu(id as u8, e))?;
         }
         Ok(())
     }
 
     /// Load a Linux kernel with the generated initramfs. `cmdline` gets the
     /// virtio devices appended.
-    pub fn load_linux(&mut self, kernel: &Path, initrd: &[u8], mut cmdline: Cmdline) -> Result<(), VmmError> {
+    pub fn load_linux(
+        &mut self,
+        kernel: &Path,
+        initrd: &[u8],
+        mut cmdline: Cmdline,
+    ) -> Result<(), VmmError> {
         self.add_virtio_to_cmdline(&mut cmdline)?;
-        let spec = boot::BootSpec { kernel, cmdline: &cmdline, initrd, vcpus: self.vcpus.len() as u8 };
+        let spec = boot::BootSpec {
+            kernel,
+            cmdline: &cmdline,
+            initrd,
+            vcpus: self.vcpus.len() as u8,
+        };
         let entry = boot::load_guest(&self.mem, &spec)?;
         self.set_entry(entry, Privilege::Kernel)
     }
@@ -349,7 +412,9 @@ impl Vm {
     /// Load a user-mode (CPL3, IOPL3) payload at `at` and start every vCPU
     /// there: code that PVM runs natively, for smoke tests of the VMM.
     pub fn load_user_payload(&mut self, code: &[u8], at: GuestAddress) -> Result<(), VmmError> {
-        self.mem.write_slice(code, at).map_err(|_| boot::BootError::WriteMemory("payload"))?;
+        self.mem
+            .write_slice(code, at)
+            .map_err(|_| boot::BootError::WriteMemory("payload"))?;
         self.set_entry(at, Privilege::User)
     }
 
@@ -364,7 +429,8 @@ impl Vm {
         // SAFETY: the handler only returns; it exists so the kick signal
         // interrupts KVM_RUN instead of killing the process.
         extern "C" fn noop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-        register_signal_handler(kick_signal(), noop).map_err(|e| VmmError::SetupEvent("vCPU kick signal", e.into()))?;
+        register_signal_handler(kick_signal(), noop)
+            .map_err(|e| VmmError::SetupEvent("vCPU kick signal", e.into()))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
@@ -393,7 +459,12 @@ impl Vm {
                     VcpuStop::Internal(s) => GuestEnd::Internal(s),
                 };
             }
-            let ready = self.console.lock().unwrap_or_else(|e| e.into_inner()).ready.is_some();
+            let ready = self
+                .console
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .ready
+                .is_some();
             let mut wait_ms = 1000;
             if let (Some(limit), false) = (boot_timeout, ready) {
                 let elapsed = started.elapsed();
@@ -418,12 +489,18 @@ impl Vm {
         for t in threads {
             let _ = t.join();
         }
-        let console: ConsoleState = self.console.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let console: ConsoleState = self
+            .console
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let guest_resident = vstate::memory::resident_bytes(&self.mem);
         let process_rss = vstate::memory::process_rss_bytes();
         Ok(RunOutcome {
             end,
-            ready: console.ready.map(|(at, uptime)| (at.saturating_duration_since(started), uptime)),
+            ready: console
+                .ready
+                .map(|(at, uptime)| (at.saturating_duration_since(started), uptime)),
             exit_status: console.exit_status,
             ran_for,
             console_tail: console.tail.into_iter().collect(),

@@ -26,10 +26,22 @@ pub fn is_root() -> bool {
 
 /// Make sure the test user exists (root only); returns whether it does.
 pub fn ensure_test_user() -> bool {
-    let exists = || Command::new("id").arg(TEST_USER).output().map(|o| o.status.success()).unwrap_or(false);
+    let exists = || {
+        Command::new("id")
+            .arg(TEST_USER)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
     if !exists() && is_root() {
         let _ = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER])
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                TEST_USER,
+            ])
             .status();
     }
     exists()
@@ -43,7 +55,11 @@ impl TempDir {
     pub fn new(tag: &str) -> Self {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!("peapod-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let p = std::env::temp_dir().join(format!(
+            "peapod-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
@@ -84,19 +100,30 @@ impl From<Output> for Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
 /// Run peapod with `args` on this host.
 pub fn peapod_run(args: &[&str], cwd: &Path) -> Run {
-    Command::new(peapod()).args(args).current_dir(cwd).output().expect("run peapod").into()
+    Command::new(peapod())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run peapod")
+        .into()
 }
 
 /// Whether this host's own KVM can boot a guest kernel.
 pub fn host_boots_guests() -> bool {
     match peapod::vmm::vstate::kvm::open_kvm() {
-        Ok(kvm) => peapod::vmm::vstate::kvm::detect_flavour(&kvm).map(|f| f.can_boot_linux()).unwrap_or(false),
+        Ok(kvm) => peapod::vmm::vstate::kvm::detect_flavour(&kvm)
+            .map(|f| f.can_boot_linux())
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -104,10 +131,20 @@ pub fn host_boots_guests() -> bool {
 /// The guest kernel the VM tests boot: $PEAPOD_KERNEL or peapod's default.
 /// A missing kernel fails the test, with the fix.
 pub fn guest_kernel() -> PathBuf {
-    let k = std::env::var_os("PEAPOD_KERNEL").map(PathBuf::from).unwrap_or_else(|| {
-        peapod::cli::paths::kernel(&peapod::cli::GuestArgs { kernel: None, init: None }).path
-    });
-    assert!(k.is_file(), "no guest kernel at {}: run scripts/build-kernel (scripts/test does)", k.display());
+    let k = std::env::var_os("PEAPOD_KERNEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            peapod::cli::paths::kernel(&peapod::cli::GuestArgs {
+                kernel: None,
+                init: None,
+            })
+            .path
+        });
+    assert!(
+        k.is_file(),
+        "no guest kernel at {}: run scripts/build-kernel (scripts/test does)",
+        k.display()
+    );
     k
 }
 
@@ -127,7 +164,11 @@ pub fn on_guest_capable_kvm(cmd: &[&str]) -> Run {
             .expect("run command")
             .into();
     }
-    let user = if ensure_test_user() { TEST_USER.to_string() } else { whoami() };
+    let user = if ensure_test_user() {
+        TEST_USER.to_string()
+    } else {
+        whoami()
+    };
     for attempt in 1..=3 {
         let out: Run = Command::new(repo().join("scripts/kvm-runner"))
             .args(["--user", &user, "--timeout", "600", "--"])

@@ -28,15 +28,30 @@ pub struct Entry {
 impl Entry {
     /// A directory.
     pub fn dir(path: &str, perm: u32) -> Self {
-        Entry { path: path.into(), mode: S_IFDIR | perm, rdev: (0, 0), data: Vec::new() }
+        Entry {
+            path: path.into(),
+            mode: S_IFDIR | perm,
+            rdev: (0, 0),
+            data: Vec::new(),
+        }
     }
     /// A regular file.
     pub fn file(path: &str, perm: u32, data: Vec<u8>) -> Self {
-        Entry { path: path.into(), mode: S_IFREG | perm, rdev: (0, 0), data }
+        Entry {
+            path: path.into(),
+            mode: S_IFREG | perm,
+            rdev: (0, 0),
+            data,
+        }
     }
     /// A character device node.
     pub fn char_dev(path: &str, perm: u32, major: u32, minor: u32) -> Self {
-        Entry { path: path.into(), mode: S_IFCHR | perm, rdev: (major, minor), data: Vec::new() }
+        Entry {
+            path: path.into(),
+            mode: S_IFCHR | perm,
+            rdev: (major, minor),
+            data: Vec::new(),
+        }
     }
 }
 
@@ -83,14 +98,29 @@ pub fn write_newc(entries: &[Entry]) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(entries.iter().map(|e| e.data.len() + 128).sum());
     for (i, e) in entries.iter().enumerate() {
         if e.path.is_empty() || e.path.starts_with('/') || e.path.contains('\0') {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad cpio path {:?}", e.path)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad cpio path {:?}", e.path),
+            ));
         }
         if u32::try_from(e.data.len()).is_err() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is larger than 4 GiB", e.path)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is larger than 4 GiB", e.path),
+            ));
         }
         write_entry(&mut out, i as u32 + 1, e);
     }
-    write_entry(&mut out, 0, &Entry { path: TRAILER.into(), mode: 0, rdev: (0, 0), data: Vec::new() });
+    write_entry(
+        &mut out,
+        0,
+        &Entry {
+            path: TRAILER.into(),
+            mode: 0,
+            rdev: (0, 0),
+            data: Vec::new(),
+        },
+    );
     Ok(out)
 }
 
@@ -133,16 +163,24 @@ pub fn read_newc(mut buf: &[u8]) -> io::Result<Vec<Entry>> {
         if name_len == 0 || buf.len() < name_end {
             return Err(bad("truncated name"));
         }
-        let name = std::str::from_utf8(&buf[110..name_end - 1]).map_err(|_| bad("name is not UTF-8"))?;
+        let name =
+            std::str::from_utf8(&buf[110..name_end - 1]).map_err(|_| bad("name is not UTF-8"))?;
         let data_start = (start + name_end).div_ceil(4) * 4 - start;
-        let data_end = data_start.checked_add(size).ok_or_else(|| bad("size overflow"))?;
+        let data_end = data_start
+            .checked_add(size)
+            .ok_or_else(|| bad("size overflow"))?;
         if buf.len() < data_end {
             return Err(bad("truncated data"));
         }
         if name == TRAILER {
             return Ok(entries);
         }
-        entries.push(Entry { path: name.to_string(), mode, rdev, data: buf[data_start..data_end].to_vec() });
+        entries.push(Entry {
+            path: name.to_string(),
+            mode,
+            rdev,
+            data: buf[data_start..data_end].to_vec(),
+        });
         let next = (start + data_end).div_ceil(4) * 4 - start;
         buf = &buf[next.min(buf.len())..];
     }
@@ -164,7 +202,9 @@ mod tests {
         let console = entries.iter().find(|e| e.path == "dev/console").unwrap();
         assert_eq!(console.mode & 0o170000, S_IFCHR);
         assert_eq!(console.rdev, (5, 1));
-        assert!(entries.iter().any(|e| e.path == "dev" && e.mode & S_IFDIR != 0));
+        assert!(entries
+            .iter()
+            .any(|e| e.path == "dev" && e.mode & S_IFDIR != 0));
     }
 
     #[test]

@@ -122,25 +122,40 @@ pub fn load_kernel(mem: &GuestMem, path: &Path) -> Result<LoadedKernel, BootErro
         KernelFormat::Elf => Elf::load(mem, None, &mut f, himem),
         KernelFormat::BzImage => BzImage::load(mem, None, &mut f, himem),
     }
-    .map_err(|err| BootError::LoadKernel { path: path.into(), err })?;
+    .map_err(|err| BootError::LoadKernel {
+        path: path.into(),
+        err,
+    })?;
     let entry = match format {
         // The ELF entry point of an x86-64 vmlinux is startup_64's physical address.
         KernelFormat::Elf => res.kernel_load,
         KernelFormat::BzImage => res.kernel_load.unchecked_add(BZIMAGE_64BIT_ENTRY_OFFSET),
     };
-    Ok(LoadedKernel { entry, end: res.kernel_load.raw_value() + res.kernel_end, setup_header: res.setup_header })
+    Ok(LoadedKernel {
+        entry,
+        end: res.kernel_load.raw_value() + res.kernel_end,
+        setup_header: res.setup_header,
+    })
 }
 
 /// Place the initramfs at the top of low memory (page aligned), returning
 /// its address.
-pub fn load_initrd(mem: &GuestMem, kernel_end: u64, initrd: &[u8]) -> Result<GuestAddress, BootError> {
+pub fn load_initrd(
+    mem: &GuestMem,
+    kernel_end: u64,
+    initrd: &[u8],
+) -> Result<GuestAddress, BootError> {
     let too_large = || BootError::InitrdTooLarge { size: initrd.len() };
     let low_end = mem.last_addr().raw_value().min(MMIO_HOLE_START - 1) + 1;
-    let addr = low_end.checked_sub(initrd.len() as u64).ok_or_else(too_large)? & !0xfff;
+    let addr = low_end
+        .checked_sub(initrd.len() as u64)
+        .ok_or_else(too_large)?
+        & !0xfff;
     if addr < kernel_end {
         return Err(too_large());
     }
-    mem.write_slice(initrd, GuestAddress(addr)).map_err(|_| BootError::WriteMemory("initramfs"))?;
+    mem.write_slice(initrd, GuestAddress(addr))
+        .map_err(|_| BootError::WriteMemory("initramfs"))?;
     Ok(GuestAddress(addr))
 }
 
@@ -149,13 +164,29 @@ pub fn load_initrd(mem: &GuestMem, kernel_end: u64, initrd: &[u8]) -> Result<Gue
 pub fn e820_map(mem: &GuestMem) -> Vec<boot_e820_entry> {
     let end = mem.last_addr().raw_value() + 1;
     let mut map = vec![
-        boot_e820_entry { addr: 0, size: EBDA_START, type_: E820_RAM },
-        boot_e820_entry { addr: EBDA_START, size: 0xa0000 - EBDA_START, type_: E820_RESERVED },
+        boot_e820_entry {
+            addr: 0,
+            size: EBDA_START,
+            type_: E820_RAM,
+        },
+        boot_e820_entry {
+            addr: EBDA_START,
+            size: 0xa0000 - EBDA_START,
+            type_: E820_RESERVED,
+        },
     ];
     let low_end = end.min(MMIO_HOLE_START);
-    map.push(boot_e820_entry { addr: HIMEM_START, size: low_end - HIMEM_START, type_: E820_RAM });
+    map.push(boot_e820_entry {
+        addr: HIMEM_START,
+        size: low_end - HIMEM_START,
+        type_: E820_RAM,
+    });
     if end > MMIO_HOLE_END {
-        map.push(boot_e820_entry { addr: MMIO_HOLE_END, size: end - MMIO_HOLE_END, type_: E820_RAM });
+        map.push(boot_e820_entry {
+            addr: MMIO_HOLE_END,
+            size: end - MMIO_HOLE_END,
+            type_: E820_RAM,
+        });
     }
     map
 }
@@ -210,13 +241,22 @@ pub fn load_guest(mem: &GuestMem, spec: &BootSpec<'_>) -> Result<GuestAddress, B
     if cmdline.len() > CMDLINE_MAX_SIZE {
         return Err(BootError::Cmdline(linux_loader::cmdline::Error::TooLarge));
     }
-    mem.write_slice(cmdline, GuestAddress(CMDLINE_START)).map_err(|_| BootError::WriteMemory("command line"))?;
+    mem.write_slice(cmdline, GuestAddress(CMDLINE_START))
+        .map_err(|_| BootError::WriteMemory("command line"))?;
     let initrd_addr = load_initrd(mem, kernel.end, spec.initrd)?;
-    let params = build_zero_page(mem, &kernel, cmdline.len() - 1, Some((initrd_addr, spec.initrd.len())));
+    let params = build_zero_page(
+        mem,
+        &kernel,
+        cmdline.len() - 1,
+        Some((initrd_addr, spec.initrd.len())),
+    );
     mem.write_slice(params.as_slice(), GuestAddress(ZERO_PAGE_START))
         .map_err(|_| BootError::WriteMemory("zero page"))?;
-    mem.write_slice(&mptable::build(spec.vcpus), GuestAddress(mptable::MPTABLE_START))
-        .map_err(|_| BootError::WriteMemory("MP table"))?;
+    mem.write_slice(
+        &mptable::build(spec.vcpus),
+        GuestAddress(mptable::MPTABLE_START),
+    )
+    .map_err(|_| BootError::WriteMemory("MP table"))?;
     Ok(kernel.entry)
 }
 
@@ -232,8 +272,14 @@ mod tests {
         assert_eq!(detect_format(&mut elf).unwrap(), Some(KernelFormat::Elf));
         let mut bz = vec![0u8; 0x300];
         bz[0x202..0x206].copy_from_slice(b"HdrS");
-        assert_eq!(detect_format(&mut Cursor::new(bz)).unwrap(), Some(KernelFormat::BzImage));
-        assert_eq!(detect_format(&mut Cursor::new(b"#!/bin/sh\n".to_vec())).unwrap(), None);
+        assert_eq!(
+            detect_format(&mut Cursor::new(bz)).unwrap(),
+            Some(KernelFormat::BzImage)
+        );
+        assert_eq!(
+            detect_format(&mut Cursor::new(b"#!/bin/sh\n".to_vec())).unwrap(),
+            None
+        );
         assert_eq!(detect_format(&mut Cursor::new(Vec::new())).unwrap(), None);
     }
 
@@ -259,9 +305,15 @@ mod tests {
         let mem = create_guest_memory(128 << 20).unwrap();
         let map = e820_map(&mem);
         assert_eq!(map.len(), 3);
-        assert_eq!((map[0].addr, map[0].size, map[0].type_), (0, EBDA_START, E820_RAM));
-        assert_eq!(map[1].type_, E820_RESERVED);
-        assert_eq!((map[2].addr, map[2].addr + map[2].size), (HIMEM_START, 128 << 20));
+        assert_eq!(
+            (map[0].addr, map[0].size, map[0].type_),
+            (0, EBDA_START, E820_RAM)
+        );
+        assert_eq!({ map[1].type_ }, E820_RESERVED);
+        assert_eq!(
+            (map[2].addr, map[2].addr + map[2].size),
+            (HIMEM_START, 128 << 20)
+        );
     }
 
     #[test]
@@ -270,29 +322,60 @@ mod tests {
         let map = e820_map(&mem);
         assert_eq!(map.len(), 4);
         assert_eq!(map[2].addr + map[2].size, MMIO_HOLE_START);
-        assert_eq!(map[3].addr, MMIO_HOLE_END);
-        let ram: u64 = map.iter().filter(|e| e.type_ == E820_RAM).map(|e| e.size).sum();
+        assert_eq!({ map[3].addr }, MMIO_HOLE_END);
+        let ram: u64 = map
+            .iter()
+            .filter(|e| e.type_ == E820_RAM)
+            .map(|e| e.size)
+            .sum();
         assert_eq!(ram, (4 << 30) - (HIMEM_START - EBDA_START));
     }
 
     #[test]
     fn test_zero_page_layout() {
         let mem = create_guest_memory(64 << 20).unwrap();
-        let kernel = LoadedKernel { entry: GuestAddress(0x100_0000), end: 0x200_0000, setup_header: None };
+        let kernel = LoadedKernel {
+            entry: GuestAddress(0x100_0000),
+            end: 0x200_0000,
+            setup_header: None,
+        };
         let p = build_zero_page(&mem, &kernel, 42, Some((GuestAddress(0x300_0000), 4096)));
         // Offsets from the x86 boot protocol (Documentation/x86/zero-page.rst, boot.rst).
         let bytes = p.as_slice();
         assert_eq!(bytes.len(), 4096);
         assert_eq!(bytes[0x1e8], 3, "e820_entries");
-        assert_eq!(u16::from_le_bytes([bytes[0x1fe], bytes[0x1ff]]), 0xaa55, "boot_flag");
+        assert_eq!(
+            u16::from_le_bytes([bytes[0x1fe], bytes[0x1ff]]),
+            0xaa55,
+            "boot_flag"
+        );
         assert_eq!(&bytes[0x202..0x206], b"HdrS");
         assert_eq!(bytes[0x210], 0xff, "type_of_loader");
-        assert_eq!(u32::from_le_bytes(bytes[0x218..0x21c].try_into().unwrap()), 0x300_0000, "ramdisk_image");
-        assert_eq!(u32::from_le_bytes(bytes[0x21c..0x220].try_into().unwrap()), 4096, "ramdisk_size");
-        assert_eq!(u32::from_le_bytes(bytes[0x228..0x22c].try_into().unwrap()), CMDLINE_START as u32, "cmd_line_ptr");
-        assert_eq!(u32::from_le_bytes(bytes[0x238..0x23c].try_into().unwrap()), 42, "cmdline_size");
+        assert_eq!(
+            u32::from_le_bytes(bytes[0x218..0x21c].try_into().unwrap()),
+            0x300_0000,
+            "ramdisk_image"
+        );
+        assert_eq!(
+            u32::from_le_bytes(bytes[0x21c..0x220].try_into().unwrap()),
+            4096,
+            "ramdisk_size"
+        );
+        assert_eq!(
+            u32::from_le_bytes(bytes[0x228..0x22c].try_into().unwrap()),
+            CMDLINE_START as u32,
+            "cmd_line_ptr"
+        );
+        assert_eq!(
+            u32::from_le_bytes(bytes[0x238..0x23c].try_into().unwrap()),
+            42,
+            "cmdline_size"
+        );
         let e820_0 = &bytes[0x2d0..0x2d0 + 20];
-        assert_eq!(u64::from_le_bytes(e820_0[8..16].try_into().unwrap()), EBDA_START);
+        assert_eq!(
+            u64::from_le_bytes(e820_0[8..16].try_into().unwrap()),
+            EBDA_START
+        );
     }
 
     #[test]
@@ -305,6 +388,9 @@ mod tests {
         let mut back = vec![0u8; data.len()];
         mem.read_slice(&mut back, addr).unwrap();
         assert_eq!(back, data);
-        assert!(matches!(load_initrd(&mem, 0x3ff_f000, &data), Err(BootError::InitrdTooLarge { .. })));
+        assert!(matches!(
+            load_initrd(&mem, 0x3ff_f000, &data),
+            Err(BootError::InitrdTooLarge { .. })
+        ));
     }
 }

@@ -127,7 +127,10 @@ mod tests {
             assert_eq!(len, cfg.len());
             assert_eq!(sum(cfg), 0, "configuration table checksum");
             let count = u16::from_le_bytes([cfg[34], cfg[35]]);
-            assert_eq!(count as usize, vcpus as usize + 2 + IOAPIC_PINS as usize + 2);
+            assert_eq!(
+                count as usize,
+                vcpus as usize + 2 + IOAPIC_PINS as usize + 2
+            );
         }
     }
 

@@ -59,7 +59,7 @@ fn segment_from_gdt(entry: u64, index: u8, rpl: u8) -> kvm_segment {
     kvm_segment {
         base: ((entry >> 16) & 0xff_ffff) | (((entry >> 56) & 0xff) << 24),
         limit: ((entry & 0xffff) | (((entry >> 48) & 0xf) << 16)) as u32,
-        selector: u16::from(index) * 8 | u16::from(rpl),
+        selector: (u16::from(index) * 8) | u16::from(rpl),
         type_: bits(40, 0xf),
         present: bits(47, 1),
         dpl: bits(45, 3),
@@ -88,16 +88,36 @@ pub fn boot_gdt(privilege: Privilege) -> [u64; 4] {
     ]
 }
 
-fn write<M: GuestMemory>(mem: &M, what: &'static str, addr: u64, bytes: &[u8]) -> Result<(), WriteBootStructure> {
-    mem.write_slice(bytes, GuestAddress(addr)).map_err(|_| WriteBootStructure { what, addr })
+fn write<M: GuestMemory>(
+    mem: &M,
+    what: &'static str,
+    addr: u64,
+    bytes: &[u8],
+) -> Result<(), WriteBootStructure> {
+    mem.write_slice(bytes, GuestAddress(addr))
+        .map_err(|_| WriteBootStructure { what, addr })
 }
 
 /// Identity-map the first 4 GiB with 2 MiB pages (user-accessible for `User`).
-pub fn write_page_tables<M: GuestMemory>(mem: &M, privilege: Privilege) -> Result<(), WriteBootStructure> {
-    let user = if privilege == Privilege::User { PTE_USER } else { 0 };
+pub fn write_page_tables<M: GuestMemory>(
+    mem: &M,
+    privilege: Privilege,
+) -> Result<(), WriteBootStructure> {
+    let user = if privilege == Privilege::User {
+        PTE_USER
+    } else {
+        0
+    };
     let flags = PTE_PRESENT | PTE_WRITE | user;
-    write(mem, "PML4", PML4_START, &(PDPTE_START | flags).to_le_bytes())?;
-    let pdpte: Vec<u8> = (0..MAPPED_GIB).flat_map(|g| ((PDE_START + g * 0x1000) | flags).to_le_bytes()).collect();
+    write(
+        mem,
+        "PML4",
+        PML4_START,
+        &(PDPTE_START | flags).to_le_bytes(),
+    )?;
+    let pdpte: Vec<u8> = (0..MAPPED_GIB)
+        .flat_map(|g| ((PDE_START + g * 0x1000) | flags).to_le_bytes())
+        .collect();
     write(mem, "PDPTE", PDPTE_START, &pdpte)?;
     let mut pde = Vec::with_capacity((512 * 8 * MAPPED_GIB) as usize);
     for i in 0..512 * MAPPED_GIB {
@@ -144,7 +164,11 @@ pub fn long_mode_sregs<M: GuestMemory>(
 /// zero page (Linux 64-bit boot protocol). `User` runs with IOPL 3 so the
 /// payload may use port I/O.
 pub fn entry_regs(rip: GuestAddress, zero_page: GuestAddress, privilege: Privilege) -> kvm_regs {
-    let iopl3 = if privilege == Privilege::User { 3 << 12 } else { 0 };
+    let iopl3 = if privilege == Privilege::User {
+        3 << 12
+    } else {
+        0
+    };
     kvm_regs {
         rflags: 0x2 | iopl3,
         rip: rip.raw_value(),
@@ -188,7 +212,9 @@ mod tests {
         assert_eq!(last, (511 << 21) | 0x83);
         let pdpte3: u64 = mem.read_obj(GuestAddress(PDPTE_START + 3 * 8)).unwrap();
         assert_eq!(pdpte3, (PDE_START + 0x3000) | 0x3);
-        let mmio: u64 = mem.read_obj(GuestAddress(PDE_START + (0xd000_0000u64 >> 21) * 8)).unwrap();
+        let mmio: u64 = mem
+            .read_obj(GuestAddress(PDE_START + (0xd000_0000u64 >> 21) * 8))
+            .unwrap();
         assert_eq!(mmio & !0xfff, 0xd000_0000);
         write_page_tables(&mem, Privilege::User).unwrap();
         let pde0: u64 = mem.read_obj(GuestAddress(PDE_START)).unwrap();

@@ -41,7 +41,10 @@ impl Bus {
 
     /// Attach `device` at `[base, base + len)`.
     pub fn insert(&mut self, base: u64, len: u64, device: SharedDevice) -> Result<(), BusError> {
-        let end = base.checked_add(len).filter(|_| len > 0).ok_or(BusError::Overlap { base, len })?;
+        let end = base
+            .checked_add(len)
+            .filter(|_| len > 0)
+            .ok_or(BusError::Overlap { base, len })?;
         let before = self.ranges.range(..end).next_back();
         if let Some((b, (l, _))) = before {
             if b + l > base {
@@ -63,7 +66,9 @@ impl Bus {
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
         match self.find(addr, data.len()) {
             Some((off, dev)) => {
-                dev.lock().unwrap_or_else(|e| e.into_inner()).read(off, data);
+                dev.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .read(off, data);
                 true
             }
             None => false,
@@ -74,7 +79,9 @@ impl Bus {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.find(addr, data.len()) {
             Some((off, dev)) => {
-                dev.lock().unwrap_or_else(|e| e.into_inner()).write(off, data);
+                dev.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .write(off, data);
                 true
             }
             None => false,
@@ -108,14 +115,15 @@ mod tests {
         let mut b = [0u8; 1];
         assert!(bus.read(0x3fa, &mut b));
         assert_eq!(b[0], 2);
-        assert!(bus.write(0x3f8, &[b'x']));
+        assert!(bus.write(0x3f8, b"x"));
         assert_eq!(dev.lock().unwrap().writes, vec![(0, vec![b'x'])]);
     }
 
     #[test]
     fn test_bus_misses_outside_and_across_ranges() {
         let mut bus = Bus::new();
-        bus.insert(0x1000, 0x100, Arc::new(Mutex::new(Recorder::default()))).unwrap();
+        bus.insert(0x1000, 0x100, Arc::new(Mutex::new(Recorder::default())))
+            .unwrap();
         let mut four = [0u8; 4];
         assert!(!bus.read(0xfff, &mut four));
         assert!(!bus.read(0x10fe, &mut four), "access straddling the end");

@@ -111,7 +111,10 @@ mod tests {
             KvmFlavour::Pvm
         );
         // KVM's own paravirt MSRs (0x4b564d0x) are not PVM's.
-        assert_eq!(KvmFlavour::classify(&[0x4b56_4d00, 0x4b56_4d05], true), KvmFlavour::Pvm);
+        assert_eq!(
+            KvmFlavour::classify(&[0x4b56_4d00, 0x4b56_4d05], true),
+            KvmFlavour::Pvm
+        );
         assert!(!KvmFlavour::Pvm.can_boot_linux());
     }
 

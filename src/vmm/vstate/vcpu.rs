@@ -69,7 +69,11 @@ pub fn patch_cpuid(cpuid: &mut CpuId, id: u8, vcpus: u8) {
 
 /// MSRs set before the first instruction.
 pub fn boot_msrs() -> Vec<kvm_msr_entry> {
-    let e = |index, data| kvm_msr_entry { index, data, ..Default::default() };
+    let e = |index, data| kvm_msr_entry {
+        index,
+        data,
+        ..Default::default()
+    };
     vec![
         e(MSR_IA32_SYSENTER_CS, 0),
         e(MSR_IA32_SYSENTER_ESP, 0),
@@ -100,9 +104,14 @@ pub fn configure(vcpu: &VcpuFd, cpuid: &CpuId, id: u8, vcpus: u8) -> Result<(), 
     let mut cpuid = cpuid.clone();
     patch_cpuid(&mut cpuid, id, vcpus);
     vcpu.set_cpuid2(&cpuid)?;
-    let msrs = Msrs::from_entries(&boot_msrs()).map_err(|_| kvm_ioctls::Error::new(libc::EINVAL))?;
+    let msrs =
+        Msrs::from_entries(&boot_msrs()).map_err(|_| kvm_ioctls::Error::new(libc::EINVAL))?;
     vcpu.set_msrs(&msrs)?;
-    vcpu.set_fpu(&kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() })?;
+    vcpu.set_fpu(&kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    })?;
     let mut lapic = vcpu.get_lapic()?;
     set_lapic_delivery_mode(&mut lapic.regs, APIC_LVT0, APIC_MODE_EXTINT);
     set_lapic_delivery_mode(&mut lapic.regs, APIC_LVT1, APIC_MODE_NMI);
@@ -120,12 +129,18 @@ pub struct StopSignal {
 impl StopSignal {
     /// A signal that wakes whoever polls `evt`.
     pub fn new(evt: EventFd) -> Self {
-        StopSignal { reason: Arc::default(), evt: Arc::new(evt) }
+        StopSignal {
+            reason: Arc::default(),
+            evt: Arc::new(evt),
+        }
     }
 
     /// Ask the VMM to stop the VM.
     pub fn stop(&self, why: VcpuStop) {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(why);
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
         if let Err(e) = self.evt.write(1) {
             log::error!("cannot signal VM stop: {e}");
         }
@@ -133,7 +148,10 @@ impl StopSignal {
 
     /// The reason, once one was given.
     pub fn reason(&self) -> Option<VcpuStop> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -206,14 +224,18 @@ pub fn run_loop(mut vcpu: VcpuFd, id: u8, shared: &VcpuShared) -> u64 {
                 break;
             }
             Ok(other) => {
-                shared.finish(VcpuStop::Internal(format!("unexpected exit {other:?} on vcpu{id}")));
+                shared.finish(VcpuStop::Internal(format!(
+                    "unexpected exit {other:?} on vcpu{id}"
+                )));
                 break;
             }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 vcpu.set_kvm_immediate_exit(0);
             }
             Err(e) => {
-                shared.finish(VcpuStop::Internal(format!("KVM_RUN failed on vcpu{id}: {e}")));
+                shared.finish(VcpuStop::Internal(format!(
+                    "KVM_RUN failed on vcpu{id}: {e}"
+                )));
                 break;
             }
         }
@@ -229,8 +251,16 @@ mod tests {
     #[test]
     fn test_patch_cpuid_sets_apic_id_and_hypervisor_bit() {
         let entries = [
-            kvm_cpuid_entry2 { function: 1, ebx: 0xff00_0800, ..Default::default() },
-            kvm_cpuid_entry2 { function: 0xb, edx: 9, ..Default::default() },
+            kvm_cpuid_entry2 {
+                function: 1,
+                ebx: 0xff00_0800,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 0xb,
+                edx: 9,
+                ..Default::default()
+            },
         ];
         let mut cpuid = CpuId::from_entries(&entries).unwrap();
         patch_cpuid(&mut cpuid, 3, 4);

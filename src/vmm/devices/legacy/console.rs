@@ -39,12 +39,25 @@ pub struct ConsoleSink {
 impl ConsoleSink {
     /// A sink writing to `log` (if any) and `echo` (if any); `notify` is
     /// signalled whenever the readiness or exit line is seen.
-    pub fn new(log: Option<File>, echo: Option<Box<dyn Write + Send>>, state: SharedConsole, notify: EventFd) -> Self {
-        ConsoleSink { log, echo, line: Vec::new(), state, notify }
+    pub fn new(
+        log: Option<File>,
+        echo: Option<Box<dyn Write + Send>>,
+        state: SharedConsole,
+        notify: EventFd,
+    ) -> Self {
+        ConsoleSink {
+            log,
+            echo,
+            line: Vec::new(),
+            state,
+            notify,
+        }
     }
 
     fn end_line(&mut self) {
-        let text = String::from_utf8_lossy(&self.line).trim_end_matches('\r').to_string();
+        let text = String::from_utf8_lossy(&self.line)
+            .trim_end_matches('\r')
+            .to_string();
         self.line.clear();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut signal = false;
@@ -106,7 +119,8 @@ mod tests {
         let state = SharedConsole::default();
         let evt = EventFd::new(EFD_NONBLOCK).unwrap();
         let mut sink = ConsoleSink::new(None, None, state.clone(), evt.try_clone().unwrap());
-        sink.write_all(b"[    0.1] booting\r\npeapod-init: re").unwrap();
+        sink.write_all(b"[    0.1] booting\r\npeapod-init: re")
+            .unwrap();
         assert!(state.lock().unwrap().ready.is_none());
         sink.write_all(b"ady uptime_ms=812\n").unwrap();
         assert_eq!(state.lock().unwrap().ready.unwrap().1, 812);
@@ -129,6 +143,9 @@ mod tests {
         }
         let s = state.lock().unwrap();
         assert_eq!(s.tail.len(), TAIL_LINES);
-        assert_eq!(s.tail.back().unwrap(), &format!("line {}", TAIL_LINES * 2 - 1));
+        assert_eq!(
+            s.tail.back().unwrap(),
+            &format!("line {}", TAIL_LINES * 2 - 1)
+        );
     }
 }

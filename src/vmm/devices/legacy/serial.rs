@@ -32,7 +32,9 @@ pub struct SerialDevice<W: Write + Send> {
 impl<W: Write + Send> SerialDevice<W> {
     /// A UART that raises `irq` and writes what the guest sends to `out`.
     pub fn new(irq: EventFd, out: W) -> Self {
-        SerialDevice { serial: Serial::new(EventFdTrigger(irq), out) }
+        SerialDevice {
+            serial: Serial::new(EventFdTrigger(irq), out),
+        }
     }
 
     /// Feed host input (the terminal, with `--console`) to the guest.

@@ -41,12 +41,21 @@ pub struct MmioTransport {
 
 impl MmioTransport {
     /// Wrap `device`; `irqfd` is its interrupt line.
-    pub fn new(mem: GuestMem, device: Arc<Mutex<dyn VirtioDevice>>, irqfd: EventFd) -> std::io::Result<Self> {
-        let sizes: Vec<u16> = device.lock().unwrap_or_else(|e| e.into_inner()).queue_max_sizes().to_vec();
+    pub fn new(
+        mem: GuestMem,
+        device: Arc<Mutex<dyn VirtioDevice>>,
+        irqfd: EventFd,
+    ) -> std::io::Result<Self> {
+        let sizes: Vec<u16> = device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .queue_max_sizes()
+            .to_vec();
         let mut queues = Vec::with_capacity(sizes.len());
         let mut queue_evts = Vec::with_capacity(sizes.len());
         for size in sizes {
-            queues.push(Queue::new(size).map_err(|e| std::io::Error::other(format!("queue: {e}")))?);
+            queues
+                .push(Queue::new(size).map_err(|e| std::io::Error::other(format!("queue: {e}")))?);
             queue_evts.push(EventFd::new(EFD_NONBLOCK)?);
         }
         Ok(MmioTransport {
@@ -161,8 +170,14 @@ impl MmioTransport {
                 1 => (self.features() >> 32) as u32,
                 _ => 0,
             },
-            0x034 => self.queues.get(self.queue_sel as usize).map_or(0, |q| u32::from(q.max_size())),
-            0x044 => self.queues.get(self.queue_sel as usize).map_or(0, |q| u32::from(q.ready())),
+            0x034 => self
+                .queues
+                .get(self.queue_sel as usize)
+                .map_or(0, |q| u32::from(q.max_size())),
+            0x044 => self
+                .queues
+                .get(self.queue_sel as usize)
+                .map_or(0, |q| u32::from(q.ready())),
             0x060 => self.interrupt.status(),
             0x070 => self.status,
             0x0fc => self.config_generation,
@@ -185,7 +200,8 @@ impl MmioTransport {
                     };
                     let mask = 0xffff_ffffu64 << shift;
                     let offered = self.features();
-                    self.driver_features = (self.driver_features & !mask) | ((u64::from(v) << shift) & offered);
+                    self.driver_features =
+                        (self.driver_features & !mask) | ((u64::from(v) << shift) & offered);
                 }
             }
             0x024 => self.driver_features_sel = v,
@@ -208,12 +224,24 @@ impl MmioTransport {
             },
             0x064 => self.interrupt.ack(v),
             0x070 => self.set_status(v),
-            0x080 => self.selected_queue().map_or((), |q| q.set_desc_table_address(Some(v), None)),
-            0x084 => self.selected_queue().map_or((), |q| q.set_desc_table_address(None, Some(v))),
-            0x090 => self.selected_queue().map_or((), |q| q.set_avail_ring_address(Some(v), None)),
-            0x094 => self.selected_queue().map_or((), |q| q.set_avail_ring_address(None, Some(v))),
-            0x0a0 => self.selected_queue().map_or((), |q| q.set_used_ring_address(Some(v), None)),
-            0x0a4 => self.selected_queue().map_or((), |q| q.set_used_ring_address(None, Some(v))),
+            0x080 => self
+                .selected_queue()
+                .map_or((), |q| q.set_desc_table_address(Some(v), None)),
+            0x084 => self
+                .selected_queue()
+                .map_or((), |q| q.set_desc_table_address(None, Some(v))),
+            0x090 => self
+                .selected_queue()
+                .map_or((), |q| q.set_avail_ring_address(Some(v), None)),
+            0x094 => self
+                .selected_queue()
+                .map_or((), |q| q.set_avail_ring_address(None, Some(v))),
+            0x0a0 => self
+                .selected_queue()
+                .map_or((), |q| q.set_used_ring_address(Some(v), None)),
+            0x0a4 => self
+                .selected_queue()
+                .map_or((), |q| q.set_used_ring_address(None, Some(v))),
             _ => log::debug!("virtio-mmio: write of unknown register {offset:#x}"),
         }
     }
@@ -226,7 +254,10 @@ impl BusDevice for MmioTransport {
             return;
         }
         if data.len() != 4 || offset % 4 != 0 {
-            log::debug!("virtio-mmio: {}-byte read at {offset:#x} ignored", data.len());
+            log::debug!(
+                "virtio-mmio: {}-byte read at {offset:#x} ignored",
+                data.len()
+            );
             data.fill(0);
             return;
         }
@@ -241,7 +272,10 @@ impl BusDevice for MmioTransport {
             return;
         }
         let Ok(bytes) = <[u8; 4]>::try_from(data) else {
-            log::debug!("virtio-mmio: {}-byte write at {offset:#x} ignored", data.len());
+            log::debug!(
+                "virtio-mmio: {}-byte write at {offset:#x} ignored",
+                data.len()
+            );
             return;
         };
         if offset % 4 == 0 {
@@ -271,7 +305,12 @@ mod tests {
     fn transport() -> (MmioTransport, Arc<Mutex<Rng>>, GuestMem) {
         let mem = create_guest_memory(1 << 20).unwrap();
         let rng = Arc::new(Mutex::new(Rng::new()));
-        let t = MmioTransport::new(mem.clone(), rng.clone(), EventFd::new(EFD_NONBLOCK).unwrap()).unwrap();
+        let t = MmioTransport::new(
+            mem.clone(),
+            rng.clone(),
+            EventFd::new(EFD_NONBLOCK).unwrap(),
+        )
+        .unwrap();
         (t, rng, mem)
     }
 
@@ -299,7 +338,11 @@ mod tests {
         wr(&mut t, 0x070, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
         wr(&mut t, 0x024, 1);
         wr(&mut t, 0x020, 1);
-        wr(&mut t, 0x070, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
+        wr(
+            &mut t,
+            0x070,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
         wr(&mut t, 0x030, 0);
         wr(&mut t, 0x038, 16);
         wr(&mut t, 0x080, q.desc_table_addr().0 as u32);
@@ -307,7 +350,11 @@ mod tests {
         wr(&mut t, 0x0a0, q.used_addr().0 as u32);
         wr(&mut t, 0x044, 1);
         assert_eq!(rd(&mut t, 0x044), 1);
-        wr(&mut t, 0x070, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
+        wr(
+            &mut t,
+            0x070,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
+        );
         assert!(t.is_activated());
         assert!(rng.lock().unwrap().is_active());
         // Queue registers are frozen once running.
@@ -325,12 +372,20 @@ mod tests {
     #[test]
     fn test_mmio_refuses_invalid_queue() {
         let (mut t, rng, _) = transport();
-        wr(&mut t, 0x070, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
+        wr(
+            &mut t,
+            0x070,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK,
+        );
         wr(&mut t, 0x038, 16);
         // Rings far outside guest memory.
         wr(&mut t, 0x084, 0xffff);
         wr(&mut t, 0x044, 1);
-        wr(&mut t, 0x070, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
+        wr(
+            &mut t,
+            0x070,
+            STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK,
+        );
         assert!(!t.is_activated());
         assert!(!rng.lock().unwrap().is_active());
         assert_ne!(rd(&mut t, 0x070) & 0x40, 0, "DEVICE_NEEDS_RESET");

@@ -58,7 +58,10 @@ pub struct Interrupt {
 impl Interrupt {
     /// An interrupt that fires `irqfd`.
     pub fn new(irqfd: EventFd) -> Self {
-        Interrupt { status: AtomicU32::new(0), irqfd }
+        Interrupt {
+            status: AtomicU32::new(0),
+            irqfd,
+        }
     }
 
     /// Raise the interrupt for `reason` (`VIRTIO_MMIO_INT_*`).
@@ -99,7 +102,12 @@ pub trait VirtioDevice: Send {
     /// Write device configuration space.
     fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
     /// Start the device with the driver's queues.
-    fn activate(&mut self, mem: GuestMem, queues: Vec<Queue>, interrupt: std::sync::Arc<Interrupt>) -> Result<(), ActivateError>;
+    fn activate(
+        &mut self,
+        mem: GuestMem,
+        queues: Vec<Queue>,
+        interrupt: std::sync::Arc<Interrupt>,
+    ) -> Result<(), ActivateError>;
     /// Stop the device and forget its queues.
     fn reset(&mut self);
 }

@@ -105,9 +105,17 @@ impl VirtioDevice for Rng {
         &[QUEUE_SIZE]
     }
 
-    fn activate(&mut self, mem: GuestMem, mut queues: Vec<Queue>, interrupt: Arc<Interrupt>) -> Result<(), ActivateError> {
+    fn activate(
+        &mut self,
+        mem: GuestMem,
+        mut queues: Vec<Queue>,
+        interrupt: Arc<Interrupt>,
+    ) -> Result<(), ActivateError> {
         if queues.len() != 1 {
-            return Err(ActivateError::QueueCount { expected: 1, got: queues.len() });
+            return Err(ActivateError::QueueCount {
+                expected: 1,
+                got: queues.len(),
+            });
         }
         let queue = queues.remove(0);
         self.active = Some((mem, queue, interrupt));
@@ -131,7 +139,10 @@ impl MutEventSubscriber for RngHandler {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
         if events.event_set().contains(EventSet::IN) {
             let _ = self.queue_evt.read();
-            self.device.lock().unwrap_or_else(|e| e.into_inner()).process();
+            self.device
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .process();
         }
     }
 
@@ -153,7 +164,10 @@ mod tests {
 
     fn used(mem: &GuestMem, q: &MockSplitQueue<GuestMem>, i: u64) -> (u32, u32) {
         let base = q.used_addr().0 + 4 + i * 8;
-        (mem.read_obj(GuestAddress(base)).unwrap(), mem.read_obj(GuestAddress(base + 4)).unwrap())
+        (
+            mem.read_obj(GuestAddress(base)).unwrap(),
+            mem.read_obj(GuestAddress(base + 4)).unwrap(),
+        )
     }
 
     #[test]
@@ -161,8 +175,18 @@ mod tests {
         let mem = create_guest_memory(1 << 20).unwrap();
         let q = MockSplitQueue::create(&mem, GuestAddress(0x10000), 16);
         let descs = [
-            RawDescriptor::from(SplitDescriptor::new(0x40000, 64, VRING_DESC_F_WRITE as u16 | VRING_DESC_F_NEXT as u16, 1)),
-            RawDescriptor::from(SplitDescriptor::new(0x41000, 32, VRING_DESC_F_WRITE as u16, 0)),
+            RawDescriptor::from(SplitDescriptor::new(
+                0x40000,
+                64,
+                VRING_DESC_F_WRITE as u16 | VRING_DESC_F_NEXT as u16,
+                1,
+            )),
+            RawDescriptor::from(SplitDescriptor::new(
+                0x41000,
+                32,
+                VRING_DESC_F_WRITE as u16,
+                0,
+            )),
         ];
         q.add_desc_chains(&descs, 0).unwrap();
         let mut queue: Queue = q.create_queue().unwrap();
@@ -189,8 +213,18 @@ mod tests {
         let mem = create_guest_memory(1 << 20).unwrap();
         let q = MockSplitQueue::create(&mem, GuestAddress(0x10000), 16);
         let descs = [
-            RawDescriptor::from(SplitDescriptor::new(0x4000_0000, 64, VRING_DESC_F_WRITE as u16, 0)),
-            RawDescriptor::from(SplitDescriptor::new(0x20000, u32::MAX, VRING_DESC_F_WRITE as u16, 0)),
+            RawDescriptor::from(SplitDescriptor::new(
+                0x4000_0000,
+                64,
+                VRING_DESC_F_WRITE as u16,
+                0,
+            )),
+            RawDescriptor::from(SplitDescriptor::new(
+                0x20000,
+                u32::MAX,
+                VRING_DESC_F_WRITE as u16,
+                0,
+            )),
         ];
         q.add_desc_chains(&descs, 0).unwrap();
         let mut queue: Queue = q.create_queue().unwrap();
