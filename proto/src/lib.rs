@@ -1,58 +1,40 @@
 //! Wire types shared by the host (`peapod`) and the guest (`peapod-init`).
 //!
-//! This crate depends on neither side. The console protocol below is what the
-//! guest prints on its serial console; the VMM scans for it.
+//! This crate depends on neither side. Two protocols live here:
+//!
+//! - [`console`]: lines the guest prints on its serial console, which the VMM
+//!   scans for (readiness, exit status);
+//! - the stream protocol, over vsock in a VM or a Unix socket in native
+//!   mode: length-delimited frames ([`frame`]) of JSON messages ([`msg`]),
+//!   with binary data in base64 ([`bytes`]). The first frame each way is a
+//!   [`Hello`] carrying [`PROTOCOL_VERSION`]; the host then sends the pod
+//!   ([`WirePod`], in [`HostMsg::RunPod`]) and the guest streams events,
+//!   logs and exec output back ([`GuestMsg`]).
+//!
+//! Everything a peer sends is checked: oversized or empty frames are
+//! rejected before allocating, unknown message types and fields are decode
+//! errors. [`Connection`] wraps a blocking stream; event loops use
+//! [`FrameDecoder`] with [`encode`]/[`decode`].
 
-/// Prefix of every line peapod-init prints for the host to parse.
-pub const CONSOLE_PREFIX: &str = "peapod-init:";
+pub mod bytes;
+pub mod conn;
+pub mod console;
+pub mod error;
+pub mod frame;
+pub mod msg;
+pub mod pod;
 
-/// The line peapod-init prints once the pod's infra process is up:
-/// `peapod-init: ready uptime_ms=<ms>`.
-pub const READY_MARK: &str = "peapod-init: ready";
-
-/// The line peapod-init prints right before it resets the VM:
-/// `peapod-init: exit status=<code>`.
-pub const EXIT_MARK: &str = "peapod-init: exit status=";
-
-/// Kernel command line key carrying the pod name to the guest.
-pub const CMDLINE_POD_NAME: &str = "peapod.pod";
-
-/// Parse the uptime out of a readiness line.
-pub fn parse_ready(line: &str) -> Option<u64> {
-    let rest = line.trim().strip_prefix(READY_MARK)?.trim();
-    rest.strip_prefix("uptime_ms=")?.parse().ok()
-}
-
-/// Parse the status out of an exit line.
-pub fn parse_exit(line: &str) -> Option<i32> {
-    line.trim().strip_prefix(EXIT_MARK)?.trim().parse().ok()
-}
-
-/// Format the readiness line.
-pub fn ready_line(uptime_ms: u64) -> String {
-    format!("{READY_MARK} uptime_ms={uptime_ms}")
-}
-
-/// Format the exit line.
-pub fn exit_line(status: i32) -> String {
-    format!("{EXIT_MARK}{status}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_ready_line_round_trip() {
-        assert_eq!(parse_ready(&ready_line(1234)), Some(1234));
-        assert_eq!(parse_ready("peapod-init: ready uptime_ms=x"), None);
-        assert_eq!(parse_ready("something else"), None);
-    }
-
-    #[test]
-    fn test_exit_line_round_trip() {
-        assert_eq!(parse_exit(&exit_line(0)), Some(0));
-        assert_eq!(parse_exit(&exit_line(-3)), Some(-3));
-        assert_eq!(parse_exit("peapod-init: exit status="), None);
-    }
-}
+pub use conn::Connection;
+pub use console::{
+    exit_line, parse_exit, parse_ready, ready_line, CMDLINE_POD_NAME, CONSOLE_PREFIX, EXIT_MARK,
+    READY_MARK,
+};
+pub use error::{ProtoError, Result};
+pub use frame::{
+    encode_frame, read_frame, write_frame, FrameDecoder, HEADER_LEN, MAX_CHUNK, MAX_FRAME,
+};
+pub use msg::{
+    check_version, decode, encode, ContainerEvent, ContainerState, ContainerStatus, ExecId,
+    GuestMsg, Hello, HostMsg, Message, PodPhase, PodStatus, Stream, Termination, PROTOCOL_VERSION,
+};
+pub use pod::{Backoff, RestartPolicy, VolumeKind, WireContainer, WireMount, WirePod, WireVolume};

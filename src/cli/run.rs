@@ -123,7 +123,8 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
         kernel.path.display()
     );
 
-    // 5. Boot and wait.
+    // 5. Boot and wait (run() starts the vCPU threads at once).
+    t.mark("first KVM_RUN");
     let outcome: RunOutcome = vm
         .run(Some(Duration::from_secs(args.boot_timeout)))
         .map_err(|e| Failure::Runtime(e.into()))?;

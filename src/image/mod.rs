@@ -1,3 +1,19 @@
-//! Container images: references now; fetching and unpacking later.
+//! Container images: parsing references, and resolving them to unpacked,
+//! read-only root filesystems through a content-addressed layer cache
+//! ([`ImageStore`]).
 
+mod archive;
+pub mod digest;
+mod error;
+mod flatten;
+pub mod layer;
+mod name;
+pub mod oci;
 pub mod reference;
+mod store;
+#[cfg(test)]
+mod testutil;
+
+pub use error::ImageError;
+pub use reference::ImageRef;
+pub use store::{ImageConfig, ImageStore, ResolvedImage};

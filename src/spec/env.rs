@@ -5,7 +5,9 @@
 use super::error::SpecError;
 use super::expand::expand;
 use super::plan::{ContainerPlan, PodPlan};
-use super::pod::{Container, EnvVarSource, ObjectFieldSelector, RawQuantity, ResourceFieldSelector};
+use super::pod::{
+    Container, EnvVarSource, ObjectFieldSelector, RawQuantity, ResourceFieldSelector,
+};
 use super::validate::Checker;
 
 /// The fieldRef paths peapod can resolve, for messages.
@@ -208,12 +210,14 @@ impl Checker<'_> {
                     ),
                 ))
             }
-            other => return Err(self.invalid(
-                path_field,
-                format!(
+            other => {
+                return Err(self.invalid(
+                    path_field,
+                    format!(
                     "{other:?} is not a supported field path; use one of {SUPPORTED_FIELD_PATHS}"
                 ),
-            )),
+                ))
+            }
         };
         Ok(value)
     }

@@ -142,6 +142,17 @@ pub enum Protocol {
     Sctp,
 }
 
+impl std::fmt::Display for Protocol {
+    /// The Kubernetes spelling: `TCP`, `UDP`, `SCTP`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        })
+    }
+}
+
 /// A volume mount in one container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeMountPlan {

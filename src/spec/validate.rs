@@ -631,7 +631,7 @@ impl Checker<'_> {
                         return Err(self.invalid(
                             path,
                             format!(
-                                "host port {host_port}/{:?} is already published by {first}; \
+                                "host port {host_port}/{} is already published by {first}; \
                                  use a different hostPort",
                                 port.protocol
                             ),

@@ -1,7 +1,9 @@
 //! End-to-end tests of [`parse`] and [`load`]. This file: realistic
-//! manifests that must be accepted, and file handling; `errors.rs`: every
-//! refused input with the message it gets.
+//! manifests that must be accepted, and file handling; `errors.rs`: refused
+//! documents, pod fields and schema errors; `containers.rs`: refused
+//! container, volume and environment settings.
 
+mod containers;
 mod errors;
 
 use std::path::PathBuf;

@@ -1,0 +1,446 @@
+//! The pod as the guest needs it: the host's validated `PodPlan`, with
+//! images resolved to root filesystems in the pod share and commands and
+//! users resolved against the image config.
+//!
+//! Defined here because `proto` depends on neither side; the host converts
+//! its `PodPlan` to a [`WirePod`]. Paths called "share paths" are relative
+//! to the root of the pod share (virtio-fs in a VM, a directory in native
+//! mode) as the guest mounts it.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ProtoError, Result};
+
+/// The pod to run: sent once, in `HostMsg::RunPod`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WirePod {
+    /// `metadata.name`.
+    pub name: String,
+    /// The guest (UTS namespace) hostname.
+    pub hostname: String,
+    /// Init containers, run one by one in order before the app containers;
+    /// sidecars among them keep running.
+    pub init_containers: Vec<WireContainer>,
+    /// App containers, started together; never empty.
+    pub containers: Vec<WireContainer>,
+    /// Pod volumes, referenced by [`WireMount::volume`].
+    pub volumes: Vec<WireVolume>,
+    /// What happens when an app container exits.
+    pub restart_policy: RestartPolicy,
+    /// Seconds between SIGTERM and SIGKILL when the pod is stopped.
+    pub grace_period_s: u64,
+    /// Delay between restarts of a crashing container.
+    pub backoff: Backoff,
+    /// Containers share one PID namespace.
+    pub share_process_namespace: bool,
+}
+
+/// One container, app or init.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireContainer {
+    /// Name, unique in the pod.
+    pub name: String,
+    /// Share path of the container's (read-only) image root filesystem.
+    pub rootfs: String,
+    /// The full argv: entrypoint/command and args already resolved.
+    pub command: Vec<String>,
+    /// Environment, in order, image defaults merged in.
+    pub env: Vec<(String, String)>,
+    /// Absolute working directory inside the container.
+    pub working_dir: String,
+    /// User to run as.
+    pub uid: u32,
+    /// Group to run as.
+    pub gid: u32,
+    /// Volume mounts.
+    pub volume_mounts: Vec<WireMount>,
+    /// Memory limit in bytes (cgroup `memory.max`).
+    pub memory_limit: Option<u64>,
+    /// CPU limit in millicores (cgroup `cpu.max`).
+    pub cpu_limit_millis: Option<u64>,
+    /// Process limit (cgroup `pids.max`).
+    pub pids_limit: Option<u64>,
+    /// Mount the root filesystem read-only (else a writable overlay).
+    pub read_only_rootfs: bool,
+    /// Capabilities added to the default set (`NET_ADMIN`, `ALL`, ...).
+    pub cap_add: Vec<String>,
+    /// Capabilities dropped from the default set.
+    pub cap_drop: Vec<String>,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Keep stdin open for attach.
+    pub stdin: bool,
+    /// Close stdin after the first attach ends.
+    pub stdin_once: bool,
+    /// An init container with `restartPolicy: Always`: started in order with
+    /// the init containers, then kept running for the life of the pod.
+    pub sidecar: bool,
+}
+
+/// A volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireMount {
+    /// Name of an entry of [`WirePod::volumes`].
+    pub volume: String,
+    /// Absolute path in the container.
+    pub mount_path: String,
+    /// Mount read-only.
+    pub read_only: bool,
+    /// Relative path inside the volume to mount instead of its root.
+    pub sub_path: Option<String>,
+}
+
+/// A pod volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireVolume {
+    /// Name, unique in the pod.
+    pub name: String,
+    /// Where its content comes from.
+    pub kind: VolumeKind,
+}
+
+/// Volume sources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum VolumeKind {
+    /// A fresh directory the guest creates.
+    EmptyDir {
+        /// Back it with RAM (tmpfs) rather than the pod share.
+        medium_memory: bool,
+        /// Size limit in bytes.
+        size_limit: Option<u64>,
+    },
+    /// A host path, exported by the host; checked and created there.
+    HostPath {
+        /// Share path where the host exposes it.
+        path: String,
+    },
+}
+
+/// `spec.restartPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Always restart (the Kubernetes default).
+    #[default]
+    Always,
+    /// Restart only after a failure (non-zero code or a signal).
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+impl RestartPolicy {
+    /// Whether an app container that exited this way is restarted.
+    pub fn restarts(self, succeeded: bool) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => !succeeded,
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+/// Exponential restart backoff: `initial_ms`, doubled after every restart,
+/// capped at `max_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// Delay before the first restart.
+    pub initial_ms: u64,
+    /// Upper bound of any delay.
+    pub max_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial_ms: 1000,
+            max_ms: 300_000,
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before the next restart of a container restarted `restarts`
+    /// times so far: `initial * 2^restarts`, at most `max`.
+    pub fn delay(&self, restarts: u32) -> Duration {
+        let factor = 1u64.checked_shl(restarts).unwrap_or(u64::MAX);
+        Duration::from_millis(self.initial_ms.saturating_mul(factor).min(self.max_ms))
+    }
+}
+
+fn invalid(field: String, problem: &str) -> ProtoError {
+    ProtoError::InvalidPod {
+        field,
+        problem: problem.to_owned(),
+    }
+}
+
+/// A share path must stay inside the share: relative, no `..`, not empty.
+fn check_share_path(field: String, path: &str) -> Result<()> {
+    if path.is_empty() || path.starts_with('/') {
+        return Err(invalid(field, "must be a non-empty relative path"));
+    }
+    check_no_dotdot(field, path)
+}
+
+fn check_no_dotdot(field: String, path: &str) -> Result<()> {
+    if path.split('/').any(|c| c == "..") {
+        return Err(invalid(field, "must not contain `..`"));
+    }
+    Ok(())
+}
+
+fn check_absolute(field: String, path: &str) -> Result<()> {
+    if !path.starts_with('/') {
+        return Err(invalid(field, "must be an absolute path"));
+    }
+    check_no_dotdot(field, path)
+}
+
+impl WirePod {
+    /// Check the structural invariants the guest relies on. The host has
+    /// validated the pod spec already; this guards the guest against a
+    /// buggy or mismatched host, and runs before anything is created.
+    pub fn validate(&self) -> Result<()> {
+        if self.name.is_empty() {
+            return Err(invalid("name".into(), "must not be empty"));
+        }
+        if self.containers.is_empty() {
+            return Err(invalid("containers".into(), "must not be empty"));
+        }
+        let mut volumes = HashSet::new();
+        for (i, v) in self.volumes.iter().enumerate() {
+            if v.name.is_empty() || !volumes.insert(v.name.as_str()) {
+                return Err(invalid(
+                    format!("volumes[{i}].name"),
+                    "must be non-empty and unique",
+                ));
+            }
+            if let VolumeKind::HostPath { path } = &v.kind {
+                check_share_path(format!("volumes[{i}].kind.path"), path)?;
+            }
+        }
+        let mut names = HashSet::new();
+        let all = [
+            ("init_containers", &self.init_containers),
+            ("containers", &self.containers),
+        ];
+        for (list, containers) in all {
+            for (i, c) in containers.iter().enumerate() {
+                let at = |field: &str| format!("{list}[{i}].{field}");
+                if c.name.is_empty() || !names.insert(c.name.as_str()) {
+                    return Err(invalid(at("name"), "must be non-empty and unique"));
+                }
+                if c.command.is_empty() {
+                    return Err(invalid(at("command"), "must not be empty"));
+                }
+                if c.sidecar && list == "containers" {
+                    return Err(invalid(at("sidecar"), "only init containers are sidecars"));
+                }
+                check_share_path(at("rootfs"), &c.rootfs)?;
+                check_absolute(at("working_dir"), &c.working_dir)?;
+                for (j, m) in c.volume_mounts.iter().enumerate() {
+                    let at = |field: &str| format!("{list}[{i}].volume_mounts[{j}].{field}");
+                    if !volumes.contains(m.volume.as_str()) {
+                        return Err(invalid(at("volume"), "names no volume of the pod"));
+                    }
+                    check_absolute(at("mount_path"), &m.mount_path)?;
+                    if let Some(sub) = &m.sub_path {
+                        check_share_path(at("sub_path"), sub)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample_pod() -> WirePod {
+        WirePod {
+            name: "web".into(),
+            hostname: "web".into(),
+            init_containers: vec![WireContainer {
+                sidecar: true,
+                ..sample_container("proxy")
+            }],
+            containers: vec![WireContainer {
+                memory_limit: Some(64 << 20),
+                cpu_limit_millis: Some(500),
+                pids_limit: Some(128),
+                volume_mounts: vec![
+                    WireMount {
+                        volume: "data".into(),
+                        mount_path: "/data".into(),
+                        read_only: false,
+                        sub_path: Some("app/v1".into()),
+                    },
+                    WireMount {
+                        volume: "host".into(),
+                        mount_path: "/etc/config".into(),
+                        read_only: true,
+                        sub_path: None,
+                    },
+                ],
+                cap_add: vec!["NET_ADMIN".into()],
+                cap_drop: vec!["ALL".into()],
+                ..sample_container("app")
+            }],
+            volumes: vec![
+                WireVolume {
+                    name: "data".into(),
+                    kind: VolumeKind::EmptyDir {
+                        medium_memory: true,
+                        size_limit: Some(1 << 20),
+                    },
+                },
+                WireVolume {
+                    name: "host".into(),
+                    kind: VolumeKind::HostPath {
+                        path: "volumes/host".into(),
+                    },
+                },
+            ],
+            restart_policy: RestartPolicy::OnFailure,
+            grace_period_s: 30,
+            backoff: Backoff::default(),
+            share_process_namespace: false,
+        }
+    }
+
+    pub(crate) fn sample_container(name: &str) -> WireContainer {
+        WireContainer {
+            name: name.into(),
+            rootfs: format!("images/{name}/rootfs"),
+            command: vec!["/bin/sh".into(), "-c".into(), "echo hi".into()],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            working_dir: "/".into(),
+            uid: 1000,
+            gid: 1000,
+            volume_mounts: vec![],
+            memory_limit: None,
+            cpu_limit_millis: None,
+            pids_limit: None,
+            read_only_rootfs: false,
+            cap_add: vec![],
+            cap_drop: vec![],
+            tty: false,
+            stdin: false,
+            stdin_once: false,
+            sidecar: false,
+        }
+    }
+
+    #[test]
+    fn test_backoff_delay_doubles_and_caps() {
+        let b = Backoff::default();
+        let secs: Vec<u64> = (0..12).map(|n| b.delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        // Huge restart counts saturate instead of overflowing.
+        assert_eq!(b.delay(63), Duration::from_secs(300));
+        assert_eq!(b.delay(64), Duration::from_secs(300));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn test_backoff_delay_configurable() {
+        let b = Backoff {
+            initial_ms: 10,
+            max_ms: 50,
+        };
+        let ms: Vec<u128> = (0..5).map(|n| b.delay(n).as_millis()).collect();
+        assert_eq!(ms, [10, 20, 40, 50, 50]);
+        let zero = Backoff {
+            initial_ms: 0,
+            max_ms: 50,
+        };
+        assert_eq!(zero.delay(10), Duration::ZERO);
+        let inverted = Backoff {
+            initial_ms: 100,
+            max_ms: 50,
+        };
+        assert_eq!(inverted.delay(0), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn test_restart_policy_restarts() {
+        assert!(RestartPolicy::Always.restarts(true));
+        assert!(RestartPolicy::Always.restarts(false));
+        assert!(!RestartPolicy::OnFailure.restarts(true));
+        assert!(RestartPolicy::OnFailure.restarts(false));
+        assert!(!RestartPolicy::Never.restarts(false));
+    }
+
+    #[test]
+    fn test_wire_pod_validate_accepts_sample() {
+        sample_pod().validate().unwrap();
+    }
+
+    #[test]
+    fn test_wire_pod_validate_names_the_field() {
+        type Breaker = fn(&mut WirePod);
+        let cases: Vec<(Breaker, &str)> = vec![
+            (|p| p.containers.clear(), "containers"),
+            (|p| p.name.clear(), "name"),
+            (
+                |p| p.containers[0].name = "proxy".into(),
+                "containers[0].name",
+            ),
+            (|p| p.containers[0].command.clear(), "containers[0].command"),
+            (|p| p.containers[0].sidecar = true, "containers[0].sidecar"),
+            (
+                |p| p.init_containers[0].rootfs = "/images/x".into(),
+                "init_containers[0].rootfs",
+            ),
+            (
+                |p| p.containers[0].rootfs = "images/../../etc".into(),
+                "containers[0].rootfs",
+            ),
+            (
+                |p| p.containers[0].working_dir = "tmp".into(),
+                "containers[0].working_dir",
+            ),
+            (
+                |p| p.containers[0].volume_mounts[0].volume = "nope".into(),
+                "containers[0].volume_mounts[0].volume",
+            ),
+            (
+                |p| p.containers[0].volume_mounts[1].mount_path = "etc".into(),
+                "containers[0].volume_mounts[1].mount_path",
+            ),
+            (
+                |p| p.containers[0].volume_mounts[0].sub_path = Some("../x".into()),
+                "containers[0].volume_mounts[0].sub_path",
+            ),
+            (|p| p.volumes[1].name = "data".into(), "volumes[1].name"),
+            (
+                |p| {
+                    p.volumes[1].kind = VolumeKind::HostPath {
+                        path: "/etc".into(),
+                    }
+                },
+                "volumes[1].kind.path",
+            ),
+        ];
+        for (break_it, field) in cases {
+            let mut pod = sample_pod();
+            break_it(&mut pod);
+            match pod.validate() {
+                Err(ProtoError::InvalidPod { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+}
