@@ -136,23 +136,16 @@ fn test_cli_unknown_field_names_path() {
 
 #[test]
 fn test_cli_kernel_missing_or_not_a_kernel() {
-    let dir = TempDir::new("cli");
-    let pod = dir.write("pod.yaml", GOOD);
-    let out = peapod_run(
-        &[
-            "run",
-            "--kernel",
-            "/nonexistent/vmlinux",
-            pod.to_str().unwrap(),
-        ],
-        &dir.0,
-    );
+    // A good pod with a missing kernel: the kernel error, and nothing left.
+    let (out, _) = run_spec(GOOD);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
         out.stderr.contains("/nonexistent/vmlinux") && out.stderr.contains("scripts/build-kernel"),
         "{out:?}"
     );
 
+    let dir = TempDir::new("cli");
+    let pod = dir.write("pod.yaml", GOOD);
     let not_kernel = dir.write("vmlinux", "#!/bin/sh\necho not a kernel\n");
     let out = peapod_run(
         &[

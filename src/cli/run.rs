@@ -130,10 +130,6 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
         .map_err(|e| Failure::Runtime(e.into()))?;
     if let Some((at, uptime)) = outcome.ready {
         t.rows.push((
-            "first KVM_RUN",
-            t.rows.last().map(|r| r.1).unwrap_or_default(),
-        ));
-        t.rows.push((
             "peapod-init ready",
             t.rows.last().map(|r| r.1).unwrap_or_default() + at,
         ));
