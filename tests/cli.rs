@@ -207,6 +207,9 @@ fn test_cli_kvm_not_accessible_says_how_to_get_access() {
             pod.to_str().unwrap(),
         ])
         .current_dir(&dir.0)
+        .env("HOME", &dir.0)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_CONFIG_HOME")
         .output()
         .unwrap()
         .into();
@@ -285,4 +288,29 @@ fn test_cli_initramfs_writes_newc_archive_with_init() {
         .find(|e| e.path == "init")
         .expect("init entry");
     assert_eq!(e.data, b"\x7fELF pretend init");
+}
+
+#[test]
+fn test_cli_admission_refuses_seed_pod_whole_on_small_node() {
+    // The seed's App (1 GiB) + LogCollector (0.5 GiB) on a 1.25 GiB node:
+    // refused before any VM exists, naming what was asked and what is free.
+    let dir = TempDir::new("cli");
+    let (kernel, init) = fake_guest(&dir);
+    let runtime = dir.0.join("runtime");
+    let out: Run = Command::new(peapod())
+        .args(["run", "--kernel", &kernel, "--init", &init])
+        .arg(repo().join("examples/seed-app-logcollector.yaml"))
+        .env("PEAPOD_CAPACITY_MEMORY", "1.25Gi")
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("pod seed does not fit"), "{out:?}");
+    assert!(
+        out.stderr.contains("1600 MiB") && out.stderr.contains("free: 1280 MiB"),
+        "{out:?}"
+    );
+    let ledger = std::fs::read_to_string(runtime.join("peapod/ledger.json")).unwrap_or_default();
+    assert!(!ledger.contains("seed"), "no reservation is left: {ledger}");
 }

@@ -64,3 +64,16 @@ fn test_vm_guest_without_working_init_fails_with_console_tail() {
         "{out:?}"
     );
 }
+
+#[test]
+fn test_vm_seed_pod_runs_with_enough_capacity() {
+    // The same App + LogCollector pod that a 1.25 GiB node refuses (see
+    // tests/cli.rs) is admitted and boots with 2 GiB.
+    let script = format!(
+        "PEAPOD_CAPACITY_MEMORY=2Gi exec {} run examples/seed-app-logcollector.yaml",
+        peapod().display()
+    );
+    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("seed: peapod-init ready"), "{out:?}");
+}

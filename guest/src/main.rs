@@ -3,8 +3,17 @@
 //! It mounts the kernel file systems, reports readiness on the console (the
 //! host's VMM watches for the line), and, when the pod is done, reports the
 //! pod's exit status and resets the VM, which the VMM sees as a clean exit.
+//!
+//! With `--native --socket PATH --share DIR` it runs on the host instead,
+//! as PID 1 of fresh namespaces (see [`native`]), and runs the pod it gets
+//! over the socket (see [`runtime`]).
 
+mod container;
+mod logs;
+mod native;
+mod runtime;
 mod sys;
+mod transport;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -24,6 +33,22 @@ fn say(line: &str) {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match native::parse_args(&args) {
+        Ok(Some(native)) => {
+            let code = if std::process::id() == 1 {
+                native::pid1(&native)
+            } else {
+                native::launch(&native)
+            };
+            return ExitCode::from(u8::try_from(code).unwrap_or(2));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("peapod-init: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if std::process::id() != 1 {
         eprintln!("peapod-init: must run as PID 1 of a peapod guest (it mounts and reboots)");
         return ExitCode::from(2);

@@ -2,6 +2,9 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// A file system PID 1 mounts at boot.
 pub struct MountSpec {
@@ -112,4 +115,299 @@ pub fn reset_machine() -> ! {
     }
     // Without CAP_SYS_BOOT (never in a guest) there is nothing left to do.
     std::process::exit(1)
+}
+
+/// Turn a `-1` return into the thread's `errno`, with what failed.
+fn check(rc: libc::c_long, what: impl FnOnce() -> String) -> io::Result<libc::c_long> {
+    if rc == -1 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{}: {e}", what())));
+    }
+    Ok(rc)
+}
+
+fn path_cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
+}
+
+/// mount(2) with optional source, type and data; errors name the target.
+pub fn mount(
+    source: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(cstr).transpose()?;
+    let fstype = fstype.map(cstr).transpose()?;
+    let data = data.map(cstr).transpose()?;
+    let target_c = path_cstr(target)?;
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is NULL or a NUL-terminated string alive for the call.
+    let rc = unsafe {
+        libc::mount(
+            ptr(&source),
+            target_c.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data).cast(),
+        )
+    };
+    check(rc.into(), || {
+        format!(
+            "mount {} on {}",
+            fstype
+                .as_ref()
+                .or(source.as_ref())
+                .map_or("(flags)".into(), |c| c.to_string_lossy().into_owned()),
+            target.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// Bind-mount `source` on `target`, read-only if asked (a bind mount only
+/// becomes read-only with a second, remounting call).
+pub fn bind_mount(source: &Path, target: &Path, read_only: bool) -> io::Result<()> {
+    let src = source
+        .to_str()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "non-UTF-8 bind source path"))?;
+    mount(Some(src), target, None, libc::MS_BIND | libc::MS_REC, None)?;
+    if read_only {
+        mount(
+            None,
+            target,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// Make every mount below `/` private, so nothing we mount propagates out.
+pub fn make_mounts_private() -> io::Result<()> {
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )
+}
+
+/// unshare(2).
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes no pointers.
+    let rc = unsafe { libc::unshare(flags) };
+    check(rc.into(), || "unshare namespaces".into())?;
+    Ok(())
+}
+
+/// Switch the root of this mount namespace to the current directory, and
+/// detach the old root (the `pivot_root(".", ".")` idiom).
+pub fn pivot_to_cwd() -> io::Result<()> {
+    let dot = cstr(".")?;
+    // SAFETY: both arguments are valid NUL-terminated strings.
+    let rc = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) };
+    check(rc, || "pivot_root".into())?;
+    // SAFETY: a valid NUL-terminated string.
+    let rc = unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) };
+    check(rc.into(), || "detach the old root".into())?;
+    std::env::set_current_dir("/")
+}
+
+/// Fork into new namespaces (`clone` without a new stack, like fork).
+/// Returns 0 in the child and the child's PID in the parent. Only safe in a
+/// single-threaded process, which peapod-init is.
+pub fn clone_process(ns_flags: libc::c_int) -> io::Result<libc::pid_t> {
+    let flags = (ns_flags | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: the raw clone syscall with a NULL stack behaves like fork: the
+    // child continues on a copy of our stack. The process has one thread, so
+    // no lock can be held by a thread that does not exist in the child.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    Ok(check(rc, || "clone a process".into())? as libc::pid_t)
+}
+
+/// A pipe whose ends are close-on-exec: `(read, write)`.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    check(rc.into(), || "create a pipe".into())?;
+    // SAFETY: pipe2 succeeded, so both are fresh descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Set O_NONBLOCK on a descriptor.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fcntl on a valid descriptor with integer arguments.
+    let fl = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    check(fl.into(), || "get descriptor flags".into())?;
+    // SAFETY: as above.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) };
+    check(rc.into(), || "set O_NONBLOCK".into())?;
+    Ok(())
+}
+
+/// Make `fd` the descriptor `target` (dup2), clearing close-on-exec.
+pub fn dup_to(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 on valid descriptor numbers.
+    let rc = unsafe { libc::dup2(fd.as_raw_fd(), target) };
+    check(rc.into(), || format!("dup2 to fd {target}"))?;
+    Ok(())
+}
+
+/// Block SIGCHLD and return a signalfd that reports it.
+pub fn sigchld_fd() -> io::Result<OwnedFd> {
+    // SAFETY: a zeroed sigset_t is valid storage for sigemptyset to fill.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid; the calls only write into it / read it.
+    let fd = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    check(fd.into(), || "create a signalfd".into())?;
+    // SAFETY: signalfd returned a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Drain a signalfd (the reaping loop finds the children itself).
+pub fn drain_signalfd(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; std::mem::size_of::<libc::signalfd_siginfo>() * 8];
+    loop {
+        // SAFETY: reading into a buffer we own, of the given length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+    }
+}
+
+/// Give a forked child the default signal state: nothing blocked, nothing
+/// ignored (Rust ignores SIGPIPE, and ignored signals survive execve).
+pub fn reset_signals() {
+    // SAFETY: sigset/sigaction calls on valid local storage; resetting a
+    // disposition to SIG_DFL has no memory-safety preconditions.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// exit(code).
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Exit code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+}
+
+/// Reap one exited child without blocking: `None` when none is left to reap.
+pub fn reap_one() -> Option<(libc::pid_t, ExitStatus)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is valid storage for waitpid to fill.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return None;
+        }
+        if libc::WIFEXITED(status) {
+            return Some((pid, ExitStatus::Code(libc::WEXITSTATUS(status))));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Some((pid, ExitStatus::Signal(libc::WTERMSIG(status))));
+        }
+        // Stopped/continued children are not exits; keep looking.
+    }
+}
+
+/// Wait for one specific child, blocking.
+pub fn wait_for(pid: libc::pid_t) -> io::Result<ExitStatus> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is valid storage for waitpid to fill.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(ExitStatus::Code(libc::WEXITSTATUS(status)));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(ExitStatus::Signal(libc::WTERMSIG(status)));
+        }
+    }
+}
+
+/// Send a signal; a process that is already gone is not an error.
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill takes no pointers.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Realtime clock in nanoseconds since the Unix epoch.
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Bring the loopback interface up (SIOCSIFFLAGS on a datagram socket).
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check(fd.into(), || "open a socket to configure lo".into())?;
+    // SAFETY: a fresh descriptor we own.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq naming `lo`, filled in by the kernel.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    check(rc.into(), || "get the flags of lo".into())?;
+    // SAFETY: ifru_flags is the union member SIOCGIFFLAGS filled in.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: as above, a valid ifreq read by the kernel.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    check(rc.into(), || "bring lo up".into())?;
+    Ok(())
+}
+
+/// `_exit(2)`: end a forked child without running our parent's cleanup.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and takes no pointers.
+    unsafe { libc::_exit(code) }
 }

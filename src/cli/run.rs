@@ -9,6 +9,7 @@ use anyhow::anyhow;
 use linux_loader::loader::Cmdline;
 
 use super::{paths, Failure, GuestArgs};
+use crate::admission::{pod_cpu_request, Capacity, Ledger};
 use crate::vmm::boot::{self, initramfs};
 use crate::vmm::vstate::kvm::{self, KvmFlavour, PVM_ADVICE};
 use crate::vmm::{RunOutcome, Vm, VmConfig, GUEST_MEMORY_OVERHEAD};
@@ -89,7 +90,17 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
     })?;
     let init = paths::read_init(&paths::init(&args.guest)).map_err(Failure::Usage)?;
 
-    // 3. The host's KVM.
+    // 3. Admission: the whole VM's memory and the pod's CPU request,
+    //    reserved at once or not at all; released on every way out (drop),
+    //    and reclaimed by the next peapod if this process dies.
+    let mem_bytes = plan.effective_memory() + GUEST_MEMORY_OVERHEAD;
+    let capacity = Capacity::resolve().map_err(|e| Failure::Usage(e.into()))?;
+    let _reservation = Ledger::new(Ledger::default_dir())
+        .reserve(&plan.name, mem_bytes, pod_cpu_request(&plan), &capacity)
+        .map_err(|e| Failure::Usage(e.into()))?;
+    t.mark("admitted");
+
+    // 4. The host's KVM.
     let kvm = kvm::open_kvm().map_err(|e| Failure::Usage(e.into()))?;
     let flavour = kvm::detect_flavour(&kvm)
         .map_err(|e| Failure::Usage(anyhow!(e).context("cannot query KVM's MSR list")))?;
@@ -97,8 +108,7 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
         return Err(Failure::Usage(anyhow!("{PVM_ADVICE}")));
     }
 
-    // 4. Size and build the VM.
-    let mem_bytes = plan.effective_memory() + GUEST_MEMORY_OVERHEAD;
+    // 5. Size and build the VM.
     let vcpus = plan.vcpus().min(u32::from(boot::mptable::MAX_VCPUS)) as u8;
     let cfg = VmConfig {
         mem_bytes,
@@ -123,7 +133,7 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
         kernel.path.display()
     );
 
-    // 5. Boot and wait (run() starts the vCPU threads at once).
+    // 6. Boot and wait (run() starts the vCPU threads at once).
     t.mark("first KVM_RUN");
     let outcome: RunOutcome = vm
         .run(Some(Duration::from_secs(args.boot_timeout)))

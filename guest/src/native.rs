@@ -1,0 +1,191 @@
+//! Native mode: peapod-init on the host, PID 1 of fresh namespaces, driven
+//! over a Unix socket. Used by the pod runtime tests (no VM).
+//!
+//! `peapod-init --native --socket PATH --share DIR` started by anyone (not
+//! as PID 1) is the launcher: it unshares PID, mount, network, IPC and UTS
+//! namespaces, makes every mount private, and forks; the child is PID 1 of
+//! the new PID namespace and runs the pod. The launcher waits for it and
+//! exits with its status, so whoever started the launcher reaps a finished
+//! pod: once PID 1 is gone the kernel has killed everything in its PID
+//! namespace. The child dies with the launcher (PR_SET_PDEATHSIG SIGKILL).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use peapod_proto::{Connection, GuestMsg, PodPhase};
+
+use crate::runtime::{self, Runtime};
+use crate::sys::{self, ExitStatus};
+use crate::transport::Transport;
+
+/// Command line of native mode.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NativeArgs {
+    /// The host's listening Unix socket.
+    pub socket: PathBuf,
+    /// Root of the pod share: `WireContainer::rootfs` is relative to it.
+    pub share: PathBuf,
+}
+
+/// Parse `--native --socket PATH --share DIR` (after the program name).
+pub fn parse_args(args: &[String]) -> Result<Option<NativeArgs>, String> {
+    if !args.iter().any(|a| a == "--native") {
+        return Ok(None);
+    }
+    let (mut socket, mut share) = (None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--native" => {}
+            "--socket" => socket = it.next().map(PathBuf::from),
+            "--share" => share = it.next().map(PathBuf::from),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(NativeArgs {
+        socket: socket.ok_or("--native needs --socket PATH")?,
+        share: share.ok_or("--native needs --share DIR")?,
+    }))
+}
+
+/// Exit code of native mode for a pod phase.
+fn phase_code(phase: PodPhase) -> i32 {
+    if phase == PodPhase::Succeeded {
+        0
+    } else {
+        1
+    }
+}
+
+/// The launcher: new namespaces, then PID 1 in a child. Returns the exit code.
+pub fn launch(args: &NativeArgs) -> i32 {
+    let ns = libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS;
+    if let Err(e) = sys::unshare(ns).and_then(|()| sys::make_mounts_private()) {
+        eprintln!("peapod-init: cannot create the pod's namespaces (root needed): {e}");
+        return 2;
+    }
+    let pid = match sys::clone_process(0) {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("peapod-init: {e}");
+            return 2;
+        }
+    };
+    if pid == 0 {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+        std::process::exit(pid1(args));
+    }
+    match sys::wait_for(pid) {
+        Ok(ExitStatus::Code(c)) => c,
+        Ok(ExitStatus::Signal(s)) => 128 + s,
+        Err(e) => {
+            eprintln!("peapod-init: waiting for the pod's PID 1: {e}");
+            2
+        }
+    }
+}
+
+fn setup_pid1() -> io::Result<()> {
+    let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    // A /proc of our own PID namespace, shared memory of our IPC namespace,
+    // and a fresh /run for the pod's scratch and volumes.
+    sys::mount(
+        Some("proc"),
+        Path::new("/proc"),
+        Some("proc"),
+        nosuid_nodev_noexec,
+        None,
+    )?;
+    sys::mount(
+        Some("shm"),
+        Path::new("/dev/shm"),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    sys::mount(
+        Some("tmpfs"),
+        Path::new("/run"),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    sys::loopback_up()
+}
+
+/// PID 1 of the pod's namespaces: returns the exit code.
+pub fn pid1(args: &NativeArgs) -> i32 {
+    // Connect first: the socket may live under /run, which we replace.
+    let transport = match Transport::connect_unix(&args.socket) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("peapod-init: {e}");
+            return 2;
+        }
+    };
+    let share = match args.share.canonicalize() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("peapod-init: share {}: {e}", args.share.display());
+            return 2;
+        }
+    };
+    let mut conn = Connection::new(transport);
+    let setup = setup_pid1();
+    let pod = match setup.and_then(|()| runtime::receive_pod(&mut conn, sys::uptime_ms())) {
+        Ok(pod) => pod,
+        Err(e) => {
+            let message = format!("peapod-init: {e}");
+            eprintln!("{message}");
+            let _ = conn.send(&GuestMsg::Error { message });
+            return 2;
+        }
+    };
+    let prepared = sys::set_hostname(&pod.hostname)
+        .map_err(|e| io::Error::new(e.kind(), format!("set hostname {}: {e}", pod.hostname)))
+        .and_then(|()| runtime::mount_volumes(&pod));
+    if let Err(e) = prepared {
+        let reason = format!("cannot prepare the pod: {e}");
+        eprintln!("peapod-init: {reason}");
+        let _ = conn.send(&GuestMsg::PodExited {
+            phase: PodPhase::Failed,
+            reason,
+        });
+        return 1;
+    }
+    match Runtime::new(conn.into_inner(), &pod, &share) {
+        Ok(rt) => phase_code(rt.run().phase),
+        Err(e) => {
+            eprintln!("peapod-init: {e}");
+            2
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn test_parse_args_native() {
+        assert_eq!(parse_args(&args("")), Ok(None));
+        assert_eq!(
+            parse_args(&args("--native --socket /s --share /d")),
+            Ok(Some(NativeArgs {
+                socket: "/s".into(),
+                share: "/d".into()
+            }))
+        );
+        assert!(parse_args(&args("--native --socket /s")).is_err());
+        assert!(parse_args(&args("--native --bogus")).is_err());
+    }
+}

@@ -1,0 +1,649 @@
+//! The pod runtime: one single-threaded poll loop in PID 1.
+//!
+//! Descriptors polled: the host stream (messages in, decoded with a
+//! `FrameDecoder`), a signalfd for SIGCHLD (then `waitpid(-1, WNOHANG)`
+//! until nothing is left, so re-parented orphans are reaped too), and the
+//! read ends of every container's stdout/stderr pipe. Timers (restart
+//! backoff, the stop grace period) become the poll timeout. Writes to the
+//! host are blocking, whole frames.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use peapod_proto::{
+    encode, write_frame, Connection, ContainerEvent, ContainerState, ContainerStatus, FrameDecoder,
+    GuestMsg, HostMsg, PodPhase, PodStatus, Stream, Termination, VolumeKind, WirePod,
+};
+
+use crate::container::{self, PodContext, VOLUMES_DIR};
+use crate::logs::take_chunks;
+use crate::sys::{self, ExitStatus};
+use crate::transport::Transport;
+
+/// The agent string in our hello.
+pub const AGENT: &str = concat!("peapod-init ", env!("CARGO_PKG_VERSION"));
+
+/// How the pod ended.
+pub struct Outcome {
+    pub phase: PodPhase,
+    pub reason: String,
+}
+
+/// Handshake, `ready`, receive and validate the pod. Errors are reported to
+/// the host (when it can still hear us) by the caller.
+pub fn receive_pod(conn: &mut Connection<Transport>, uptime_ms: u64) -> io::Result<WirePod> {
+    let proto = |e: peapod_proto::ProtoError| io::Error::other(e.to_string());
+    conn.handshake_guest(AGENT).map_err(proto)?;
+    conn.send(&GuestMsg::Ready { uptime_ms }).map_err(proto)?;
+    loop {
+        match conn.recv::<HostMsg>().map_err(proto)? {
+            None => {
+                return Err(io::Error::other(
+                    "the host closed the connection before run_pod",
+                ))
+            }
+            Some(HostMsg::RunPod(pod)) => {
+                pod.validate().map_err(proto)?;
+                return Ok(*pod);
+            }
+            Some(HostMsg::StatusQuery {}) => conn
+                .send(&GuestMsg::Status(PodStatus {
+                    phase: PodPhase::Pending,
+                    containers: vec![],
+                }))
+                .map_err(proto)?,
+            Some(other) => {
+                let message = format!("`{}` before `run_pod`", peapod_proto::Message::kind(&other));
+                conn.send(&GuestMsg::Error { message }).map_err(proto)?;
+            }
+        }
+    }
+}
+
+/// Mount the pod's volumes: one tmpfs per emptyDir.
+pub fn mount_volumes(pod: &WirePod) -> io::Result<()> {
+    for v in &pod.volumes {
+        match &v.kind {
+            VolumeKind::EmptyDir { size_limit, .. } => {
+                let dir = Path::new(VOLUMES_DIR).join(&v.name);
+                std::fs::create_dir_all(&dir)?;
+                let mut opts = "mode=0777".to_string();
+                if let Some(size) = size_limit {
+                    opts.push_str(&format!(",size={size}"));
+                }
+                sys::mount(Some("tmpfs"), &dir, Some("tmpfs"), 0, Some(&opts))?;
+            }
+            VolumeKind::HostPath { .. } => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("volume {}: hostPath volumes are not supported yet", v.name),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+enum State {
+    /// Not started (yet, or ever).
+    Waiting,
+    Running {
+        pid: libc::pid_t,
+        started_ns: u64,
+    },
+    /// Restarts at the given time.
+    Backoff {
+        until: Instant,
+    },
+    /// Done for good (no restart follows).
+    Exited,
+}
+
+struct Ctr {
+    spec: peapod_proto::WireContainer,
+    init: bool,
+    state: State,
+    restarts: u32,
+    last: Option<(ExitStatus, Termination)>,
+}
+
+struct LogPipe {
+    fd: OwnedFd,
+    ctr: usize,
+    stream: Stream,
+    buf: Vec<u8>,
+}
+
+/// The running pod.
+pub struct Runtime<'a> {
+    conn: Transport,
+    host_open: bool,
+    decoder: FrameDecoder,
+    pod: &'a WirePod,
+    share: &'a Path,
+    resolv_conf: Vec<u8>,
+    ctrs: Vec<Ctr>,
+    pipes: Vec<LogPipe>,
+    sigchld: OwnedFd,
+    /// The first init container that has not succeeded yet.
+    next_init: usize,
+    apps_started: bool,
+    stop_deadline: Option<Instant>,
+    killed: bool,
+    failed_init: Option<String>,
+}
+
+impl<'a> Runtime<'a> {
+    /// Set up the loop's descriptors. SIGCHLD is blocked from here on.
+    pub fn new(conn: Transport, pod: &'a WirePod, share: &'a Path) -> io::Result<Self> {
+        let sigchld = sys::sigchld_fd()?;
+        let ctrs = pod
+            .init_containers
+            .iter()
+            .map(|c| (c, true))
+            .chain(pod.containers.iter().map(|c| (c, false)))
+            .map(|(c, init)| Ctr {
+                spec: c.clone(),
+                init,
+                state: State::Waiting,
+                restarts: 0,
+                last: None,
+            })
+            .collect();
+        Ok(Runtime {
+            conn,
+            host_open: true,
+            decoder: FrameDecoder::new(),
+            pod,
+            share,
+            resolv_conf: std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+            ctrs,
+            pipes: Vec::new(),
+            sigchld,
+            next_init: 0,
+            apps_started: false,
+            stop_deadline: None,
+            killed: false,
+            failed_init: None,
+        })
+    }
+
+    fn send(&mut self, msg: &GuestMsg) {
+        if !self.host_open {
+            return;
+        }
+        let ok = encode(msg).and_then(|payload| write_frame(&mut self.conn, &payload));
+        if let Err(e) = ok {
+            eprintln!("peapod-init: lost the host connection: {e}");
+            self.host_open = false;
+            self.stop(self.pod.grace_period_s);
+        }
+    }
+
+    fn event(&mut self, i: usize, event: ContainerEvent) {
+        let msg = GuestMsg::ContainerEvent {
+            container: self.ctrs[i].spec.name.clone(),
+            init: self.ctrs[i].init,
+            event,
+        };
+        self.send(&msg);
+    }
+
+    fn start(&mut self, i: usize) {
+        let ctx = PodContext {
+            pod: self.pod,
+            share: self.share,
+            resolv_conf: &self.resolv_conf,
+        };
+        match container::spawn(&ctx, &self.ctrs[i].spec) {
+            Ok(sp) => {
+                for (fd, stream) in [(sp.stdout, Stream::Stdout), (sp.stderr, Stream::Stderr)] {
+                    if let Err(e) = sys::set_nonblocking(fd.as_fd()) {
+                        eprintln!("peapod-init: {e}");
+                    }
+                    self.pipes.push(LogPipe {
+                        fd,
+                        ctr: i,
+                        stream,
+                        buf: Vec::new(),
+                    });
+                }
+                self.ctrs[i].state = State::Running {
+                    pid: sp.pid,
+                    started_ns: sys::realtime_ns(),
+                };
+                self.event(i, ContainerEvent::Started { pid: sp.pid as u32 });
+            }
+            Err(e) => {
+                let message = format!("cannot start container {}: {e}", self.ctrs[i].spec.name);
+                self.send(&GuestMsg::Error { message });
+                self.ctrs[i].state = State::Running {
+                    pid: 0,
+                    started_ns: sys::realtime_ns(),
+                };
+                self.exited(i, ExitStatus::Code(127));
+            }
+        }
+    }
+
+    /// Start what is due: the next init container, or all app containers.
+    fn advance(&mut self) {
+        if self.stop_deadline.is_some() || self.failed_init.is_some() || self.apps_started {
+            return;
+        }
+        while self.next_init < self.pod.init_containers.len() {
+            let i = self.next_init;
+            match &self.ctrs[i].state {
+                State::Waiting => return self.start(i),
+                State::Exited if self.ctrs[i].last.as_ref().is_some_and(|l| l.0.success()) => {
+                    self.next_init += 1;
+                }
+                _ => return,
+            }
+        }
+        self.apps_started = true;
+        for i in self.pod.init_containers.len()..self.ctrs.len() {
+            self.start(i);
+        }
+    }
+
+    /// A container's main process ended with `status`.
+    fn exited(&mut self, i: usize, status: ExitStatus) {
+        // Its output up to now goes out before the event.
+        for p in 0..self.pipes.len() {
+            if self.pipes[p].ctr == i {
+                self.read_pipe(p);
+            }
+        }
+        let (code, signal) = match status {
+            ExitStatus::Code(c) => (Some(c), None),
+            ExitStatus::Signal(s) => (None, Some(s)),
+        };
+        self.event(
+            i,
+            ContainerEvent::Exited {
+                code,
+                signal,
+                oom_killed: false,
+            },
+        );
+        let reason = if status.success() {
+            "Completed"
+        } else {
+            "Error"
+        };
+        self.ctrs[i].last = Some((
+            status,
+            Termination {
+                code,
+                signal,
+                reason: reason.into(),
+                finished_at_ns: sys::realtime_ns(),
+            },
+        ));
+        let init = self.ctrs[i].init;
+        let restart =
+            self.stop_deadline.is_none() && self.pod.restart_policy.restarts(status.success());
+        // Init containers only restart after failures, and never under `Never`.
+        let restart = restart && !(init && status.success());
+        if restart {
+            let delay = self.pod.backoff.delay(self.ctrs[i].restarts);
+            self.ctrs[i].restarts += 1;
+            self.ctrs[i].state = State::Backoff {
+                until: Instant::now() + delay,
+            };
+            let restart_count = self.ctrs[i].restarts;
+            self.event(
+                i,
+                ContainerEvent::Restarting {
+                    restart_count,
+                    backoff_ms: delay.as_millis() as u64,
+                },
+            );
+        } else {
+            self.ctrs[i].state = State::Exited;
+            if init && !status.success() && self.stop_deadline.is_none() {
+                self.failed_init = Some(format!(
+                    "init container {} failed ({})",
+                    self.ctrs[i].spec.name,
+                    describe(status)
+                ));
+            }
+        }
+        self.advance();
+    }
+
+    /// Begin stopping: SIGTERM now, SIGKILL after the grace period.
+    fn stop(&mut self, grace_period_s: u64) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        self.stop_deadline = Some(Instant::now() + Duration::from_secs(grace_period_s));
+        for c in &mut self.ctrs {
+            match c.state {
+                State::Running { pid, .. } if pid > 0 => sys::kill(pid, libc::SIGTERM),
+                State::Backoff { .. } => c.state = State::Exited,
+                _ => {}
+            }
+        }
+    }
+
+    fn running(&self) -> impl Iterator<Item = libc::pid_t> + '_ {
+        self.ctrs.iter().filter_map(|c| match c.state {
+            State::Running { pid, .. } => Some(pid),
+            _ => None,
+        })
+    }
+
+    /// The pod is over once nothing runs and nothing will start again.
+    fn outcome(&self) -> Option<Outcome> {
+        if self.running().next().is_some() {
+            return None;
+        }
+        if let Some(reason) = &self.failed_init {
+            return Some(Outcome {
+                phase: PodPhase::Failed,
+                reason: reason.clone(),
+            });
+        }
+        let pending = |c: &Ctr| matches!(c.state, State::Backoff { .. } | State::Waiting);
+        let stopping = self.stop_deadline.is_some();
+        if !stopping && (!self.apps_started || self.ctrs.iter().any(pending)) {
+            return None;
+        }
+        let failed: Vec<String> = self
+            .ctrs
+            .iter()
+            .filter(|c| !c.init)
+            .filter_map(|c| match &c.last {
+                Some((s, _)) if s.success() => None,
+                Some((s, _)) => Some(format!("{} {}", c.spec.name, describe(*s))),
+                None => Some(format!("{} never ran", c.spec.name)),
+            })
+            .collect();
+        let phase = if failed.is_empty() {
+            PodPhase::Succeeded
+        } else {
+            PodPhase::Failed
+        };
+        let mut reason = if failed.is_empty() {
+            "all containers completed".to_string()
+        } else {
+            format!("failed: {}", failed.join(", "))
+        };
+        if stopping {
+            reason = format!("stopped; {reason}");
+        }
+        Some(Outcome { phase, reason })
+    }
+
+    fn status(&self) -> PodStatus {
+        let containers = self
+            .ctrs
+            .iter()
+            .map(|c| ContainerStatus {
+                name: c.spec.name.clone(),
+                init: c.init,
+                state: match (&c.state, &c.last) {
+                    (State::Running { started_ns, .. }, _) => ContainerState::Running {
+                        started_at_ns: *started_ns,
+                    },
+                    (State::Exited, Some((_, t))) => ContainerState::Terminated(t.clone()),
+                    (State::Backoff { .. }, _) => ContainerState::Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                    },
+                    _ => ContainerState::Waiting {
+                        reason: "PodInitializing".into(),
+                    },
+                },
+                restart_count: c.restarts,
+                last_termination: c.last.as_ref().map(|l| l.1.clone()),
+            })
+            .collect();
+        let phase = if self.apps_started {
+            PodPhase::Running
+        } else {
+            PodPhase::Pending
+        };
+        PodStatus { phase, containers }
+    }
+
+    fn on_host_msg(&mut self, msg: HostMsg) {
+        match msg {
+            HostMsg::StopPod { grace_period_s } => self.stop(grace_period_s),
+            HostMsg::StatusQuery {} => {
+                let status = self.status();
+                self.send(&GuestMsg::Status(status));
+            }
+            HostMsg::Signal { container, signal } => {
+                let pids: Vec<libc::pid_t> = self
+                    .ctrs
+                    .iter()
+                    .filter(|c| container.as_ref().is_none_or(|n| *n == c.spec.name))
+                    .filter_map(|c| match c.state {
+                        State::Running { pid, .. } if pid > 0 => Some(pid),
+                        _ => None,
+                    })
+                    .collect();
+                for pid in pids {
+                    sys::kill(pid, signal);
+                }
+            }
+            other => {
+                let message = format!(
+                    "`{}` is not supported by this peapod-init",
+                    peapod_proto::Message::kind(&other)
+                );
+                self.send(&GuestMsg::Error { message });
+            }
+        }
+    }
+
+    fn read_host(&mut self) {
+        match self.decoder.read_from(&mut self.conn) {
+            Ok(0) => {
+                // The host is gone: nobody will ever stop the pod otherwise.
+                self.host_open = false;
+                self.stop(self.pod.grace_period_s);
+            }
+            Ok(_) => loop {
+                match self.decoder.next_frame() {
+                    Ok(Some(payload)) => match peapod_proto::decode::<HostMsg>(&payload) {
+                        Ok(msg) => self.on_host_msg(msg),
+                        Err(e) => self.send(&GuestMsg::Error {
+                            message: e.to_string(),
+                        }),
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        eprintln!("peapod-init: bad frame from the host: {e}");
+                        self.host_open = false;
+                        self.stop(self.pod.grace_period_s);
+                        break;
+                    }
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("peapod-init: reading from the host: {e}");
+                self.host_open = false;
+                self.stop(self.pod.grace_period_s);
+            }
+        }
+    }
+
+    /// Read what a pipe holds now and send it; returns false at EOF.
+    fn read_pipe(&mut self, p: usize) -> bool {
+        let mut chunk = [0u8; 16 << 10];
+        let mut open = true;
+        loop {
+            let fd = self.pipes[p].fd.as_raw_fd();
+            // SAFETY: reading into a buffer we own from an open descriptor.
+            let r = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+            if r > 0 {
+                self.pipes[p].buf.extend_from_slice(&chunk[..r as usize]);
+                self.flush_pipe(p, false);
+                continue;
+            }
+            if r == 0 {
+                open = false;
+            } else if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        if !open {
+            self.flush_pipe(p, true);
+        }
+        open
+    }
+
+    fn flush_pipe(&mut self, p: usize, eof: bool) {
+        let chunks = take_chunks(&mut self.pipes[p].buf, eof);
+        let (ctr, stream) = (self.pipes[p].ctr, self.pipes[p].stream);
+        for (data, partial) in chunks {
+            let msg = GuestMsg::Log {
+                container: self.ctrs[ctr].spec.name.clone(),
+                stream,
+                timestamp_ns: sys::realtime_ns(),
+                partial,
+                data,
+            };
+            self.send(&msg);
+        }
+    }
+
+    fn reap(&mut self) {
+        sys::drain_signalfd(self.sigchld.as_fd());
+        while let Some((pid, status)) = sys::reap_one() {
+            let found = self
+                .ctrs
+                .iter()
+                .position(|c| matches!(c.state, State::Running { pid: p, .. } if p == pid));
+            // Anything else is a re-parented orphan: reaped, nothing to report.
+            if let Some(i) = found {
+                self.exited(i, status);
+            }
+        }
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        if let Some(deadline) = self.stop_deadline {
+            if !self.killed && now >= deadline {
+                self.killed = true;
+                let pids: Vec<_> = self.running().filter(|p| *p > 0).collect();
+                for pid in pids {
+                    sys::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        for i in 0..self.ctrs.len() {
+            if let State::Backoff { until } = self.ctrs[i].state {
+                if now >= until && self.stop_deadline.is_none() {
+                    self.start(i);
+                }
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> libc::c_int {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        if !self.killed {
+            next = self.stop_deadline;
+        }
+        for c in &self.ctrs {
+            if let State::Backoff { until } = c.state {
+                next = Some(next.map_or(until, |n| n.min(until)));
+            }
+        }
+        match next {
+            None => -1,
+            Some(t) => t
+                .saturating_duration_since(now)
+                .as_millis()
+                .saturating_add(1)
+                .min(60_000) as libc::c_int,
+        }
+    }
+
+    /// Run the pod to its end and tell the host how it ended.
+    pub fn run(mut self) -> Outcome {
+        self.advance();
+        let outcome = loop {
+            if let Some(outcome) = self.outcome() {
+                break outcome;
+            }
+            let mut fds = vec![
+                libc::pollfd {
+                    fd: self.sigchld.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: if self.host_open {
+                        self.conn.as_raw_fd()
+                    } else {
+                        -1
+                    },
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            fds.extend(self.pipes.iter().map(|p| libc::pollfd {
+                fd: p.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }));
+            let timeout = self.next_timeout();
+            // SAFETY: `fds` is a valid array of pollfd of the given length.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("peapod-init: poll: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            // Output first, so a container's lines precede its exit event.
+            let mut closed = Vec::new();
+            for (p, pfd) in fds[2..].iter().enumerate() {
+                if pfd.revents != 0 && !self.read_pipe(p) {
+                    closed.push(p);
+                }
+            }
+            for p in closed.into_iter().rev() {
+                self.pipes.remove(p);
+            }
+            if fds[0].revents != 0 {
+                self.reap();
+            }
+            if fds[1].revents != 0 {
+                self.read_host();
+            }
+            self.on_timers();
+        };
+        // Whatever is still buffered in the pipes goes out before the end.
+        for p in 0..self.pipes.len() {
+            self.read_pipe(p);
+            self.flush_pipe(p, true);
+        }
+        self.send(&GuestMsg::PodExited {
+            phase: outcome.phase,
+            reason: outcome.reason.clone(),
+        });
+        outcome
+    }
+}
+
+fn describe(s: ExitStatus) -> String {
+    match s {
+        ExitStatus::Code(c) => format!("exit code {c}"),
+        ExitStatus::Signal(s) => format!("signal {s}"),
+    }
+}
