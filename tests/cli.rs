@@ -167,7 +167,8 @@ fn test_cli_kernel_missing_or_not_a_kernel() {
 /// at the host checks.
 fn fake_guest(dir: &TempDir) -> (String, String) {
     let kernel = dir.write("fake-vmlinux", "\x7fELF fake");
-    let init = dir.write("fake-init", "\x7fELF fake");
+    let init = dir.0.join("fake-init");
+    std::fs::write(&init, minimal_static_elf()).unwrap();
     (kernel.display().to_string(), init.display().to_string())
 }
 
@@ -268,7 +269,8 @@ fn test_cli_refuses_to_boot_on_pvm_with_advice() {
 #[test]
 fn test_cli_initramfs_writes_newc_archive_with_init() {
     let dir = TempDir::new("cli");
-    let init = dir.write("init", "\x7fELF pretend init");
+    let init = dir.0.join("init");
+    std::fs::write(&init, minimal_static_elf()).unwrap();
     let out_path = dir.0.join("initramfs.cpio");
     let out = peapod_run(
         &[
@@ -287,7 +289,7 @@ fn test_cli_initramfs_writes_newc_archive_with_init() {
         .iter()
         .find(|e| e.path == "init")
         .expect("init entry");
-    assert_eq!(e.data, b"\x7fELF pretend init");
+    assert_eq!(e.data, minimal_static_elf());
 }
 
 #[test]
@@ -313,4 +315,29 @@ fn test_cli_admission_refuses_seed_pod_whole_on_small_node() {
     );
     let ledger = std::fs::read_to_string(runtime.join("peapod/ledger.json")).unwrap_or_default();
     assert!(!ledger.contains("seed"), "no reservation is left: {ledger}");
+}
+
+#[test]
+fn test_cli_refuses_dynamically_linked_init() {
+    // The guest has no shared libraries: a dynamic peapod-init is refused
+    // before anything starts, with the fix.
+    let dir = TempDir::new("cli");
+    let pod = dir.write("pod.yaml", GOOD);
+    let kernel = dir.write("fake-vmlinux", "\x7fELF fake");
+    let out = peapod_run(
+        &[
+            "run",
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--init",
+            "/bin/true",
+            pod.to_str().unwrap(),
+        ],
+        &dir.0,
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("dynamically linked") && out.stderr.contains("scripts/build-init"),
+        "{out:?}"
+    );
 }

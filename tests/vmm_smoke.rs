@@ -76,6 +76,7 @@ fn test_vmm_runs_cpl3_payload_through_serial_mmio_and_reset() {
         vcpus: 1,
         console_log: Some(console.clone()),
         console_echo: false,
+        vsock_uds: None,
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     vm.load_user_payload(&payload(), GuestAddress(PAYLOAD_AT))
@@ -108,6 +109,7 @@ fn test_vmm_stops_spinning_guest_at_deadline() {
         vcpus: 2,
         console_log: None,
         console_echo: false,
+        vsock_uds: None,
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     // jmp $: never ready, never exits; the VMM must stop both vCPUs.
@@ -126,6 +128,7 @@ fn test_vmm_unhandled_io_reads_all_ones() {
         vcpus: 1,
         console_log: None,
         console_echo: false,
+        vsock_uds: None,
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     let mut c = Vec::new();

@@ -1,9 +1,12 @@
 //! Subcommands, one file each.
 
 pub mod doctor;
+pub mod image;
 pub mod initramfs;
+pub mod native_pod;
 pub mod paths;
 pub mod run;
+pub mod run_native;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,8 +29,11 @@ pub struct Cli {
 /// What peapod can do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a pod (Kubernetes Pod YAML) in a microVM.
+    /// Run a pod (Kubernetes Pod YAML) in a microVM (or, with
+    /// --isolation=namespace, in host namespaces: no VM boundary, root only).
     Run(run::RunArgs),
+    /// Load and list images of peapod's local image store.
+    Image(image::ImageArgs),
     /// Check this host: /dev/kvm access, KVM flavour, guest kernel, guest init.
     Doctor(doctor::DoctorArgs),
     /// Write the guest initramfs (peapod-init) to a file, for other VMMs.
@@ -69,6 +75,7 @@ impl Failure {
 pub fn dispatch(cli: Cli, started: Instant) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Run(args) => run::run(args, started),
+        Command::Image(args) => image::image(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Initramfs(args) => initramfs::initramfs(args),
     }

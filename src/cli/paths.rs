@@ -82,7 +82,12 @@ pub fn init(args: &GuestArgs) -> Located {
         // An installed peapod ships peapod-init beside it; a cargo build puts
         // the static guest build under target/x86_64-unknown-linux-gnu/.
         let beside = dir.join("peapod-init");
-        if beside.is_file() {
+        // A plain `cargo build` also leaves a dynamically linked peapod-init
+        // here, which cannot run in the guest: only a static one counts.
+        if std::fs::read(&beside)
+            .map(|b| is_static_elf(&b))
+            .unwrap_or(false)
+        {
             return Located {
                 path: beside,
                 origin: "next to peapod",
@@ -104,6 +109,30 @@ pub fn init(args: &GuestArgs) -> Located {
     }
 }
 
+/// Whether `bytes` is an ELF64 executable without a program interpreter
+/// (statically linked). Malformed headers count as not static.
+pub fn is_static_elf(bytes: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let field = |o: usize, n: usize| bytes.get(o..o.checked_add(n)?);
+    let u16_at = |o| field(o, 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o| field(o, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u64_at = |o| field(o, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    if !bytes.starts_with(b"\x7fELF\x02\x01") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    if phentsize < 56 {
+        return false;
+    }
+    (0..phnum as usize).all(|i| {
+        let off = (phoff as usize).saturating_add(i.saturating_mul(phentsize as usize));
+        matches!(u32_at(off), Some(t) if t != PT_INTERP)
+    })
+}
+
 /// Read the init binary and check it is a static ELF executable.
 pub fn read_init(loc: &Located) -> anyhow::Result<Vec<u8>> {
     let bytes = std::fs::read(&loc.path).map_err(|e| {
@@ -119,5 +148,41 @@ pub fn read_init(loc: &Located) -> anyhow::Result<Vec<u8>> {
             loc.path.display()
         );
     }
+    if !is_static_elf(&bytes) {
+        anyhow::bail!(
+            "peapod-init {} (from {}) is dynamically linked, and the guest has no shared libraries; build the static one with scripts/build-init",
+            loc.path.display(),
+            loc.origin
+        );
+    }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_is_static_elf_reads_program_headers() {
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(
+            !is_static_elf(&me),
+            "cargo test binaries are dynamically linked"
+        );
+        assert!(!is_static_elf(b"\x7fELF\x02\x01 truncated"));
+        assert!(!is_static_elf(b"#!/bin/sh"));
+        // A minimal ELF64 header with one PT_LOAD program header.
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        elf[64..68].copy_from_slice(&1u32.to_le_bytes());
+        assert!(is_static_elf(&elf));
+        elf[64..68].copy_from_slice(&3u32.to_le_bytes());
+        assert!(!is_static_elf(&elf), "PT_INTERP means dynamic");
+        // A program header table pointing past the end is not trusted.
+        elf[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(!is_static_elf(&elf));
+    }
 }

@@ -19,6 +19,12 @@ use crate::vmm::{RunOutcome, Vm, VmConfig, GUEST_MEMORY_OVERHEAD};
 pub struct RunArgs {
     /// The pod: a Kubernetes Pod YAML file (apiVersion v1, kind Pod).
     pub pod: PathBuf,
+    /// How the pod is isolated from the host. `vm` (the default): a KVM
+    /// microVM. `namespace`: the containers run on the host's kernel in
+    /// Linux namespaces, for development and hosts without KVM; this is NOT
+    /// a VM boundary, and it needs root for now.
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = Isolation::Vm)]
+    pub isolation: Isolation,
     #[command(flatten)]
     pub guest: GuestArgs,
     /// Show the guest console on the terminal (stderr).
@@ -37,6 +43,15 @@ pub struct RunArgs {
     /// for diagnosing the VMM, not for running pods.
     #[arg(long, hide = true)]
     pub force_boot: bool,
+}
+
+/// How a pod is isolated from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// A KVM microVM per pod.
+    Vm,
+    /// Linux namespaces on the host (no VM boundary; root only for now).
+    Namespace,
 }
 
 /// The kernel command line of a pod's guest.
@@ -74,6 +89,9 @@ impl Timings {
 
 /// Run the pod.
 pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
+    if args.isolation == Isolation::Namespace {
+        return super::run_native::run(args);
+    }
     let mut t = Timings {
         rows: Vec::new(),
         started,
@@ -115,6 +133,7 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
         vcpus,
         console_log: args.console_log.clone(),
         console_echo: args.console,
+        vsock_uds: None,
     };
     let initrd = initramfs::build(init)
         .map_err(|e| Failure::Runtime(anyhow!(e).context("cannot build the initramfs")))?;

@@ -31,6 +31,7 @@ use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::serial::{SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
 use devices::virtio::mmio::{MmioTransport, MMIO_WINDOW, QUEUE_NOTIFY};
 use devices::virtio::rng::{Rng, RngHandler};
+use devices::virtio::vsock::{Muxer, Vsock, VsockHandler, GUEST_CID};
 use vstate::kvm::{KvmFlavour, PVM_ADVICE};
 use vstate::memory::{create_guest_memory, GuestMem};
 use vstate::vcpu::{StopSignal, VcpuShared, VcpuStop};
@@ -84,6 +85,9 @@ pub enum VmmError {
     /// A vCPU thread could not be started.
     #[error("cannot start vCPU thread")]
     SpawnVcpu(#[source] std::io::Error),
+    /// The vsock Unix socket could not be created.
+    #[error("cannot listen on vsock socket {}", .0.display())]
+    VsockListen(PathBuf, #[source] std::io::Error),
 }
 
 /// How the VM is built.
@@ -97,6 +101,9 @@ pub struct VmConfig {
     pub console_log: Option<PathBuf>,
     /// Also echo the guest console to the terminal.
     pub console_echo: bool,
+    /// Attach virtio-vsock (guest CID 3), its host side listening on this
+    /// Unix socket (guest port `P` is forwarded to `<path>_P`).
+    pub vsock_uds: Option<PathBuf>,
 }
 
 /// How a finished VM ended.
@@ -210,7 +217,8 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Create the VM: memory, irqchip, PIT, vCPUs, serial, i8042, virtio-rng.
+    /// Create the VM: memory, irqchip, PIT, vCPUs, serial, i8042, virtio-rng,
+    /// and virtio-vsock when `cfg.vsock_uds` is set.
     pub fn new(kvm: &Kvm, cfg: &VmConfig) -> Result<Vm, VmmError> {
         let created = Instant::now();
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
@@ -322,6 +330,14 @@ impl Vm {
                 device: rng,
                 queue_evt,
             })));
+        if let Some(uds) = &cfg.vsock_uds {
+            let muxer =
+                Muxer::new(uds, GUEST_CID).map_err(|e| VmmError::VsockListen(uds.clone(), e))?;
+            let vsock = Arc::new(Mutex::new(Vsock::new(GUEST_CID, muxer)));
+            let queue_evts = vm.attach_virtio(vsock.clone())?;
+            vm.event_manager
+                .add_subscriber(Arc::new(Mutex::new(VsockHandler::new(vsock, queue_evts))));
+        }
         Ok(vm)
     }
 

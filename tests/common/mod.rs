@@ -190,3 +190,40 @@ fn whoami() -> String {
     let o = Command::new("id").arg("-un").output().expect("id -un");
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
+
+/// The smallest file peapod accepts as a static ELF executable: an ELF64
+/// header and one PT_LOAD program header (it would not run; tests that use
+/// it stop before a guest boots).
+pub fn minimal_static_elf() -> Vec<u8> {
+    let mut elf = vec![0u8; 64 + 56];
+    elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    elf[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+    elf[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    elf[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    elf[64..68].copy_from_slice(&1u32.to_le_bytes());
+    elf
+}
+
+/// A complete static x86-64 ELF executable that only calls `exit(code)`.
+pub fn exit_elf(code: u8) -> Vec<u8> {
+    const BASE: u64 = 0x40_0000;
+    let text = [0xbf, code, 0, 0, 0, 0xb8, 60, 0, 0, 0, 0x0f, 0x05]; // mov edi, code; mov eax, 60; syscall
+    let mut elf = minimal_static_elf();
+    let len = (elf.len() + text.len()) as u64;
+    elf[6] = 1; // EI_VERSION
+    elf[0x10..0x12].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf[0x12..0x14].copy_from_slice(&0x3eu16.to_le_bytes()); // x86-64
+    elf[0x14..0x18].copy_from_slice(&1u32.to_le_bytes());
+    let entry = BASE + elf.len() as u64; // the code follows the headers
+    elf[0x18..0x20].copy_from_slice(&entry.to_le_bytes());
+    elf[0x34..0x36].copy_from_slice(&64u16.to_le_bytes());
+    let ph = 64;
+    elf[ph + 4..ph + 8].copy_from_slice(&5u32.to_le_bytes()); // R+X
+    elf[ph + 16..ph + 24].copy_from_slice(&BASE.to_le_bytes());
+    elf[ph + 24..ph + 32].copy_from_slice(&BASE.to_le_bytes());
+    elf[ph + 32..ph + 40].copy_from_slice(&len.to_le_bytes());
+    elf[ph + 40..ph + 48].copy_from_slice(&len.to_le_bytes());
+    elf[ph + 48..ph + 56].copy_from_slice(&0x1000u64.to_le_bytes());
+    elf.extend_from_slice(&text);
+    elf
+}

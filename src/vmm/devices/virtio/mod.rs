@@ -6,6 +6,7 @@
 
 pub mod mmio;
 pub mod rng;
+pub mod vsock;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
