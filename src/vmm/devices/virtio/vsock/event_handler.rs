@@ -10,7 +10,7 @@ use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::device::{Vsock, EVQ, RXQ, TXQ};
+use super::device::Vsock;
 use super::muxer::{FdInterest, VsockBackend};
 
 /// Drives one vsock device from the event loop.
@@ -99,9 +99,10 @@ impl<B: VsockBackend + 'static> MutEventSubscriber for VsockHandler<B> {
         let mut dev = device.lock().unwrap_or_else(|e| e.into_inner());
         let queue = self.queue_evts.iter().position(|e| e.as_raw_fd() == fd);
         match queue {
+            // rx (new buffers), tx (new packets) or the unused event queue:
+            // either way both queues are run below.
             Some(i) => {
                 let _ = self.queue_evts[i].read();
-                debug_assert!(i == RXQ || i == TXQ || i == EVQ);
             }
             None => {
                 let broken = set.intersects(EventSet::HANG_UP | EventSet::ERROR);
@@ -132,7 +133,7 @@ impl<B: VsockBackend + 'static> MutEventSubscriber for VsockHandler<B> {
 mod tests {
     use super::*;
     use crate::vmm::devices::virtio::vsock::device::tests::{guest_hdr, rd, TempDir};
-    use crate::vmm::devices::virtio::vsock::device::GUEST_CID;
+    use crate::vmm::devices::virtio::vsock::device::{GUEST_CID, TXQ};
     use crate::vmm::devices::virtio::vsock::muxer::{Muxer, HOST_PORT_BASE};
     use crate::vmm::devices::virtio::vsock::packet::{op, Header, HDR_SIZE, HOST_CID};
     use crate::vmm::devices::virtio::{Interrupt, VirtioDevice};
