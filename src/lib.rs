@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod cli;
+pub mod hostinfo;
 pub mod image;
 pub mod spec;
 pub mod vmm;

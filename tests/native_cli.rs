@@ -7,39 +7,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{is_root, peapod, repo, Run, TempDir};
+use common::{init_binary, is_root, peapod, test_image, Run, TempDir};
 
 /// Longest any test pod may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn script_output(script: &str) -> PathBuf {
-    let out = Command::new(repo().join(script))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("run {script}: {e}"));
-    assert!(out.status.success(), "{script} failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// The busybox test image: rootfs/, oci/, busybox.tar.
-fn test_image() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| script_output("scripts/build-test-image"))
-}
-
-/// The peapod-init under test: `$PEAPOD_INIT`, or scripts/build-init's.
-fn init_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| match std::env::var_os("PEAPOD_INIT") {
-        Some(p) => PathBuf::from(p),
-        None => script_output("scripts/build-init"),
-    })
-}
 
 fn skip_unless_root() -> bool {
     if !is_root() {

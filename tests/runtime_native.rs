@@ -10,11 +10,10 @@ mod common;
 use std::io::ErrorKind;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use common::{is_root, repo, TempDir};
+use common::{init_binary, is_root, test_image, TempDir};
 use peapod_proto::{
     Backoff, Connection, ContainerEvent, GuestMsg, HostMsg, PodPhase, RestartPolicy, Stream,
     VolumeKind, WireContainer, WireMount, WirePod, WireVolume,
@@ -23,28 +22,9 @@ use peapod_proto::{
 /// Longest any test pod may take.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn script_output(script: &str) -> PathBuf {
-    let out = Command::new(repo().join(script))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("run {script}: {e}"));
-    assert!(out.status.success(), "{script} failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// The peapod-init under test: `$PEAPOD_INIT`, or scripts/build-init's.
-fn init_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| match std::env::var_os("PEAPOD_INIT") {
-        Some(p) => PathBuf::from(p),
-        None => script_output("scripts/build-init"),
-    })
-}
-
 /// The pod share: the busybox image directory (its `rootfs/` is the image).
 fn share() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| script_output("scripts/build-test-image"))
+    test_image()
 }
 
 fn skip() -> bool {

@@ -80,16 +80,7 @@ pub fn config_path() -> PathBuf {
 }
 
 fn mem_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    crate::hostinfo::proc_kib_field("/proc/meminfo", "MemAvailable")
 }
 
 fn online_cpus() -> u64 {

@@ -227,3 +227,29 @@ pub fn exit_elf(code: u8) -> Vec<u8> {
     elf.extend_from_slice(&text);
     elf
 }
+
+/// Run one of the repo's scripts and return the path it prints.
+pub fn script_output(script: &str) -> PathBuf {
+    let out = Command::new(repo().join(script))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// The busybox test image from scripts/build-test-image: `rootfs/`, `oci/`,
+/// `busybox.tar`.
+pub fn test_image() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| script_output("scripts/build-test-image"))
+}
+
+/// The peapod-init under test: `$PEAPOD_INIT`, or scripts/build-init's.
+pub fn init_binary() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match std::env::var_os("PEAPOD_INIT") {
+        Some(p) => PathBuf::from(p),
+        None => script_output("scripts/build-init"),
+    })
+}

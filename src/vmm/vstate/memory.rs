@@ -49,16 +49,7 @@ pub fn resident_bytes(mem: &GuestMem) -> u64 {
 
 /// This process's resident set size, from /proc/self/status.
 pub fn process_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    crate::hostinfo::proc_kib_field("/proc/self/status", "VmRSS")
 }
 
 #[cfg(test)]
