@@ -77,6 +77,7 @@ fn test_vmm_runs_cpl3_payload_through_serial_mmio_and_reset() {
         console_log: Some(console.clone()),
         console_echo: false,
         vsock_uds: None,
+        fs_share: None,
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     vm.load_user_payload(&payload(), GuestAddress(PAYLOAD_AT))
@@ -110,6 +111,7 @@ fn test_vmm_stops_spinning_guest_at_deadline() {
         console_log: None,
         console_echo: false,
         vsock_uds: None,
+        fs_share: None,
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     // jmp $: never ready, never exits; the VMM must stop both vCPUs.
@@ -129,6 +131,7 @@ fn test_vmm_unhandled_io_reads_all_ones() {
         console_log: None,
         console_echo: false,
         vsock_uds: None,
+        fs_share: None,
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     let mut c = Vec::new();

@@ -134,6 +134,7 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
         console_log: args.console_log.clone(),
         console_echo: args.console,
         vsock_uds: None,
+        fs_share: None,
     };
     let initrd = initramfs::build(init)
         .map_err(|e| Failure::Runtime(anyhow!(e).context("cannot build the initramfs")))?;

@@ -29,6 +29,7 @@ use devices::bus::Bus;
 use devices::legacy::console::{ConsoleSink, ConsoleState, SharedConsole};
 use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::serial::{SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
+use devices::virtio::fs::{passthrough_backend, Fs, FsError, FsHandler};
 use devices::virtio::mmio::{MmioTransport, MMIO_WINDOW, QUEUE_NOTIFY};
 use devices::virtio::rng::{Rng, RngHandler};
 use devices::virtio::vsock::{Muxer, Vsock, VsockHandler, GUEST_CID};
@@ -88,6 +89,9 @@ pub enum VmmError {
     /// The vsock Unix socket could not be created.
     #[error("cannot listen on vsock socket {}", .0.display())]
     VsockListen(PathBuf, #[source] std::io::Error),
+    /// The virtio-fs share could not be set up.
+    #[error("cannot share directory {} over virtio-fs", .0.display())]
+    FsShare(PathBuf, #[source] FsError),
 }
 
 /// How the VM is built.
@@ -104,6 +108,20 @@ pub struct VmConfig {
     /// Attach virtio-vsock (guest CID 3), its host side listening on this
     /// Unix socket (guest port `P` is forwarded to `<path>_P`).
     pub vsock_uds: Option<PathBuf>,
+    /// Attach virtio-fs serving this host directory.
+    pub fs_share: Option<FsShare>,
+}
+
+/// One host directory shared with the guest over virtio-fs.
+#[derive(Debug, Clone)]
+pub struct FsShare {
+    /// The mount tag the guest uses (`mount -t virtiofs <tag> <dir>`);
+    /// 1 to 36 bytes.
+    pub tag: String,
+    /// The host directory.
+    pub path: PathBuf,
+    /// Refuse every change from the guest.
+    pub read_only: bool,
 }
 
 /// How a finished VM ended.
@@ -218,7 +236,8 @@ pub struct Vm {
 
 impl Vm {
     /// Create the VM: memory, irqchip, PIT, vCPUs, serial, i8042, virtio-rng,
-    /// and virtio-vsock when `cfg.vsock_uds` is set.
+    /// virtio-vsock when `cfg.vsock_uds` is set, and virtio-fs when
+    /// `cfg.fs_share` is set.
     pub fn new(kvm: &Kvm, cfg: &VmConfig) -> Result<Vm, VmmError> {
         let created = Instant::now();
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
@@ -337,6 +356,14 @@ impl Vm {
             let queue_evts = vm.attach_virtio(vsock.clone())?;
             vm.event_manager
                 .add_subscriber(Arc::new(Mutex::new(VsockHandler::new(vsock, queue_evts))));
+        }
+        if let Some(share) = &cfg.fs_share {
+            let fail = |e| VmmError::FsShare(share.path.clone(), e);
+            let backend = passthrough_backend(&share.path, share.read_only).map_err(fail)?;
+            let fs = Arc::new(Mutex::new(Fs::new(&share.tag, backend).map_err(fail)?));
+            let queue_evts = vm.attach_virtio(fs.clone())?;
+            vm.event_manager
+                .add_subscriber(Arc::new(Mutex::new(FsHandler::new(fs, queue_evts))));
         }
         Ok(vm)
     }

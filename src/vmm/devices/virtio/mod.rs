@@ -4,6 +4,7 @@
 //! drives; per-device queue handlers (plain structs over guest memory); event
 //! glue (an event-manager subscriber per device); host backends.
 
+pub mod fs;
 pub mod mmio;
 pub mod rng;
 pub mod vsock;
@@ -32,6 +33,52 @@ pub mod device_type {
     pub const VSOCK: u32 = 19;
     /// File system device.
     pub const FS: u32 = 26;
+}
+
+/// Logs at most a burst of warnings per second, so a hostile guest cannot
+/// flood the host log with malformed requests.
+#[derive(Debug)]
+pub struct LogLimit {
+    device: &'static str,
+    window: std::time::Instant,
+    count: u32,
+    suppressed: u32,
+}
+
+impl LogLimit {
+    const BURST: u32 = 10;
+
+    /// A limiter for `device`'s messages (e.g. "virtio-vsock").
+    pub fn new(device: &'static str) -> Self {
+        LogLimit {
+            device,
+            window: std::time::Instant::now(),
+            count: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Log `msg` (a malformed or failed guest request) unless over the limit.
+    pub fn warn(&mut self, msg: std::fmt::Arguments<'_>) {
+        if self.window.elapsed() >= std::time::Duration::from_secs(1) {
+            if self.suppressed > 0 {
+                log::warn!(
+                    "{}: {} more malformed or failed requests",
+                    self.device,
+                    self.suppressed
+                );
+            }
+            self.window = std::time::Instant::now();
+            self.count = 0;
+            self.suppressed = 0;
+        }
+        if self.count < Self::BURST {
+            self.count += 1;
+            log::warn!("{}: {msg}", self.device);
+        } else {
+            self.suppressed += 1;
+        }
+    }
 }
 
 /// Why a device refused to start.

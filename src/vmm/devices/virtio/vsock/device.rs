@@ -1,8 +1,8 @@
 //! The virtio-vsock device: the [`VirtioDevice`] face and the rx/tx queue
 //! handlers (plain functions over guest memory, no fds).
 
+use crate::vmm::devices::virtio::LogLimit;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemory;
@@ -24,47 +24,6 @@ pub const TXQ: usize = 1;
 pub const EVQ: usize = 2;
 /// The CID peapod gives its guests.
 pub const GUEST_CID: u64 = 3;
-
-/// Logs at most a burst of messages per second: a hostile guest cannot
-/// flood the host log.
-#[derive(Debug)]
-pub struct LogLimit {
-    window: Instant,
-    count: u32,
-    suppressed: u32,
-}
-
-impl Default for LogLimit {
-    fn default() -> Self {
-        LogLimit {
-            window: Instant::now(),
-            count: 0,
-            suppressed: 0,
-        }
-    }
-}
-
-impl LogLimit {
-    const BURST: u32 = 10;
-
-    /// Log `msg` (a malformed guest request) unless over the limit.
-    pub fn warn(&mut self, msg: std::fmt::Arguments<'_>) {
-        if self.window.elapsed() >= Duration::from_secs(1) {
-            if self.suppressed > 0 {
-                log::warn!("virtio-vsock: {} more malformed requests", self.suppressed);
-            }
-            self.window = Instant::now();
-            self.count = 0;
-            self.suppressed = 0;
-        }
-        if self.count < Self::BURST {
-            self.count += 1;
-            log::warn!("virtio-vsock: {msg}");
-        } else {
-            self.suppressed += 1;
-        }
-    }
-}
 
 /// Take every tx packet (until the backend's rx backlog is full) and hand
 /// it to the backend. Returns whether the guest needs an interrupt.
@@ -173,7 +132,7 @@ impl<B: VsockBackend> Vsock<B> {
             cid,
             backend,
             active: None,
-            limit: LogLimit::default(),
+            limit: LogLimit::new("virtio-vsock"),
         }
     }
 
@@ -370,7 +329,7 @@ pub(crate) mod tests {
                 rx_slot: 0,
                 rx_seen: 0,
                 muxer: Muxer::new(uds, GUEST_CID).unwrap(),
-                limit: LogLimit::default(),
+                limit: LogLimit::new("virtio-vsock"),
             }
         }
 
