@@ -77,3 +77,56 @@ fn test_vm_seed_pod_runs_with_enough_capacity() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("seed: peapod-init ready"), "{out:?}");
 }
+
+/// Set (to anything) when this test binary runs inside the emulated KVM
+/// host on behalf of a test outside it.
+const INNER: &str = "PEAPOD_TEST_INNER";
+
+#[test]
+fn test_vm_guest_mounts_virtio_fs_share() {
+    // The VMM's in-process virtio-fs device serves a host directory that
+    // the real guest kernel mounts: peapod-init lists it on the console.
+    if std::env::var_os(INNER).is_none() && !host_boots_guests() {
+        let exe = std::env::current_exe().unwrap();
+        let script = format!(
+            "PEAPOD_INIT={} {INNER}=1 exec {} --exact test_vm_guest_mounts_virtio_fs_share --nocapture",
+            init_binary().display(),
+            exe.display()
+        );
+        let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.contains("1 passed"), "{out:?}");
+        return;
+    }
+    let kvm = peapod::vmm::vstate::kvm::open_kvm().unwrap();
+    let share = TempDir::new("vm-share");
+    std::fs::write(share.0.join("from-the-host.txt"), "hello").unwrap();
+    std::fs::create_dir(share.0.join("volumes")).unwrap();
+    let cfg = peapod::vmm::VmConfig {
+        mem_bytes: 128 << 20,
+        vcpus: 1,
+        console_log: None,
+        console_echo: false,
+        vsock_uds: None,
+        fs_share: Some(peapod::vmm::FsShare {
+            tag: "podshare".into(),
+            path: share.0.clone(),
+            read_only: true,
+        }),
+    };
+    let mut vm = peapod::vmm::Vm::new(&kvm, &cfg).unwrap();
+    let init = std::fs::read(init_binary()).unwrap();
+    let initrd = peapod::vmm::boot::initramfs::build(init).unwrap();
+    let mut cmdline = peapod::cli::run::kernel_cmdline("share-test", false).unwrap();
+    cmdline
+        .insert(peapod_proto::CMDLINE_SHARE_TAG, "podshare")
+        .unwrap();
+    vm.load_linux(&guest_kernel(), &initrd, cmdline).unwrap();
+    let out = vm.run(Some(std::time::Duration::from_secs(120))).unwrap();
+    let tail = out.console_tail.join("\n");
+    assert_eq!(out.exit_status, Some(0), "{tail}");
+    assert!(
+        tail.contains("peapod-init: share podshare mounted: from-the-host.txt volumes"),
+        "{tail}"
+    );
+}

@@ -18,7 +18,7 @@ mod transport;
 use std::io::Write;
 use std::process::ExitCode;
 
-use peapod_proto::{exit_line, ready_line, CMDLINE_POD_NAME};
+use peapod_proto::{exit_line, ready_line, CMDLINE_POD_NAME, CMDLINE_SHARE_TAG, GUEST_SHARE_DIR};
 
 fn kernel_cmdline_value(cmdline: &str, key: &str) -> Option<String> {
     cmdline
@@ -68,9 +68,43 @@ fn main() -> ExitCode {
             ));
         }
     }
+    if let Some(tag) = kernel_cmdline_value(&cmdline, CMDLINE_SHARE_TAG) {
+        match mount_share(&tag) {
+            Ok(names) => say(&format!(
+                "peapod-init: share {tag} mounted: {}",
+                names.join(" ")
+            )),
+            Err(e) => {
+                say(&format!(
+                    "peapod-init: error: cannot mount the pod share {tag}: {e}"
+                ));
+                status = 1;
+            }
+        }
+    }
     say(&ready_line(sys::uptime_ms()));
     say(&exit_line(status));
     sys::reset_machine()
+}
+
+/// Mount the pod share (virtio-fs, tag `tag`) at GUEST_SHARE_DIR and list
+/// its top level.
+fn mount_share(tag: &str) -> std::io::Result<Vec<String>> {
+    let dir = std::path::Path::new(GUEST_SHARE_DIR);
+    std::fs::create_dir_all(dir)?;
+    sys::mount(
+        Some(tag),
+        dir,
+        Some("virtiofs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )?;
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 #[cfg(test)]

@@ -16,6 +16,12 @@ pub const EXIT_MARK: &str = "peapod-init: exit status=";
 /// Kernel command line key carrying the pod name to the guest.
 pub const CMDLINE_POD_NAME: &str = "peapod.pod";
 
+/// Kernel command line key naming the virtio-fs tag of the pod share.
+pub const CMDLINE_SHARE_TAG: &str = "peapod.share";
+
+/// Where peapod-init mounts the pod share in the guest.
+pub const GUEST_SHARE_DIR: &str = "/run/peapod/share";
+
 /// Parse the uptime out of a readiness line.
 pub fn parse_ready(line: &str) -> Option<u64> {
     let rest = line.trim().strip_prefix(READY_MARK)?.trim();
