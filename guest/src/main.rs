@@ -14,6 +14,7 @@ mod native;
 mod runtime;
 mod sys;
 mod transport;
+mod vm;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -53,6 +54,12 @@ fn main() -> ExitCode {
         eprintln!("peapod-init: must run as PID 1 of a peapod guest (it mounts and reboots)");
         return ExitCode::from(2);
     }
+    if let Err(e) = vm::leave_initramfs() {
+        // Containers could not pivot_root; the pod still boots to ready.
+        say(&format!(
+            "peapod-init: error: cannot leave the initramfs: {e}"
+        ));
+    }
     let mut status = 0;
     for m in sys::BASE_MOUNTS {
         if let Err(e) = sys::mount_fs(m) {
@@ -66,6 +73,14 @@ fn main() -> ExitCode {
             say(&format!(
                 "peapod-init: error: cannot set hostname {name}: {e}"
             ));
+        }
+    }
+    let agent_port =
+        kernel_cmdline_value(&cmdline, vm::CMDLINE_AGENT_PORT).and_then(|p| p.parse::<u32>().ok());
+    if agent_port.is_some() {
+        if let Err(e) = vm::setup() {
+            say(&format!("peapod-init: error: {e}"));
+            status = 1;
         }
     }
     if let Some(tag) = kernel_cmdline_value(&cmdline, CMDLINE_SHARE_TAG) {
@@ -83,6 +98,9 @@ fn main() -> ExitCode {
         }
     }
     say(&ready_line(sys::uptime_ms()));
+    if let (Some(port), 0) = (agent_port, status) {
+        status = vm::agent(port);
+    }
     say(&exit_line(status));
     sys::reset_machine()
 }
