@@ -20,6 +20,14 @@ fn erofs() -> io::Error {
 }
 
 /// Whether `open(2)` flags ask for anything beyond reading.
+/// The flags passed on to the host's open: without `O_NOATIME`, which the
+/// guest's overlayfs adds to every lower-layer open and which the host
+/// refuses (EPERM) for files the VMM's user does not own, as in a rootless
+/// VMM serving root-owned image files. It is only a hint; dropping it is safe.
+fn host_open_flags(flags: u32) -> u32 {
+    flags & !(libc::O_NOATIME as u32)
+}
+
 fn open_writes(flags: u32) -> bool {
     let flags = flags as i32;
     flags & libc::O_ACCMODE != libc::O_RDONLY || flags & (libc::O_TRUNC | libc::O_CREAT) != 0
@@ -159,7 +167,8 @@ impl<F: FileSystem> FileSystem for ReadOnlyFs<F> {
         if open_writes(flags) {
             return Err(erofs());
         }
-        self.inner.open(ctx, inode, flags, fuse_flags)
+        self.inner
+            .open(ctx, inode, host_open_flags(flags), fuse_flags)
     }
 
     fn create(
@@ -183,8 +192,21 @@ impl<F: FileSystem> FileSystem for ReadOnlyFs<F> {
         lock_owner: Option<u64>,
         flags: u32,
     ) -> io::Result<usize> {
-        self.inner
-            .read(ctx, inode, handle, w, size, offset, lock_owner, flags)
+        // The passthrough re-applies a request's flags to the open file with
+        // fcntl(F_SETFL) and, if that fails, closes the handle's fd by
+        // mistake (fuse-backend-rs 0.14 drops its borrowed File on the error
+        // path). O_NOATIME is what fails for files we do not own: strip it
+        // here too, so reads never take that path.
+        self.inner.read(
+            ctx,
+            inode,
+            handle,
+            w,
+            size,
+            offset,
+            lock_owner,
+            host_open_flags(flags),
+        )
     }
 
     fn write(
@@ -277,7 +299,7 @@ impl<F: FileSystem> FileSystem for ReadOnlyFs<F> {
         if open_writes(flags) {
             return Err(erofs());
         }
-        self.inner.opendir(ctx, inode, flags)
+        self.inner.opendir(ctx, inode, host_open_flags(flags))
     }
 
     fn readdir(
