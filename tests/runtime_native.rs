@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use common::{init_binary, is_root, test_image, TempDir};
+use common::{init_binary, is_root, sh, test_image, TempDir};
 use peapod_proto::{
     Backoff, Connection, ContainerEvent, GuestMsg, HostMsg, PodPhase, RestartPolicy, Stream,
     VolumeKind, WireContainer, WireMount, WirePod, WireVolume,
@@ -33,29 +33,6 @@ fn skip() -> bool {
         return true;
     }
     false
-}
-
-fn sh(name: &str, script: &str) -> WireContainer {
-    WireContainer {
-        name: name.into(),
-        rootfs: "rootfs".into(),
-        command: vec!["sh".into(), "-c".into(), script.into()],
-        env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
-        working_dir: "/".into(),
-        uid: 0,
-        gid: 0,
-        volume_mounts: vec![],
-        memory_limit: None,
-        cpu_limit_millis: None,
-        pids_limit: None,
-        read_only_rootfs: false,
-        cap_add: vec![],
-        cap_drop: vec![],
-        tty: false,
-        stdin: false,
-        stdin_once: false,
-        sidecar: false,
-    }
 }
 
 fn with_mount(mut c: WireContainer, volume: &str, path: &str, read_only: bool) -> WireContainer {

@@ -141,7 +141,7 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
     // and the pod's end back over vsock.
     use peapod_proto::{
         Backoff, Connection, ContainerEvent, GuestMsg, HostMsg, PodPhase, RestartPolicy, Stream,
-        WireContainer, WirePod,
+        WirePod,
     };
     if std::env::var_os(INNER).is_none() && !host_boots_guests() {
         let exe = std::env::current_exe().unwrap();
@@ -214,30 +214,7 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
     assert!(hello.agent.contains("peapod-init"), "{hello:?}");
     let ready: GuestMsg = conn.recv().unwrap().unwrap();
     assert!(matches!(ready, GuestMsg::Ready { .. }), "{ready:?}");
-    let container = WireContainer {
-        name: "hello".into(),
-        rootfs: "rootfs".into(),
-        command: vec![
-            "sh".into(),
-            "-c".into(),
-            "echo hello-from-$(hostname); cat /proc/1/comm".into(),
-        ],
-        env: vec![("PATH".into(), "/bin".into())],
-        working_dir: "/".into(),
-        uid: 0,
-        gid: 0,
-        volume_mounts: vec![],
-        memory_limit: None,
-        cpu_limit_millis: None,
-        pids_limit: None,
-        read_only_rootfs: false,
-        cap_add: vec![],
-        cap_drop: vec![],
-        tty: false,
-        stdin: false,
-        stdin_once: false,
-        sidecar: false,
-    };
+    let container = sh("hello", "echo hello-from-$(hostname); cat /proc/1/comm");
     let pod = WirePod {
         name: "agent-test".into(),
         hostname: "agent-test".into(),

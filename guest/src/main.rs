@@ -78,7 +78,7 @@ fn main() -> ExitCode {
     let agent_port =
         kernel_cmdline_value(&cmdline, vm::CMDLINE_AGENT_PORT).and_then(|p| p.parse::<u32>().ok());
     if agent_port.is_some() {
-        if let Err(e) = vm::setup() {
+        if let Err(e) = sys::mount_pod_scratch() {
             say(&format!("peapod-init: error: {e}"));
             status = 1;
         }

@@ -12,9 +12,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use peapod_proto::{Connection, GuestMsg, PodPhase};
+use peapod_proto::Connection;
 
-use crate::runtime::{self, Runtime};
+use crate::runtime;
 use crate::sys::{self, ExitStatus};
 use crate::transport::Transport;
 
@@ -46,15 +46,6 @@ pub fn parse_args(args: &[String]) -> Result<Option<NativeArgs>, String> {
         socket: socket.ok_or("--native needs --socket PATH")?,
         share: share.ok_or("--native needs --share DIR")?,
     }))
-}
-
-/// Exit code of native mode for a pod phase.
-fn phase_code(phase: PodPhase) -> i32 {
-    if phase == PodPhase::Succeeded {
-        0
-    } else {
-        1
-    }
 }
 
 /// The launcher: new namespaces, then PID 1 in a child. Returns the exit code.
@@ -101,21 +92,7 @@ fn setup_pid1() -> io::Result<()> {
         nosuid_nodev_noexec,
         None,
     )?;
-    sys::mount(
-        Some("shm"),
-        Path::new("/dev/shm"),
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some("mode=1777"),
-    )?;
-    sys::mount(
-        Some("tmpfs"),
-        Path::new("/run"),
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some("mode=0755"),
-    )?;
-    sys::loopback_up()
+    sys::mount_pod_scratch()
 }
 
 /// PID 1 of the pod's namespaces: returns the exit code.
@@ -135,36 +112,7 @@ pub fn pid1(args: &NativeArgs) -> i32 {
             return 2;
         }
     };
-    let mut conn = Connection::new(transport);
-    let setup = setup_pid1();
-    let pod = match setup.and_then(|()| runtime::receive_pod(&mut conn, sys::uptime_ms())) {
-        Ok(pod) => pod,
-        Err(e) => {
-            let message = format!("peapod-init: {e}");
-            eprintln!("{message}");
-            let _ = conn.send(&GuestMsg::Error { message });
-            return 2;
-        }
-    };
-    let prepared = sys::set_hostname(&pod.hostname)
-        .map_err(|e| io::Error::new(e.kind(), format!("set hostname {}: {e}", pod.hostname)))
-        .and_then(|()| runtime::mount_volumes(&pod));
-    if let Err(e) = prepared {
-        let reason = format!("cannot prepare the pod: {e}");
-        eprintln!("peapod-init: {reason}");
-        let _ = conn.send(&GuestMsg::PodExited {
-            phase: PodPhase::Failed,
-            reason,
-        });
-        return 1;
-    }
-    match Runtime::new(conn.into_inner(), &pod, &share) {
-        Ok(rt) => phase_code(rt.run().phase),
-        Err(e) => {
-            eprintln!("peapod-init: {e}");
-            2
-        }
-    }
+    runtime::serve(Connection::new(transport), setup_pid1(), &share)
 }
 
 #[cfg(test)]

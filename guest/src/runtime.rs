@@ -62,6 +62,42 @@ pub fn receive_pod(conn: &mut Connection<Transport>, uptime_ms: u64) -> io::Resu
     }
 }
 
+/// The agent's whole life once connected: after `setup` (the PID 1 mounts
+/// of the caller's mode) succeeded, take the pod from the host, prepare it
+/// (hostname, volumes) and run it from `share`. Returns the exit status:
+/// 0 when the pod Succeeded, 1 when it Failed, 2 when it never started.
+pub fn serve(mut conn: Connection<Transport>, setup: io::Result<()>, share: &Path) -> i32 {
+    let pod = match setup.and_then(|()| receive_pod(&mut conn, sys::uptime_ms())) {
+        Ok(pod) => pod,
+        Err(e) => {
+            let message = format!("peapod-init: {e}");
+            eprintln!("{message}");
+            let _ = conn.send(&GuestMsg::Error { message });
+            return 2;
+        }
+    };
+    let prepared = sys::set_hostname(&pod.hostname)
+        .map_err(|e| io::Error::new(e.kind(), format!("set hostname {}: {e}", pod.hostname)))
+        .and_then(|()| mount_volumes(&pod));
+    if let Err(e) = prepared {
+        let reason = format!("cannot prepare the pod: {e}");
+        eprintln!("peapod-init: {reason}");
+        let _ = conn.send(&GuestMsg::PodExited {
+            phase: PodPhase::Failed,
+            reason,
+        });
+        return 1;
+    }
+    match Runtime::new(conn.into_inner(), &pod, share).map(|rt| rt.run().phase) {
+        Ok(PodPhase::Succeeded) => 0,
+        Ok(_) => 1,
+        Err(e) => {
+            eprintln!("peapod-init: {e}");
+            2
+        }
+    }
+}
+
 /// Mount the pod's volumes: one tmpfs per emptyDir.
 pub fn mount_volumes(pod: &WirePod) -> io::Result<()> {
     for v in &pod.volumes {

@@ -411,3 +411,25 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and takes no pointers.
     unsafe { libc::_exit(code) }
 }
+
+/// The scratch a pod's PID 1 needs: shared memory for the pod's IPC
+/// namespace, a fresh /run (the share, volumes and containers live below
+/// it), and loopback up.
+pub fn mount_pod_scratch() -> io::Result<()> {
+    std::fs::create_dir_all("/dev/shm")?;
+    mount(
+        Some("shm"),
+        Path::new("/dev/shm"),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    mount(
+        Some("tmpfs"),
+        Path::new("/run"),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    loopback_up()
+}

@@ -4,9 +4,9 @@
 use std::io;
 use std::path::Path;
 
-use peapod_proto::{Connection, GuestMsg, PodPhase, GUEST_SHARE_DIR};
+use peapod_proto::{Connection, GUEST_SHARE_DIR};
 
-use crate::runtime::{self, Runtime};
+use crate::runtime;
 use crate::sys;
 use crate::transport::Transport;
 
@@ -52,28 +52,6 @@ pub fn leave_initramfs() -> io::Result<()> {
 /// Kernel command line key: the host's vsock port the agent connects to.
 pub const CMDLINE_AGENT_PORT: &str = "peapod.agent";
 
-/// What the guest needs before the share is mounted and the agent starts:
-/// shared memory for the pod's IPC namespace, a scratch /run (the share and
-/// the pod's volumes live below it), and loopback.
-pub fn setup() -> io::Result<()> {
-    std::fs::create_dir_all("/dev/shm")?;
-    sys::mount(
-        Some("shm"),
-        Path::new("/dev/shm"),
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some("mode=1777"),
-    )?;
-    sys::mount(
-        Some("tmpfs"),
-        Path::new("/run"),
-        Some("tmpfs"),
-        libc::MS_NOSUID | libc::MS_NODEV,
-        Some("mode=0755"),
-    )?;
-    sys::loopback_up()
-}
-
 /// Connect to the host on vsock `port`, receive the pod, run it. Returns
 /// the pod's exit status: 0 when it Succeeded.
 pub fn agent(port: u32) -> i32 {
@@ -84,34 +62,9 @@ pub fn agent(port: u32) -> i32 {
             return 2;
         }
     };
-    let mut conn = Connection::new(transport);
-    let pod = match runtime::receive_pod(&mut conn, sys::uptime_ms()) {
-        Ok(pod) => pod,
-        Err(e) => {
-            let message = format!("peapod-init: {e}");
-            println!("{message}");
-            let _ = conn.send(&GuestMsg::Error { message });
-            return 2;
-        }
-    };
-    let prepared = sys::set_hostname(&pod.hostname).and_then(|()| runtime::mount_volumes(&pod));
-    if let Err(e) = prepared {
-        let reason = format!("cannot prepare the pod: {e}");
-        println!("peapod-init: {reason}");
-        let _ = conn.send(&GuestMsg::PodExited {
-            phase: PodPhase::Failed,
-            reason,
-        });
-        return 1;
-    }
-    match Runtime::new(conn.into_inner(), &pod, Path::new(GUEST_SHARE_DIR)) {
-        Ok(rt) => match rt.run().phase {
-            PodPhase::Succeeded => 0,
-            _ => 1,
-        },
-        Err(e) => {
-            println!("peapod-init: {e}");
-            2
-        }
-    }
+    runtime::serve(
+        Connection::new(transport),
+        Ok(()),
+        Path::new(GUEST_SHARE_DIR),
+    )
 }

@@ -256,3 +256,28 @@ pub fn init_binary() -> &'static Path {
         None => script_output("scripts/build-init"),
     })
 }
+
+/// A container of the busybox test image (`rootfs` in the share) running
+/// `sh -c script` as root.
+pub fn sh(name: &str, script: &str) -> peapod_proto::WireContainer {
+    peapod_proto::WireContainer {
+        name: name.into(),
+        rootfs: "rootfs".into(),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
+        working_dir: "/".into(),
+        uid: 0,
+        gid: 0,
+        volume_mounts: vec![],
+        memory_limit: None,
+        cpu_limit_millis: None,
+        pids_limit: None,
+        read_only_rootfs: false,
+        cap_add: vec![],
+        cap_drop: vec![],
+        tty: false,
+        stdin: false,
+        stdin_once: false,
+        sidecar: false,
+    }
+}
