@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use peapod_proto::{WireContainer, WireMount, WirePod};
 
-use crate::sys;
+use crate::{cgroup, sys};
 
 /// Where the init keeps per-container scratch (a tmpfs per container).
 pub const CONTAINERS_DIR: &str = "/run/peapod/containers";
@@ -26,7 +26,7 @@ pub const VOLUMES_DIR: &str = "/run/peapod/volumes";
 /// Device nodes bind-mounted from the init's /dev.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What every container of the pod shares.
 pub struct PodContext<'a> {
@@ -46,7 +46,13 @@ pub struct Spawned {
 }
 
 /// Clone the container's process and return its PID and output pipes.
-pub fn spawn(ctx: &PodContext<'_>, c: &WireContainer) -> io::Result<Spawned> {
+/// The process first joins the cgroups whose `cgroup.procs` files are
+/// given (see [`crate::cgroup::join`]), so all of the container runs in them.
+pub fn spawn(
+    ctx: &PodContext<'_>,
+    c: &WireContainer,
+    cgroup_procs: &[fs::File],
+) -> io::Result<Spawned> {
     let (out_r, out_w) = sys::pipe()?;
     let (err_r, err_w) = sys::pipe()?;
     let mut flags = libc::CLONE_NEWNS;
@@ -56,7 +62,7 @@ pub fn spawn(ctx: &PodContext<'_>, c: &WireContainer) -> io::Result<Spawned> {
     let pid = sys::clone_process(flags)?;
     if pid == 0 {
         drop((out_r, err_r));
-        child(ctx, c, out_w, err_w)
+        child(ctx, c, cgroup_procs, out_w, err_w)
     }
     Ok(Spawned {
         pid,
@@ -65,13 +71,19 @@ pub fn spawn(ctx: &PodContext<'_>, c: &WireContainer) -> io::Result<Spawned> {
     })
 }
 
-fn child(ctx: &PodContext<'_>, c: &WireContainer, out: OwnedFd, err: OwnedFd) -> ! {
+fn child(
+    ctx: &PodContext<'_>,
+    c: &WireContainer,
+    cgroup_procs: &[fs::File],
+    out: OwnedFd,
+    err: OwnedFd,
+) -> ! {
     sys::reset_signals();
     if sys::dup_to(out.as_fd(), 1).is_err() || sys::dup_to(err.as_fd(), 2).is_err() {
         sys::exit_now(127);
     }
     drop((out, err));
-    let e = match setup(ctx, c) {
+    let e = match cgroup::join(cgroup_procs).and_then(|()| setup(ctx, c)) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -240,9 +252,9 @@ fn write_etc_files(ctx: &PodContext<'_>, root: &Path, files: &Path) -> io::Resul
 }
 
 /// Open `sub` inside the directory `root` one component at a time, never
-/// following a symlink (so it cannot lead out of the volume), creating
-/// missing directories as Kubernetes does.
-fn open_beneath(root: &Path, sub: &str) -> io::Result<OwnedFd> {
+/// following a symlink (so it cannot lead out of `root`), creating missing
+/// directories if `create` (as Kubernetes does for a sub_path).
+pub fn open_beneath(root: &Path, sub: &str, create: bool) -> io::Result<OwnedFd> {
     let open = |dir: libc::c_int, name: &CString| -> io::Result<OwnedFd> {
         // SAFETY: `name` is a valid NUL-terminated string; `dir` is open.
         let fd = unsafe {
@@ -264,12 +276,12 @@ fn open_beneath(root: &Path, sub: &str) -> io::Result<OwnedFd> {
         if comp == ".." {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "`..` in sub_path",
+                format!("`..` in {sub:?}"),
             ));
         }
         let name = CString::new(comp)?;
         let next = match open(cur.as_raw_fd(), &name) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(e) if create && e.kind() == io::ErrorKind::NotFound => {
                 // SAFETY: as above.
                 let rc = unsafe { libc::mkdirat(cur.as_raw_fd(), name.as_ptr(), 0o755) };
                 if rc != 0 {
@@ -290,7 +302,7 @@ fn open_beneath(root: &Path, sub: &str) -> io::Result<OwnedFd> {
         if mode == libc::S_IFLNK {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("sub_path component {comp:?} is a symlink"),
+                format!("{comp:?} in {sub:?} is a symlink"),
             ));
         }
         cur = next;
@@ -300,7 +312,7 @@ fn open_beneath(root: &Path, sub: &str) -> io::Result<OwnedFd> {
 
 fn mount_volume(root: &Path, m: &WireMount) -> io::Result<()> {
     let vol = Path::new(VOLUMES_DIR).join(&m.volume);
-    let fd = open_beneath(&vol, m.sub_path.as_deref().unwrap_or(""))?;
+    let fd = open_beneath(&vol, m.sub_path.as_deref().unwrap_or(""), true)?;
     let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
     let target = inside(root, &m.mount_path);
     if fs::metadata(&src)?.is_dir() {
@@ -316,7 +328,7 @@ fn mount_volume(root: &Path, m: &WireMount) -> io::Result<()> {
     sys::bind_mount(&src, &target, m.read_only)
 }
 
-fn set_user(uid: u32, gid: u32) -> io::Result<()> {
+pub fn set_user(uid: u32, gid: u32) -> io::Result<()> {
     let groups = [gid];
     // SAFETY: `groups` holds one valid gid for the kernel to read.
     let rc = unsafe { libc::setgroups(1, groups.as_ptr()) };
@@ -335,7 +347,7 @@ fn set_user(uid: u32, gid: u32) -> io::Result<()> {
 }
 
 /// Find a bare command name in `path` (colon-separated), as execvp would.
-fn lookup(name: &str, path: &str) -> Option<PathBuf> {
+pub fn lookup(name: &str, path: &str) -> Option<PathBuf> {
     if name.contains('/') {
         return Some(PathBuf::from(name));
     }

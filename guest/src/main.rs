@@ -8,7 +8,9 @@
 //! as PID 1 of fresh namespaces (see [`native`]), and runs the pod it gets
 //! over the socket (see [`runtime`]).
 
+mod cgroup;
 mod container;
+mod exec;
 mod logs;
 mod native;
 mod runtime;
@@ -17,9 +19,12 @@ mod transport;
 mod vm;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
-use peapod_proto::{exit_line, ready_line, CMDLINE_POD_NAME, CMDLINE_SHARE_TAG, GUEST_SHARE_DIR};
+use peapod_proto::{
+    exit_line, ready_line, CMDLINE_POD_NAME, CMDLINE_SHARE_TAG, CMDLINE_SHARE_TAGS, GUEST_SHARE_DIR,
+};
 
 fn kernel_cmdline_value(cmdline: &str, key: &str) -> Option<String> {
     cmdline
@@ -82,9 +87,14 @@ fn main() -> ExitCode {
             say(&format!("peapod-init: error: {e}"));
             status = 1;
         }
+        // Without it the pod still runs; each limit it cannot enforce is
+        // reported to the host.
+        if let Err(e) = cgroup::mount_unified() {
+            say(&format!("peapod-init: warning: no cgroups: {e}"));
+        }
     }
     if let Some(tag) = kernel_cmdline_value(&cmdline, CMDLINE_SHARE_TAG) {
-        match mount_share(&tag) {
+        match mount_share(&tag, Path::new(GUEST_SHARE_DIR)) {
             Ok(names) => say(&format!(
                 "peapod-init: share {tag} mounted: {}",
                 names.join(" ")
@@ -97,6 +107,15 @@ fn main() -> ExitCode {
             }
         }
     }
+    let tags = kernel_cmdline_value(&cmdline, CMDLINE_SHARE_TAGS).unwrap_or_default();
+    for tag in tags.split(',').filter(|t| !t.is_empty()) {
+        if let Err(e) = mount_share(tag, &Path::new(GUEST_SHARE_DIR).join(tag)) {
+            say(&format!(
+                "peapod-init: error: cannot mount the share {tag}: {e}"
+            ));
+            status = 1;
+        }
+    }
     say(&ready_line(sys::uptime_ms()));
     if let (Some(port), 0) = (agent_port, status) {
         status = vm::agent(port);
@@ -105,10 +124,8 @@ fn main() -> ExitCode {
     sys::reset_machine()
 }
 
-/// Mount the pod share (virtio-fs, tag `tag`) at GUEST_SHARE_DIR and list
-/// its top level.
-fn mount_share(tag: &str) -> std::io::Result<Vec<String>> {
-    let dir = std::path::Path::new(GUEST_SHARE_DIR);
+/// Mount a virtio-fs share (tag `tag`) at `dir` and list its top level.
+fn mount_share(tag: &str, dir: &Path) -> std::io::Result<Vec<String>> {
     std::fs::create_dir_all(dir)?;
     sys::mount(
         Some(tag),

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use peapod_proto::Connection;
 
-use crate::runtime;
 use crate::sys::{self, ExitStatus};
 use crate::transport::Transport;
+use crate::{cgroup, runtime};
 
 /// Command line of native mode.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,6 +55,12 @@ pub fn launch(args: &NativeArgs) -> i32 {
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
+    // Before the pod's /proc replaces ours: where its cgroups will be, to
+    // remove what a pod that died unexpectedly left behind. The pod names
+    // its cgroups after our PID and PID namespace (its own PID is 1).
+    let cgroups = cgroup::detect();
+    cgroup::remove_stale(&cgroups);
+    let instance = cgroup::set_instance();
     if let Err(e) = sys::unshare(ns).and_then(|()| sys::make_mounts_private()) {
         eprintln!("peapod-init: cannot create the pod's namespaces (root needed): {e}");
         return 2;
@@ -71,14 +77,17 @@ pub fn launch(args: &NativeArgs) -> i32 {
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
         std::process::exit(pid1(args));
     }
-    match sys::wait_for(pid) {
+    let code = match sys::wait_for(pid) {
         Ok(ExitStatus::Code(c)) => c,
         Ok(ExitStatus::Signal(s)) => 128 + s,
         Err(e) => {
             eprintln!("peapod-init: waiting for the pod's PID 1: {e}");
             2
         }
-    }
+    };
+    // Every process of the pod died with its PID 1.
+    cgroup::remove_instance(&cgroups, &instance);
+    code
 }
 
 fn setup_pid1() -> io::Result<()> {

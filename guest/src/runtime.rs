@@ -2,10 +2,11 @@
 //!
 //! Descriptors polled: the host stream (messages in, decoded with a
 //! `FrameDecoder`), a signalfd for SIGCHLD (then `waitpid(-1, WNOHANG)`
-//! until nothing is left, so re-parented orphans are reaped too), and the
-//! read ends of every container's stdout/stderr pipe. Timers (restart
-//! backoff, the stop grace period) become the poll timeout. Writes to the
-//! host are blocking, whole frames.
+//! until nothing is left, so re-parented orphans are reaped too), the read
+//! ends of every container's stdout/stderr pipe, and the descriptors of exec
+//! sessions (see [`crate::exec`]). Timers (restart backoff, the stop grace
+//! period) become the poll timeout. Writes to the host are blocking, whole
+//! frames.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -17,10 +18,15 @@ use peapod_proto::{
     GuestMsg, HostMsg, PodPhase, PodStatus, Stream, Termination, VolumeKind, WirePod,
 };
 
+use crate::cgroup::{self, PodCgroups};
 use crate::container::{self, PodContext, VOLUMES_DIR};
+use crate::exec::{self, Execs};
 use crate::logs::take_chunks;
 use crate::sys::{self, ExitStatus};
 use crate::transport::Transport;
+
+/// Kubernetes' termination reason of a container the OOM killer ended.
+const OOM_KILLED: &str = "OOMKilled";
 
 /// The agent string in our hello.
 pub const AGENT: &str = concat!("peapod-init ", env!("CARGO_PKG_VERSION"));
@@ -78,7 +84,7 @@ pub fn serve(mut conn: Connection<Transport>, setup: io::Result<()>, share: &Pat
     };
     let prepared = sys::set_hostname(&pod.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("set hostname {}: {e}", pod.hostname)))
-        .and_then(|()| mount_volumes(&pod));
+        .and_then(|()| mount_volumes(&pod, share));
     if let Err(e) = prepared {
         let reason = format!("cannot prepare the pod: {e}");
         eprintln!("peapod-init: {reason}");
@@ -98,8 +104,10 @@ pub fn serve(mut conn: Connection<Transport>, setup: io::Result<()>, share: &Pat
     }
 }
 
-/// Mount the pod's volumes: one tmpfs per emptyDir.
-pub fn mount_volumes(pod: &WirePod) -> io::Result<()> {
+/// Mount the pod's volumes: one tmpfs per emptyDir; for a hostPath, a bind
+/// mount of what the host exposes at that path of the pod `share`, reached
+/// without following any symlink (so nothing leads out of the share).
+pub fn mount_volumes(pod: &WirePod, share: &Path) -> io::Result<()> {
     for v in &pod.volumes {
         match &v.kind {
             VolumeKind::EmptyDir { size_limit, .. } => {
@@ -111,11 +119,23 @@ pub fn mount_volumes(pod: &WirePod) -> io::Result<()> {
                 }
                 sys::mount(Some("tmpfs"), &dir, Some("tmpfs"), 0, Some(&opts))?;
             }
-            VolumeKind::HostPath { .. } => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!("volume {}: hostPath volumes are not supported yet", v.name),
-                ))
+            VolumeKind::HostPath { path } => {
+                let at = |e: io::Error| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("hostPath volume {} ({path}): {e}", v.name),
+                    )
+                };
+                let fd = container::open_beneath(share, path, false).map_err(at)?;
+                let src = Path::new("/proc/self/fd").join(fd.as_raw_fd().to_string());
+                let dir = Path::new(VOLUMES_DIR).join(&v.name);
+                if std::fs::metadata(&src).map_err(at)?.is_dir() {
+                    std::fs::create_dir_all(&dir)?;
+                } else {
+                    std::fs::create_dir_all(VOLUMES_DIR)?;
+                    std::fs::File::create(&dir)?;
+                }
+                sys::bind_mount(&src, &dir, false).map_err(at)?;
             }
         }
     }
@@ -144,6 +164,8 @@ struct Ctr {
     state: State,
     restarts: u32,
     last: Option<(ExitStatus, Termination)>,
+    /// Its cgroup while it runs.
+    cgroup: Option<cgroup::Cgroup>,
 }
 
 struct LogPipe {
@@ -163,6 +185,7 @@ pub struct Runtime<'a> {
     resolv_conf: Vec<u8>,
     ctrs: Vec<Ctr>,
     pipes: Vec<LogPipe>,
+    execs: Execs,
     sigchld: OwnedFd,
     /// The first init container that has not succeeded yet.
     next_init: usize,
@@ -170,6 +193,10 @@ pub struct Runtime<'a> {
     stop_deadline: Option<Instant>,
     killed: bool,
     failed_init: Option<String>,
+    cgroups: PodCgroups,
+    /// Sidecars got SIGTERM (the app containers are done); SIGKILL then.
+    sidecar_deadline: Option<Instant>,
+    sidecars_killed: bool,
 }
 
 impl<'a> Runtime<'a> {
@@ -187,6 +214,7 @@ impl<'a> Runtime<'a> {
                 state: State::Waiting,
                 restarts: 0,
                 last: None,
+                cgroup: None,
             })
             .collect();
         Ok(Runtime {
@@ -198,12 +226,16 @@ impl<'a> Runtime<'a> {
             resolv_conf: std::fs::read("/etc/resolv.conf").unwrap_or_default(),
             ctrs,
             pipes: Vec::new(),
+            execs: Execs::default(),
             sigchld,
             next_init: 0,
             apps_started: false,
             stop_deadline: None,
             killed: false,
             failed_init: None,
+            cgroups: PodCgroups::new(&pod.name),
+            sidecar_deadline: None,
+            sidecars_killed: false,
         })
     }
 
@@ -229,13 +261,33 @@ impl<'a> Runtime<'a> {
     }
 
     fn start(&mut self, i: usize) {
+        let spec = &self.ctrs[i].spec;
+        let limits = cgroup::Limits {
+            memory: spec.memory_limit,
+            cpu_millis: spec.cpu_limit_millis,
+            pids: spec.pids_limit,
+        };
+        let (cg, warnings) = self.cgroups.create(&spec.name, &limits);
+        // Said once, not at every restart.
+        if self.ctrs[i].restarts == 0 {
+            for w in warnings {
+                let message = format!("warning: container {}: {w}", self.ctrs[i].spec.name);
+                eprintln!("peapod-init: {message}");
+                self.send(&GuestMsg::Error { message });
+            }
+        }
         let ctx = PodContext {
             pod: self.pod,
             share: self.share,
             resolv_conf: &self.resolv_conf,
         };
-        match container::spawn(&ctx, &self.ctrs[i].spec) {
+        let spawned = cg
+            .as_ref()
+            .map_or(Ok(vec![]), |cg| cg.procs_files())
+            .and_then(|procs| container::spawn(&ctx, &self.ctrs[i].spec, &procs));
+        match spawned {
             Ok(sp) => {
+                self.ctrs[i].cgroup = cg;
                 for (fd, stream) in [(sp.stdout, Stream::Stdout), (sp.stderr, Stream::Stderr)] {
                     if let Err(e) = sys::set_nonblocking(fd.as_fd()) {
                         eprintln!("peapod-init: {e}");
@@ -254,6 +306,9 @@ impl<'a> Runtime<'a> {
                 self.event(i, ContainerEvent::Started { pid: sp.pid as u32 });
             }
             Err(e) => {
+                if let Some(cg) = cg {
+                    cg.remove();
+                }
                 let message = format!("cannot start container {}: {e}", self.ctrs[i].spec.name);
                 self.send(&GuestMsg::Error { message });
                 self.ctrs[i].state = State::Running {
@@ -272,11 +327,20 @@ impl<'a> Runtime<'a> {
         }
         while self.next_init < self.pod.init_containers.len() {
             let i = self.next_init;
+            let sidecar = self.ctrs[i].spec.sidecar;
             match &self.ctrs[i].state {
-                State::Waiting => return self.start(i),
+                State::Waiting => {
+                    self.start(i);
+                    // The next one waits for this one to succeed, or, for a
+                    // sidecar, only to have started (looked at next round).
+                    if !sidecar {
+                        return;
+                    }
+                }
                 State::Exited if self.ctrs[i].last.as_ref().is_some_and(|l| l.0.success()) => {
                     self.next_init += 1;
                 }
+                State::Running { .. } if sidecar => self.next_init += 1,
                 _ => return,
             }
         }
@@ -294,6 +358,12 @@ impl<'a> Runtime<'a> {
                 self.read_pipe(p);
             }
         }
+        // The OOM counter first, then the cgroup goes with what is left in it.
+        let oom_killed = self.ctrs[i].cgroup.take().is_some_and(|cg| {
+            let oom = cg.oom_killed();
+            cg.remove();
+            oom
+        });
         let (code, signal) = match status {
             ExitStatus::Code(c) => (Some(c), None),
             ExitStatus::Signal(s) => (None, Some(s)),
@@ -303,10 +373,12 @@ impl<'a> Runtime<'a> {
             ContainerEvent::Exited {
                 code,
                 signal,
-                oom_killed: false,
+                oom_killed,
             },
         );
-        let reason = if status.success() {
+        let reason = if oom_killed {
+            OOM_KILLED
+        } else if status.success() {
             "Completed"
         } else {
             "Error"
@@ -321,10 +393,20 @@ impl<'a> Runtime<'a> {
             },
         ));
         let init = self.ctrs[i].init;
-        let restart =
-            self.stop_deadline.is_none() && self.pod.restart_policy.restarts(status.success());
-        // Init containers only restart after failures, and never under `Never`.
-        let restart = restart && !(init && status.success());
+        let sidecar = self.ctrs[i].spec.sidecar;
+        let restart = if sidecar {
+            // A sidecar runs for the life of the pod, whatever restartPolicy
+            // says, until the pod winds down.
+            self.stop_deadline.is_none()
+                && self.sidecar_deadline.is_none()
+                && self.failed_init.is_none()
+        } else {
+            // Init containers only restart after failures, and never under
+            // `Never`.
+            self.stop_deadline.is_none()
+                && self.pod.restart_policy.restarts(status.success())
+                && !(init && status.success())
+        };
         if restart {
             let delay = self.pod.backoff.delay(self.ctrs[i].restarts);
             self.ctrs[i].restarts += 1;
@@ -341,11 +423,12 @@ impl<'a> Runtime<'a> {
             );
         } else {
             self.ctrs[i].state = State::Exited;
-            if init && !status.success() && self.stop_deadline.is_none() {
+            if init && !sidecar && !status.success() && self.stop_deadline.is_none() {
                 self.failed_init = Some(format!(
-                    "init container {} failed ({})",
+                    "init container {} failed ({}{})",
                     self.ctrs[i].spec.name,
-                    describe(status)
+                    describe(status),
+                    if oom_killed { ", OOMKilled" } else { "" }
                 ));
             }
         }
@@ -359,6 +442,32 @@ impl<'a> Runtime<'a> {
         }
         self.stop_deadline = Some(Instant::now() + Duration::from_secs(grace_period_s));
         for c in &mut self.ctrs {
+            match c.state {
+                State::Running { pid, .. } if pid > 0 => sys::kill(pid, libc::SIGTERM),
+                State::Backoff { .. } => c.state = State::Exited,
+                _ => {}
+            }
+        }
+    }
+
+    /// Once every app container is done for good (or an init container
+    /// failed), sidecars get SIGTERM, and SIGKILL after the grace period;
+    /// how they end does not change the pod's phase.
+    fn stop_sidecars_when_done(&mut self) {
+        if self.sidecar_deadline.is_some() || self.stop_deadline.is_some() {
+            return;
+        }
+        let apps_done = self.apps_started
+            && self
+                .ctrs
+                .iter()
+                .filter(|c| !c.init)
+                .all(|c| matches!(c.state, State::Exited));
+        if !(apps_done || self.failed_init.is_some()) || !self.ctrs.iter().any(|c| c.spec.sidecar) {
+            return;
+        }
+        self.sidecar_deadline = Some(Instant::now() + Duration::from_secs(self.pod.grace_period_s));
+        for c in self.ctrs.iter_mut().filter(|c| c.spec.sidecar) {
             match c.state {
                 State::Running { pid, .. } if pid > 0 => sys::kill(pid, libc::SIGTERM),
                 State::Backoff { .. } => c.state = State::Exited,
@@ -395,7 +504,11 @@ impl<'a> Runtime<'a> {
             .iter()
             .filter(|c| !c.init)
             .filter_map(|c| match &c.last {
+                // Exit code 0 is success even if the OOM killer hit a child.
                 Some((s, _)) if s.success() => None,
+                Some((s, t)) if t.reason == OOM_KILLED => {
+                    Some(format!("{} {} ({OOM_KILLED})", c.spec.name, describe(*s)))
+                }
                 Some((s, _)) => Some(format!("{} {}", c.spec.name, describe(*s))),
                 None => Some(format!("{} never ran", c.spec.name)),
             })
@@ -447,8 +560,74 @@ impl<'a> Runtime<'a> {
         PodStatus { phase, containers }
     }
 
+    /// The running container named `name`, for an exec; else why not.
+    fn exec_target(&self, name: &str) -> Result<exec::Target, String> {
+        let c = self
+            .ctrs
+            .iter()
+            .find(|c| c.spec.name == name)
+            .ok_or_else(|| format!("no container {name:?} in pod {:?}", self.pod.name))?;
+        let pid = match c.state {
+            State::Running { pid, .. } if pid > 0 => pid,
+            State::Waiting => return Err(format!("container {name:?} has not started")),
+            State::Exited => return Err(format!("container {name:?} has exited")),
+            _ => return Err(format!("container {name:?} is not running")),
+        };
+        let cgroup_procs = c
+            .cgroup
+            .as_ref()
+            .map_or(Ok(vec![]), |cg| cg.procs_files())
+            .map_err(|e| format!("container {name:?}: {e}"))?;
+        Ok(exec::Target {
+            pid,
+            env: c.spec.env.clone(),
+            working_dir: c.spec.working_dir.clone(),
+            uid: c.spec.uid,
+            gid: c.spec.gid,
+            cgroup_procs,
+        })
+    }
+
+    fn send_all(&mut self, msgs: Vec<GuestMsg>) {
+        for msg in msgs {
+            self.send(&msg);
+        }
+    }
+
     fn on_host_msg(&mut self, msg: HostMsg) {
         match msg {
+            HostMsg::Exec {
+                exec_id,
+                container,
+                command,
+                tty,
+                stdin,
+                env,
+                working_dir,
+                user,
+            } => {
+                let target = self.exec_target(&container);
+                let req = exec::Request {
+                    exec_id,
+                    command,
+                    tty,
+                    stdin,
+                    env,
+                    working_dir,
+                    user,
+                };
+                let msgs = self.execs.start(req, target);
+                self.send_all(msgs);
+            }
+            HostMsg::ExecStdin { exec_id, data, eof } => {
+                let msgs = self.execs.stdin(exec_id, data, eof);
+                self.send_all(msgs);
+            }
+            HostMsg::ExecResize {
+                exec_id,
+                rows,
+                cols,
+            } => self.execs.resize(exec_id, rows, cols),
             HostMsg::StopPod { grace_period_s } => self.stop(grace_period_s),
             HostMsg::StatusQuery {} => {
                 let status = self.status();
@@ -559,9 +738,13 @@ impl<'a> Runtime<'a> {
                 .ctrs
                 .iter()
                 .position(|c| matches!(c.state, State::Running { pid: p, .. } if p == pid));
-            // Anything else is a re-parented orphan: reaped, nothing to report.
+            // Anything else is an exec session's process, or a re-parented
+            // orphan: reaped, nothing to report.
             if let Some(i) = found {
+                self.execs.container_exited(pid);
                 self.exited(i, status);
+            } else if let Some(msgs) = self.execs.exited(pid, status) {
+                self.send_all(msgs);
             }
         }
     }
@@ -577,10 +760,29 @@ impl<'a> Runtime<'a> {
                 }
             }
         }
+        if let Some(deadline) = self.sidecar_deadline {
+            if !self.sidecars_killed && now >= deadline {
+                self.sidecars_killed = true;
+                let pids: Vec<_> = self
+                    .ctrs
+                    .iter()
+                    .filter(|c| c.spec.sidecar)
+                    .filter_map(|c| match c.state {
+                        State::Running { pid, .. } if pid > 0 => Some(pid),
+                        _ => None,
+                    })
+                    .collect();
+                for pid in pids {
+                    sys::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
         for i in 0..self.ctrs.len() {
             if let State::Backoff { until } = self.ctrs[i].state {
                 if now >= until && self.stop_deadline.is_none() {
                     self.start(i);
+                    // A restarted sidecar may let the next init container go.
+                    self.advance();
                 }
             }
         }
@@ -591,6 +793,9 @@ impl<'a> Runtime<'a> {
         let mut next: Option<Instant> = None;
         if !self.killed {
             next = self.stop_deadline;
+        }
+        if let Some(t) = self.sidecar_deadline.filter(|_| !self.sidecars_killed) {
+            next = Some(next.map_or(t, |n| n.min(t)));
         }
         for c in &self.ctrs {
             if let State::Backoff { until } = c.state {
@@ -611,6 +816,7 @@ impl<'a> Runtime<'a> {
     pub fn run(mut self) -> Outcome {
         self.advance();
         let outcome = loop {
+            self.stop_sidecars_when_done();
             if let Some(outcome) = self.outcome() {
                 break outcome;
             }
@@ -635,6 +841,8 @@ impl<'a> Runtime<'a> {
                 events: libc::POLLIN,
                 revents: 0,
             }));
+            let exec_fds = fds.len();
+            fds.extend(self.execs.poll_fds());
             let timeout = self.next_timeout();
             // SAFETY: `fds` is a valid array of pollfd of the given length.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
@@ -648,7 +856,7 @@ impl<'a> Runtime<'a> {
             }
             // Output first, so a container's lines precede its exit event.
             let mut closed = Vec::new();
-            for (p, pfd) in fds[2..].iter().enumerate() {
+            for (p, pfd) in fds[2..exec_fds].iter().enumerate() {
                 if pfd.revents != 0 && !self.read_pipe(p) {
                     closed.push(p);
                 }
@@ -656,18 +864,32 @@ impl<'a> Runtime<'a> {
             for p in closed.into_iter().rev() {
                 self.pipes.remove(p);
             }
+            let msgs = self.execs.on_poll(&fds[exec_fds..]);
+            self.send_all(msgs);
             if fds[0].revents != 0 {
                 self.reap();
             }
             if fds[1].revents != 0 {
                 self.read_host();
             }
+            if !self.host_open {
+                // Nobody is left to talk to an exec session.
+                self.execs.kill_all();
+            }
             self.on_timers();
         };
+        // Exec sessions do not outlive the pod (nor keep its cgroups).
+        let msgs = self.execs.finish();
+        self.send_all(msgs);
         // Whatever is still buffered in the pipes goes out before the end.
         for p in 0..self.pipes.len() {
             self.read_pipe(p);
             self.flush_pipe(p, true);
+        }
+        for dir in self.cgroups.remove_all(Duration::from_secs(5)) {
+            let message = format!("warning: cannot remove cgroup {}", dir.display());
+            eprintln!("peapod-init: {message}");
+            self.send(&GuestMsg::Error { message });
         }
         self.send(&GuestMsg::PodExited {
             phase: outcome.phase,

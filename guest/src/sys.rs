@@ -433,3 +433,182 @@ pub fn mount_pod_scratch() -> io::Result<()> {
     )?;
     loopback_up()
 }
+
+/// setns(2): join the namespace `fd` refers to; `nstype` is its
+/// `CLONE_NEW*` flag (the kernel checks the descriptor is of that type).
+pub fn setns(fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns takes a descriptor and an integer.
+    let rc = unsafe { libc::setns(fd.as_raw_fd(), nstype) };
+    check(rc.into(), || "join a namespace (setns)".into())?;
+    Ok(())
+}
+
+/// Open a new pseudo-terminal pair on the devpts instance mounted at
+/// `dev/pts` under the directory `root` (an `O_PATH` descriptor of a
+/// container's root), resolving the path as if `root` were `/`, so no
+/// symlink inside the container can lead elsewhere. Returns `(master,
+/// slave)`, both close-on-exec, the slave opened from the master
+/// (TIOCGPTPEER), never by a path.
+pub fn open_pty_in(root: BorrowedFd<'_>) -> io::Result<(OwnedFd, OwnedFd)> {
+    let name = cstr("dev/pts/ptmx")?;
+    // SAFETY: open_how is plain data; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: a valid directory descriptor, a NUL-terminated path and an
+    // open_how of the size passed, all alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            name.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    let fd = check(rc, || "find /dev/pts/ptmx in the container".into())?;
+    // SAFETY: openat2 returned a fresh descriptor we own.
+    let path_fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // Only a pty multiplexer (char 5:2) may be opened: the container owns
+    // this path, and opening some devices has effects.
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat fills `st` for an open descriptor.
+    let rc = unsafe { libc::fstat(path_fd.as_raw_fd(), st.as_mut_ptr()) };
+    check(rc.into(), || "stat /dev/pts/ptmx in the container".into())?;
+    // SAFETY: fstat succeeded, so `st` is initialised.
+    let st = unsafe { st.assume_init() };
+    let is_ptmx = st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && libc::major(st.st_rdev) == 5
+        && libc::minor(st.st_rdev) == 2;
+    if !is_ptmx {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "/dev/pts/ptmx in the container is not a pty multiplexer (devpts not mounted?)",
+        ));
+    }
+    // Reopen the checked file itself for reading and writing.
+    let reopen = cstr(&format!("/proc/self/fd/{}", path_fd.as_raw_fd()))?;
+    // SAFETY: a valid NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            reopen.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    check(fd.into(), || "open /dev/pts/ptmx in the container".into())?;
+    // SAFETY: a fresh descriptor we own.
+    let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the pointer.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) };
+    check(rc.into(), || "unlock the pty".into())?;
+    // SAFETY: TIOCGPTPEER takes open flags as an integer argument.
+    let fd = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    check(fd.into(), || "open the pty's terminal side".into())?;
+    // SAFETY: TIOCGPTPEER returned a fresh descriptor we own.
+    let slave = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok((master, slave))
+}
+
+/// Set a terminal's size (the kernel sends SIGWINCH to its foreground
+/// process group).
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from the pointer.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    check(rc.into(), || "set the terminal size".into())?;
+    Ok(())
+}
+
+/// Start a new session and make `fd`, a terminal, its controlling terminal.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setsid takes no arguments.
+    let rc = unsafe { libc::setsid() };
+    check(rc.into(), || "start a session (setsid)".into())?;
+    // SAFETY: TIOCSCTTY takes an integer argument.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    check(rc.into(), || "set the controlling terminal".into())?;
+    Ok(())
+}
+
+/// Close every descriptor from 3 up except `keep`, so a process about to
+/// enter a container holds nothing else of its parent's (close-on-exec
+/// would only close them at execve). A kernel without close_range (before
+/// 5.9) leaves them to close-on-exec.
+pub fn close_other_fds(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|fd| **fd >= 3)
+        .map(|fd| *fd as u32)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let close_range = |first: u32, last: u32| -> io::Result<()> {
+        // SAFETY: close_range takes integers; the descriptors it closes are
+        // not used again by this process.
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+        match io::Error::last_os_error() {
+            _ if rc != -1 => Ok(()),
+            e if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+            e => Err(io::Error::new(e.kind(), format!("close descriptors: {e}"))),
+        }
+    };
+    let mut from = 3u32;
+    for fd in keep {
+        if fd > from {
+            close_range(from, fd - 1)?;
+        }
+        from = fd + 1;
+    }
+    close_range(from, u32::MAX)
+}
+
+/// Make the process not dumpable: no ptrace attach or /proc/PID/fd access
+/// by processes of the same user (the kernel resets it at execve).
+pub fn set_not_dumpable() {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_open(fd: RawFd) -> bool {
+        // SAFETY: F_GETFD on any number only reads the descriptor table.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+    }
+
+    #[test]
+    fn test_close_other_fds_keeps_only_the_listed() {
+        // In a forked child: this would close the test harness's descriptors.
+        // SAFETY: glibc's fork makes malloc usable in the child; the child
+        // only opens, closes and checks descriptors, then _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            let fds: Vec<RawFd> = (0..6)
+                // SAFETY: a valid NUL-terminated path.
+                .map(|_| unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) })
+                .collect();
+            let keep = [fds[1], fds[4]];
+            let ok = fds.iter().all(|fd| *fd >= 3)
+                && close_other_fds(&keep).is_ok()
+                && fds.iter().all(|fd| is_open(*fd) == keep.contains(fd))
+                && (0..3).all(is_open);
+            exit_now(if ok { 0 } else { 1 });
+        }
+        assert_eq!(wait_for(pid).unwrap(), ExitStatus::Code(0));
+    }
+}

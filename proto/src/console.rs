@@ -19,6 +19,11 @@ pub const CMDLINE_POD_NAME: &str = "peapod.pod";
 /// Kernel command line key naming the virtio-fs tag of the pod share.
 pub const CMDLINE_SHARE_TAG: &str = "peapod.share";
 
+/// Kernel command line key naming more virtio-fs tags, comma-separated:
+/// each is mounted at `GUEST_SHARE_DIR/<tag>` (a pod's image root
+/// filesystems, one share each).
+pub const CMDLINE_SHARE_TAGS: &str = "peapod.shares";
+
 /// Where peapod-init mounts the pod share in the guest.
 pub const GUEST_SHARE_DIR: &str = "/run/peapod/share";
 

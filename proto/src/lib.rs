@@ -27,7 +27,7 @@ pub mod pod;
 pub use conn::Connection;
 pub use console::{
     exit_line, parse_exit, parse_ready, ready_line, CMDLINE_POD_NAME, CMDLINE_SHARE_TAG,
-    CONSOLE_PREFIX, EXIT_MARK, GUEST_SHARE_DIR, READY_MARK,
+    CMDLINE_SHARE_TAGS, CONSOLE_PREFIX, EXIT_MARK, GUEST_SHARE_DIR, READY_MARK,
 };
 pub use error::{ProtoError, Result};
 pub use frame::{

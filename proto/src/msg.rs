@@ -204,7 +204,9 @@ pub enum GuestMsg {
         stream: Stream,
         /// Realtime clock when read, nanoseconds since the Unix epoch.
         timestamp_ns: u64,
-        /// The chunk does not end a line (the line continues in the next).
+        /// The chunk does not end with a newline: its last line continues
+        /// in the next chunk, or, at the end of the stream, was never
+        /// finished (CRI logs mark both `P`, as containerd does).
         partial: bool,
         #[serde(with = "crate::bytes")]
         data: Vec<u8>,

@@ -15,7 +15,7 @@ use peapod_proto::{
 };
 
 use crate::image::{ImageConfig, ImageStore};
-use crate::spec::{ContainerPlan, PodPlan, RestartPolicy, VolumeSource};
+use crate::spec::{ContainerPlan, HostPathType, PodPlan, RestartPolicy, VolumeSource};
 
 /// The root of the pod share in native mode.
 pub const SHARE_ROOT: &str = "/";
@@ -229,6 +229,58 @@ pub fn share_path(dir: &Path) -> Result<String, String> {
     Ok(rel.to_owned())
 }
 
+/// The share path (relative to [`SHARE_ROOT`]) of a hostPath volume, once
+/// the check its `type` asks for passed, or what it says to create exists,
+/// as the kubelet does; a missing path of the default type becomes a
+/// directory, as containerd makes it. Symlinks are resolved here, by the
+/// host; peapod-init then refuses any symlink on the way, so none swapped in
+/// later can lead elsewhere.
+pub fn host_path_share(path: &Path, kind: HostPathType) -> Result<String, String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let shown = path.display();
+    let exists = path.symlink_metadata().is_ok();
+    match kind {
+        HostPathType::DirectoryOrCreate | HostPathType::Unchecked if !exists => {
+            std::fs::create_dir_all(path).map_err(|e| format!("cannot create {shown}: {e}"))?
+        }
+        HostPathType::FileOrCreate if !exists => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .open(path)
+                .map_err(|e| format!("cannot create {shown}: {e}"))?;
+        }
+        _ => {}
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+    let t = meta.file_type();
+    let (ok, want) = match kind {
+        HostPathType::Unchecked => (true, ""),
+        HostPathType::Directory | HostPathType::DirectoryOrCreate => (t.is_dir(), "a directory"),
+        HostPathType::File | HostPathType::FileOrCreate => (t.is_file(), "a regular file"),
+        HostPathType::Socket => (t.is_socket(), "a socket"),
+        HostPathType::CharDevice => (t.is_char_device(), "a character device"),
+        HostPathType::BlockDevice => (t.is_block_device(), "a block device"),
+    };
+    if !ok {
+        return Err(format!(
+            "{shown} is not {want}, as its hostPath type {kind:?} requires"
+        ));
+    }
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {shown}: {e}"))?;
+    let text = real
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", real.display()))?;
+    match text.trim_start_matches('/') {
+        "" => Ok(".".to_owned()),
+        rel => Ok(rel.to_owned()),
+    }
+}
+
 fn container(c: &ContainerPlan, field: &str, store: &ImageStore) -> anyhow::Result<WireContainer> {
     let at = || format!("{field} ({})", c.name);
     let image = store.resolve(&c.image).with_context(at)?;
@@ -280,13 +332,10 @@ pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
                 medium_memory: *medium_memory,
                 size_limit: *size_limit,
             },
-            VolumeSource::HostPath { .. } => {
-                return Err(anyhow!(
-                    "spec.volumes[{i}] ({}): hostPath volumes are not supported by peapod's \
-                     pod runtime yet; use an emptyDir",
-                    v.name
-                ))
-            }
+            VolumeSource::HostPath { path, kind } => VolumeKind::HostPath {
+                path: host_path_share(path, *kind)
+                    .map_err(|p| anyhow!("spec.volumes[{i}].hostPath.path ({}): {p}", v.name))?,
+            },
         };
         volumes.push(WireVolume {
             name: v.name.clone(),
@@ -484,14 +533,40 @@ mod tests {
     }
 
     #[test]
-    fn test_wire_pod_rejects_host_path() {
-        let plan = crate::spec::parse(
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: \
-             c\n    image: rootfs:/\n  volumes:\n  - name: h\n    hostPath: {path: /tmp}\n",
-            "pod.yaml",
-        )
-        .unwrap();
-        let err = wire_pod(&plan, &ImageStore::new("/nonexistent")).unwrap_err();
-        assert!(err.to_string().contains("spec.volumes[0] (h)"), "{err}");
+    fn test_host_path_share_checks_creates_and_resolves() {
+        let dir = std::env::temp_dir().join(format!("peapod-hostpath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let real = dir.canonicalize().unwrap();
+        let share = |p: &Path, k| host_path_share(p, k);
+        let under = |rel: String| Path::new(SHARE_ROOT).join(rel);
+
+        // Created when the type says so (and, by default, as a directory).
+        let made = dir.join("a/b");
+        let got = share(&made, HostPathType::DirectoryOrCreate).unwrap();
+        assert_eq!(under(got), real.join("a/b"));
+        assert!(made.is_dir());
+        let unchecked = dir.join("u");
+        share(&unchecked, HostPathType::Unchecked).unwrap();
+        assert!(unchecked.is_dir());
+        let file = dir.join("f");
+        share(&file, HostPathType::FileOrCreate).unwrap();
+        assert!(file.is_file());
+        assert!(share(&file, HostPathType::File).is_ok());
+
+        // The type is checked, and a missing path is not created otherwise.
+        let err = share(&file, HostPathType::Directory).unwrap_err();
+        assert!(err.contains("is not a directory"), "{err}");
+        let err = share(&made, HostPathType::Socket).unwrap_err();
+        assert!(err.contains("is not a socket"), "{err}");
+        assert!(share(&dir.join("missing"), HostPathType::Directory).is_err());
+        assert!(!dir.join("missing").exists());
+
+        // Symlinks are resolved on the host; `/` is the share itself.
+        std::os::unix::fs::symlink(&made, dir.join("link")).unwrap();
+        let got = share(&dir.join("link"), HostPathType::Directory).unwrap();
+        assert_eq!(under(got), real.join("a/b"));
+        assert_eq!(share(Path::new("/"), HostPathType::Directory).unwrap(), ".");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
