@@ -7,5 +7,6 @@ pub mod admission;
 pub mod cli;
 pub mod hostinfo;
 pub mod image;
+pub mod sandbox;
 pub mod spec;
 pub mod vmm;

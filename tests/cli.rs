@@ -209,6 +209,7 @@ fn test_cli_kvm_not_accessible_says_how_to_get_access() {
         ])
         .current_dir(&dir.0)
         .env("HOME", &dir.0)
+        .env("PEAPOD_CACHE", image_cache())
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("XDG_CONFIG_HOME")
         .output()
@@ -303,6 +304,7 @@ fn test_cli_admission_refuses_seed_pod_whole_on_small_node() {
         .args(["run", "--kernel", &kernel, "--init", &init])
         .arg(repo().join("examples/seed-app-logcollector.yaml"))
         .env("PEAPOD_CAPACITY_MEMORY", "1.25Gi")
+        .env("PEAPOD_CACHE", image_cache())
         .env("XDG_RUNTIME_DIR", &runtime)
         .output()
         .unwrap()
@@ -313,7 +315,7 @@ fn test_cli_admission_refuses_seed_pod_whole_on_small_node() {
         out.stderr.contains("1600 MiB") && out.stderr.contains("free: 1280 MiB"),
         "{out:?}"
     );
-    let ledger = std::fs::read_to_string(runtime.join("peapod/ledger.json")).unwrap_or_default();
+    let ledger = std::fs::read_to_string(runtime.join("peapod/.ledger.json")).unwrap_or_default();
     assert!(!ledger.contains("seed"), "no reservation is left: {ledger}");
 }
 

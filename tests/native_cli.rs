@@ -87,11 +87,15 @@ impl Env {
     /// reservation.
     fn assert_clean(&self) {
         let runtime = self.dir.0.join("run/peapod");
-        let pods: Vec<_> = std::fs::read_dir(runtime.join("pods"))
-            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        let pods: Vec<_> = std::fs::read_dir(&runtime)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name())
+                    .filter(|n| !n.to_string_lossy().starts_with('.'))
+                    .collect()
+            })
             .unwrap_or_default();
         assert!(pods.is_empty(), "pod directories left: {pods:?}");
-        let ledger = std::fs::read_to_string(runtime.join("ledger.json")).unwrap_or_default();
+        let ledger = std::fs::read_to_string(runtime.join(".ledger.json")).unwrap_or_default();
         assert!(
             ledger.trim().is_empty() || ledger.trim() == "[]",
             "reservations left: {ledger}"

@@ -6,26 +6,30 @@ mod common;
 
 use common::*;
 
+/// `peapod` as the VM tests run it: the test image store (`busybox:latest`
+/// loaded) and the init under test.
+fn peapod_env() -> String {
+    format!(
+        "PEAPOD_CACHE={} PEAPOD_INIT={} {}",
+        image_cache().display(),
+        init_binary().display(),
+        peapod().display()
+    )
+}
+
 #[test]
-fn test_vm_boots_hello_pod_to_peapod_init_rootless() {
-    let peapod = peapod();
+fn test_vm_runs_hello_pod_rootless() {
+    // examples/hello.yaml end to end: its container's output comes back
+    // from the guest with its name, the pod's result is the exit code.
     let script = format!(
-        "echo uid=$(id -u); exec {} run --timings examples/hello.yaml",
-        peapod.display()
+        "echo uid=$(id -u); exec env {} run --timings examples/hello.yaml",
+        peapod_env()
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("[hello] hello from hello"), "{out:?}");
     assert!(
-        out.stdout
-            .contains("hello: peapod-init ready (guest uptime"),
-        "{out:?}"
-    );
-    assert!(
-        out.stdout.contains("hello: exited with status 0"),
-        "{out:?}"
-    );
-    assert!(
-        out.stderr.contains("peapod-init ready"),
+        out.stderr.contains("peapod-init ready") && out.stderr.contains("VMM RSS excl. guest"),
         "timings are printed: {out:?}"
     );
     let uid: u32 = out
@@ -44,18 +48,23 @@ fn test_vm_boots_hello_pod_to_peapod_init_rootless() {
 #[test]
 fn test_vm_guest_without_working_init_fails_with_console_tail() {
     // An /init that exits at once: the kernel panics ("Attempted to kill
-    // init"), resets (panic=-1), and peapod must say so, with the console.
+    // init"), resets (panic=-1), and peapod must say so, with the console;
+    // with -d the Failed pod stays for `inspect`, which shows the console.
     let dir = TempDir::new("vm-init");
     let init = dir.0.join("exit-7");
     std::fs::write(&init, exit_elf(7)).unwrap();
     std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let script = format!(
-        "exec {} run --init {} --boot-timeout 120 examples/hello.yaml",
-        peapod().display(),
-        init.display()
+        "env {p} run --init {i} --boot-timeout 120 examples/hello.yaml; echo attached=$?; \
+         env {p} run -d --init {i} --boot-timeout 120 examples/hello.yaml; echo detached=$?; \
+         env {p} inspect hello; env {p} rm hello; echo rm=$?",
+        p = peapod_env(),
+        i = init.display()
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("attached=1"), "{out:?}");
+    assert!(out.stdout.contains("detached=1"), "{out:?}");
     assert!(
         out.stderr
             .contains("before peapod-init reported an exit status"),
@@ -63,19 +72,153 @@ fn test_vm_guest_without_working_init_fails_with_console_tail() {
     );
     assert!(out.stderr.contains("last console lines"), "{out:?}");
     assert!(out.stderr.contains("Attempted to kill init"), "{out:?}");
+    let inspect = &out.stdout[out.stdout.find("detached=1").unwrap()..];
+    assert!(
+        inspect.contains("\"status\": \"Failed\"") && inspect.contains("Attempted to kill init"),
+        "inspect shows the Failed pod and its console: {out:?}"
+    );
+    assert!(out.stdout.contains("rm=0"), "{out:?}");
 }
 
 #[test]
 fn test_vm_seed_pod_runs_with_enough_capacity() {
     // The same App + LogCollector pod that a 1.25 GiB node refuses (see
-    // tests/cli.rs) is admitted and boots with 2 GiB.
+    // tests/cli.rs) is admitted and runs with 2 GiB: the collector sidecar
+    // reads the app's log file from their shared emptyDir.
     let script = format!(
-        "PEAPOD_CAPACITY_MEMORY=2Gi exec {} run examples/seed-app-logcollector.yaml",
-        peapod().display()
+        "PEAPOD_CAPACITY_MEMORY=2Gi exec env {} run --timings examples/seed-app-logcollector.yaml",
+        peapod_env()
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stdout.contains("seed: peapod-init ready"), "{out:?}");
+    for n in 1..=3 {
+        assert!(
+            out.stdout
+                .contains(&format!("[log-collector] collected: request {n} served")),
+            "the collector read the app's log file from the shared volume: {out:?}"
+        );
+    }
+    assert!(
+        out.stderr.contains("of 1600"),
+        "the VM got the pod's 1.5 GiB plus overhead: {out:?}"
+    );
+}
+
+/// The seed's shared-volume pod: an init container, busybox httpd serving
+/// what a second container writes into the shared emptyDir.
+const WEB_POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  terminationGracePeriodSeconds: 3
+  volumes:
+    - name: html
+      emptyDir: {}
+  initContainers:
+    - name: setup
+      image: busybox:latest
+      command: [sh, -c, "echo init-ran-first > /www/order"]
+      volumeMounts: [{name: html, mountPath: /www}]
+  containers:
+    - name: httpd
+      image: busybox:latest
+      command: [httpd, -f, -p, "8080", -h, /www]
+      volumeMounts: [{name: html, mountPath: /www}]
+    - name: writer
+      image: busybox:latest
+      command:
+        - sh
+        - -c
+        - |
+          trap 'echo writer-got-term; exit 0' TERM
+          cat /www/order
+          echo hello-from-writer > /www/index.html
+          i=0
+          while true; do i=$((i+1)); echo tick $i; sleep 1 & wait; done
+      volumeMounts: [{name: html, mountPath: /www}]
+"#;
+
+#[test]
+fn test_vm_pod_lifecycle_detached_exec_logs_stop_rm() {
+    // One VM pod through its whole life as an unprivileged user: run -d,
+    // ps, exec (localhost to the other container, exit codes, errors),
+    // logs, logs -f, a second run of the name refused, stop with the grace
+    // period, rm; then a monitor killed with -9 shows as Dead and rm
+    // cleans up its state and reservation.
+    let dir = TempDir::new("vm-life");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    dir.write("web.yaml", WEB_POD);
+    let script = format!(
+        r#"set -u
+p() {{ env {env} "$@"; }}
+cd {dir}
+p run -d web.yaml; echo "run-d=$?"
+for i in $(seq 1 100); do p logs web -c writer 2>/dev/null | grep -q 'tick 2' && break; sleep 0.5; done
+p ps
+p exec web -c writer -- wget -q -O - http://127.0.0.1:8080/; echo "exec-wget=$?"
+p exec web -c writer -- sh -c 'echo out-$(hostname); exit 7'; echo "exec-rc=$?"
+p exec web -c nope -- true; echo "exec-missing=$?"
+echo stdin-data | p exec -i web -c httpd -- cat; echo "exec-stdin=$?"
+p logs web -c writer | head -3
+p run -d web.yaml; echo "run-again=$?"
+p logs -f web -c writer > follow.txt 2>&1 &
+p stop web; echo "stop=$?"
+wait; echo "follow-ended=$?"
+tail -2 follow.txt
+p ps --output json
+p exec web -c writer -- true; echo "exec-ended=$?"
+p rm web; echo "rm=$?"
+p logs web; echo "logs-gone=$?"
+p run -d web.yaml; echo "run-d2=$?"
+pid=$(p inspect web | sed -n 's/.*"monitor_pid": \([0-9]*\).*/\1/p')
+kill -9 "$pid"; sleep 1
+p ps
+p rm web; echo "rm-dead=$?"
+p ps --output json
+"#,
+        env = peapod_env(),
+        dir = dir.0.display(),
+    );
+    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    let o = &out.stdout;
+    for want in [
+        "run-d=0",
+        "hello-from-writer",
+        "exec-wget=0",
+        "out-web",
+        "exec-rc=7",
+        "exec-missing=2",
+        "stdin-data",
+        "exec-stdin=0",
+        "init-ran-first",
+        "run-again=2",
+        "stop=0",
+        "follow-ended=0",
+        "writer-got-term",
+        "exec-ended=2",
+        "rm=0",
+        "logs-gone=2",
+        "run-d2=0",
+        "rm-dead=0",
+    ] {
+        assert!(o.contains(want), "expected {want:?}: {out:?}");
+    }
+    assert!(
+        out.stderr.contains("pod web has no container nope"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("a pod named web"), "{out:?}");
+    // ps showed the pod running with both containers ready, then Dead
+    // after kill -9, with the reason.
+    assert!(
+        o.contains("web                      Running    2/2"),
+        "{out:?}"
+    );
+    assert!(o.contains("web                      Dead"), "{out:?}");
+    assert!(out.stderr.contains("its monitor (pid"), "{out:?}");
+    // The last `ps --output json` lists nothing: state and reservation gone.
+    assert!(o.trim_end().ends_with("[]"), "{out:?}");
 }
 
 /// Set (to anything) when this test binary runs inside the emulated KVM
@@ -108,11 +251,11 @@ fn test_vm_guest_mounts_virtio_fs_share() {
         console_log: None,
         console_echo: false,
         vsock_uds: None,
-        fs_share: Some(peapod::vmm::FsShare {
+        fs_shares: vec![peapod::vmm::FsShare {
             tag: "podshare".into(),
             path: share.0.clone(),
             read_only: true,
-        }),
+        }],
     };
     let mut vm = peapod::vmm::Vm::new(&kvm, &cfg).unwrap();
     let init = std::fs::read(init_binary()).unwrap();
@@ -168,11 +311,11 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
         console_log: None,
         console_echo: std::env::var_os("PEAPOD_TEST_CONSOLE").is_some(),
         vsock_uds: Some(uds.clone()),
-        fs_share: Some(peapod::vmm::FsShare {
+        fs_shares: vec![peapod::vmm::FsShare {
             tag: "podshare".into(),
             path: test_image().to_path_buf(),
             read_only: true,
-        }),
+        }],
     };
     let mut vm = peapod::vmm::Vm::new(&kvm, &cfg).unwrap();
     let initrd =
@@ -272,4 +415,106 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
         tail.contains("peapod-init: share podshare mounted: busybox.tar oci rootfs"),
         "{tail}"
     );
+}
+
+#[test]
+fn test_vm_memory_is_enforced_by_the_vm() {
+    // A container past its limit is OOM-killed inside the guest (cgroup
+    // memory.max) and reported as OOMKilled while its sibling runs on; a
+    // pod past its total is stopped by the guest's own OOM killer, and the
+    // host never gives the VM more than the reservation.
+    let dir = TempDir::new("vm-mem");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let hog =
+        |mib: u32| format!("x=$(head -c {mib}m /dev/zero | tr '\\\\000' a); echo survived ${{#x}}");
+    dir.write(
+        "oom.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: oom}}\nspec:\n  restartPolicy: Never\n  \
+             containers:\n  - name: hog\n    image: busybox:latest\n    command: [sh, -c, \"{}\"]\n    \
+             resources: {{limits: {{memory: 32Mi}}}}\n  - name: calm\n    image: busybox:latest\n    \
+             command: [sh, -c, \"sleep 2; echo calm-survived\"]\n    resources: {{limits: {{memory: 32Mi}}}}\n",
+            hog(64)
+        ),
+    );
+    dir.write(
+        "total.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: total}}\nspec:\n  restartPolicy: Never\n  \
+             containers:\n  - name: hog\n    image: busybox:latest\n    command: [sh, -c, \"{}\"]\n    \
+             resources: {{requests: {{memory: 64Mi}}}}\n",
+            hog(256)
+        ),
+    );
+    let script = format!(
+        "cd {dir}; env {p} run --keep oom.yaml; echo oom=$?; env {p} inspect oom; \
+         env {p} run --timings total.yaml; echo total=$?",
+        p = peapod_env(),
+        dir = dir.0.display()
+    );
+    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    assert!(out.stdout.contains("oom=1"), "{out:?}");
+    assert!(out.stdout.contains("[calm] calm-survived"), "{out:?}");
+    assert!(!out.stdout.contains("[hog] survived"), "{out:?}");
+    assert!(out.stderr.contains("OOMKilled"), "{out:?}");
+    assert!(
+        out.stdout.contains("\"reason\": \"OOMKilled\""),
+        "inspect: {out:?}"
+    );
+    assert!(out.stdout.contains("total=1"), "{out:?}");
+    assert!(!out.stdout.contains("survived 268435456"), "{out:?}");
+    // The VM of `total` is 64 MiB + 64 MiB overhead: what the guest touched
+    // stays within it, whatever the pod tried.
+    let touched: f64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("guest memory touched"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("timings show the guest memory touched");
+    assert!(touched <= 128.0, "touched {touched} MiB of 128: {out:?}");
+    assert!(out.stderr.contains("of 128"), "{out:?}");
+}
+
+#[test]
+fn test_vm_virtio_fs_keeps_containers_inside_the_share() {
+    // An image whose root filesystem holds symlinks out of it (`/`, `..`
+    // chains): inside the container they resolve in the guest, never to
+    // the host file next to the image directory.
+    let dir = TempDir::new("vm-escape");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(dir.0.join("outside-marker"), "HOST-SECRET\n").unwrap();
+    let img = dir.0.join("img");
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(test_image().join("rootfs"))
+        .arg(&img)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::os::unix::fs::symlink("/", img.join("escape")).unwrap();
+    std::os::unix::fs::symlink("../../../../..", img.join("up")).unwrap();
+    std::os::unix::fs::symlink("../outside-marker", img.join("marker")).unwrap();
+    dir.write(
+        "escape.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: escape}}\nspec:\n  restartPolicy: Never\n  \
+             containers:\n  - name: c\n    image: rootfs:{}\n    command: [sh, -c, \
+             \"cat /marker /up/outside-marker /escape/../outside-marker /../../outside-marker; \
+             ls /up/ | tr '\\\\n' ' '; echo; echo checked\"]\n",
+            img.display()
+        ),
+    );
+    let script = format!(
+        "cd {}; exec env {} run escape.yaml",
+        dir.0.display(),
+        peapod_env()
+    );
+    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    assert!(out.stdout.contains("[c] checked"), "{out:?}");
+    assert!(
+        !out.stdout.contains("HOST-SECRET") && !out.stderr.contains("HOST-SECRET"),
+        "a container read a host file outside its image: {out:?}"
+    );
+    assert!(!out.stdout.contains("outside-marker"), "{out:?}");
 }

@@ -77,7 +77,7 @@ fn test_vmm_runs_cpl3_payload_through_serial_mmio_and_reset() {
         console_log: Some(console.clone()),
         console_echo: false,
         vsock_uds: None,
-        fs_share: None,
+        fs_shares: Vec::new(),
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     vm.load_user_payload(&payload(), GuestAddress(PAYLOAD_AT))
@@ -111,7 +111,7 @@ fn test_vmm_stops_spinning_guest_at_deadline() {
         console_log: None,
         console_echo: false,
         vsock_uds: None,
-        fs_share: None,
+        fs_shares: Vec::new(),
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     // jmp $: never ready, never exits; the VMM must stop both vCPUs.
@@ -131,7 +131,7 @@ fn test_vmm_unhandled_io_reads_all_ones() {
         console_log: None,
         console_echo: false,
         vsock_uds: None,
-        fs_share: None,
+        fs_shares: Vec::new(),
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     let mut c = Vec::new();

@@ -85,7 +85,7 @@ impl Ledger {
     }
 
     fn file(&self) -> PathBuf {
-        self.dir.join("ledger.json")
+        self.dir.join(".ledger.json")
     }
 
     fn lock(&self) -> Result<Locked, AdmissionError> {
@@ -94,7 +94,7 @@ impl Ledger {
             .mode(0o700)
             .create(&self.dir)
             .map_err(io_err("create the directory of", &self.dir))?;
-        let path = self.dir.join("ledger.lock");
+        let path = self.dir.join(".ledger.lock");
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -126,7 +126,7 @@ impl Ledger {
 
     fn store(&self, _lock: &Locked, entries: &[Entry]) -> Result<(), AdmissionError> {
         let path = self.file();
-        let tmp = self.dir.join("ledger.json.tmp");
+        let tmp = self.dir.join(".ledger.json.tmp");
         let bytes = serde_json::to_vec_pretty(entries).expect("entries serialize");
         let mut f = OpenOptions::new()
             .create(true)
@@ -152,6 +152,20 @@ impl Ledger {
         Ok(live)
     }
 
+    /// Whether `pod` would be admitted now (its name free, `memory` and
+    /// `millicpu` fitting), without reserving anything.
+    pub fn check(
+        &self,
+        pod: &str,
+        memory: u64,
+        millicpu: u64,
+        capacity: &Capacity,
+    ) -> Result<(), AdmissionError> {
+        let lock = self.lock()?;
+        self.admit(&lock, pod, memory, millicpu, capacity)
+            .map(|_| ())
+    }
+
     /// Reserve `memory` bytes and `millicpu` for `pod`, owned by this
     /// process, or fail without changing anything.
     pub fn reserve(
@@ -164,8 +178,33 @@ impl Ledger {
         let pid = std::process::id();
         let start_time = process_start_time(pid).unwrap_or(0);
         let lock = self.lock()?;
-        let mut live: Vec<Entry> = self
-            .load(&lock)?
+        let mut live = self.admit(&lock, pod, memory, millicpu, capacity)?;
+        let entry = Entry {
+            pod: pod.to_string(),
+            pid,
+            start_time,
+            memory,
+            millicpu,
+        };
+        live.push(entry.clone());
+        self.store(&lock, &live)?;
+        Ok(Reservation {
+            ledger: self.clone(),
+            entry: Some(entry),
+        })
+    }
+
+    /// The live entries, if `pod` fits next to them.
+    fn admit(
+        &self,
+        lock: &Locked,
+        pod: &str,
+        memory: u64,
+        millicpu: u64,
+        capacity: &Capacity,
+    ) -> Result<Vec<Entry>, AdmissionError> {
+        let live: Vec<Entry> = self
+            .load(lock)?
             .into_iter()
             .filter(Entry::is_live)
             .collect();
@@ -188,19 +227,7 @@ impl Ledger {
                 holders: live,
             });
         }
-        let entry = Entry {
-            pod: pod.to_string(),
-            pid,
-            start_time,
-            memory,
-            millicpu,
-        };
-        live.push(entry.clone());
-        self.store(&lock, &live)?;
-        Ok(Reservation {
-            ledger: self.clone(),
-            entry: Some(entry),
-        })
+        Ok(live)
     }
 }
 
@@ -382,7 +409,7 @@ mod tests {
     fn test_ledger_corrupt_file_is_a_clear_error() {
         let (ledger, dir) = tmp_ledger("corrupt");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("ledger.json"), b"{not json").unwrap();
+        std::fs::write(dir.join(".ledger.json"), b"{not json").unwrap();
         let err = ledger
             .reserve("x", MI, 0, &cap(GI, 1000))
             .unwrap_err()

@@ -1,12 +1,14 @@
 //! Subcommands, one file each.
 
+pub mod attach;
 pub mod doctor;
+pub mod exec;
 pub mod image;
 pub mod initramfs;
 pub mod native_pod;
 pub mod paths;
+pub mod pods;
 pub mod run;
-pub mod run_native;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,8 +38,23 @@ pub enum Command {
     Image(image::ImageArgs),
     /// Check this host: /dev/kvm access, KVM flavour, guest kernel, guest init.
     Doctor(doctor::DoctorArgs),
+    /// List pods (running, ended, and dead ones whose monitor is gone).
+    Ps(pods::PsArgs),
+    /// Print a container's output (CRI log of its current run).
+    Logs(pods::LogsArgs),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
+    /// Stop a pod: SIGTERM to its containers, SIGKILL after the grace period.
+    Stop(pods::StopArgs),
+    /// Remove an ended pod (its state and logs); -f stops it first.
+    Rm(pods::RmArgs),
+    /// Show everything peapod knows about a pod, as JSON.
+    Inspect(pods::InspectArgs),
     /// Write the guest initramfs (peapod-init) to a file, for other VMMs.
     Initramfs(initramfs::InitramfsArgs),
+    /// The per-pod monitor (started by `peapod run`).
+    #[command(name = "__monitor", hide = true)]
+    Monitor,
 }
 
 /// A command failure and its exit code: 2 for bad input or a host that
@@ -77,7 +94,14 @@ pub fn dispatch(cli: Cli, started: Instant) -> Result<ExitCode, Failure> {
         Command::Run(args) => run::run(args, started),
         Command::Image(args) => image::image(args),
         Command::Doctor(args) => doctor::doctor(args),
+        Command::Ps(args) => pods::ps(args),
+        Command::Logs(args) => pods::logs(args),
+        Command::Exec(args) => exec::exec(args),
+        Command::Stop(args) => pods::stop(args),
+        Command::Rm(args) => pods::rm(args),
+        Command::Inspect(args) => pods::inspect(args),
         Command::Initramfs(args) => initramfs::initramfs(args),
+        Command::Monitor => Ok(crate::sandbox::monitor::main()),
     }
 }
 

@@ -3,16 +3,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::anyhow;
 use linux_loader::loader::Cmdline;
+use peapod_proto::{VolumeKind, WirePod};
 
-use super::{paths, Failure, GuestArgs};
+use super::{attach, image, native_pod, paths, Failure, GuestArgs};
 use crate::admission::{pod_cpu_request, Capacity, Ledger};
-use crate::vmm::boot::{self, initramfs};
+use crate::sandbox::state::now_ns;
+use crate::sandbox::{self, Launch, PodState, Share, VmLaunch};
+use crate::vmm::boot;
 use crate::vmm::vstate::kvm::{self, KvmFlavour, PVM_ADVICE};
-use crate::vmm::{RunOutcome, Vm, VmConfig, GUEST_MEMORY_OVERHEAD};
+use crate::vmm::GUEST_MEMORY_OVERHEAD;
 
 /// Arguments of `peapod run`.
 #[derive(Debug, clap::Args)]
@@ -33,16 +36,34 @@ pub struct RunArgs {
     /// Also write the guest console to this file.
     #[arg(long, value_name = "FILE")]
     pub console_log: Option<PathBuf>,
-    /// Print where the time went, from process start to peapod-init ready.
+    /// Print where the time went, from process start to peapod-init ready,
+    /// and the VMM's memory use, when the pod ends.
     #[arg(long)]
     pub timings: bool,
     /// Give up if peapod-init is not ready after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub boot_timeout: u64,
+    /// Start the pod and return: it keeps running (`peapod ps`, `logs`,
+    /// `exec`, `stop`, `rm`).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep the pod (its state and logs) after an attached run ends, for
+    /// `peapod logs` and `inspect`; `peapod rm` removes it.
+    #[arg(long, conflicts_with = "detach")]
+    pub keep: bool,
     /// Try to boot even where the host's KVM cannot run a guest kernel (PVM):
     /// for diagnosing the VMM, not for running pods.
     #[arg(long, hide = true)]
     pub force_boot: bool,
+}
+
+/// What `--isolation=namespace` says when not root.
+pub const NEEDS_ROOT: &str =
+    "--isolation=namespace needs root for now; use the VM isolation (the default)";
+
+fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
 }
 
 /// How a pod is isolated from the host.
@@ -67,135 +88,178 @@ pub fn kernel_cmdline(pod: &str, verbose: bool) -> Result<Cmdline, linux_loader:
     Ok(c)
 }
 
-struct Timings {
-    rows: Vec<(&'static str, Duration)>,
-    started: Instant,
-}
-
-impl Timings {
-    fn mark(&mut self, what: &'static str) {
-        self.rows.push((what, self.started.elapsed()));
-    }
-    fn print(&self, guest_uptime_ms: Option<u64>) {
-        eprintln!("timings (since process start):");
-        for (what, at) in &self.rows {
-            eprintln!("  {what:<24} {:>9.1} ms", at.as_secs_f64() * 1e3);
-        }
-        if let Some(ms) = guest_uptime_ms {
-            eprintln!("  {:<24} {ms:>9} ms", "guest uptime at ready");
-        }
-    }
-}
-
-/// Run the pod.
+/// Run the pod: check everything that can be checked here, start its
+/// monitor, then attach to it (or, with `-d`, leave it running).
 pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
-    if args.isolation == Isolation::Namespace {
-        return super::run_native::run(args);
-    }
-    let mut t = Timings {
-        rows: Vec::new(),
-        started,
-    };
-    // 1. The spec (and its images) first: a bad file gets the same answer on
+    let cli_started_ns = now_ns().saturating_sub(started.elapsed().as_nanos() as u64);
+    let usage = |e: anyhow::Error| Failure::Usage(e);
+    // 1. The spec and its images first: a bad file gets the same answer on
     //    every machine, before any look at the host.
     let plan = crate::spec::load(&args.pod).map_err(|e| Failure::Usage(e.into()))?;
-    t.mark("spec validated");
+    if args.isolation == Isolation::Namespace && !is_root() {
+        return Err(usage(anyhow!("{}", NEEDS_ROOT)));
+    }
+    let mut pod: WirePod = native_pod::wire_pod(&plan, &image::store())
+        .map_err(|e| usage(e.context(format!("{}", args.pod.display()))))?;
 
     // 2. Guest artifacts.
-    let kernel = paths::kernel(&args.guest);
-    boot::check_kernel(&kernel.path).map_err(|e| {
-        Failure::Usage(anyhow!(e).context(format!("kernel from {}", kernel.origin)))
-    })?;
-    let init = paths::read_init(&paths::init(&args.guest)).map_err(Failure::Usage)?;
+    let init = paths::init(&args.guest);
+    let init_bytes = paths::read_init(&init).map_err(usage)?;
+    drop(init_bytes);
+    let kernel = if args.isolation == Isolation::Vm {
+        let kernel = paths::kernel(&args.guest);
+        boot::check_kernel(&kernel.path)
+            .map_err(|e| usage(anyhow!(e).context(format!("kernel from {}", kernel.origin))))?;
+        Some(absolute(&kernel.path))
+    } else {
+        None
+    };
 
-    // 3. Admission: the whole VM's memory and the pod's CPU request,
-    //    reserved at once or not at all; released on every way out (drop),
-    //    and reclaimed by the next peapod if this process dies.
-    let mem_bytes = plan.effective_memory() + GUEST_MEMORY_OVERHEAD;
-    let capacity = Capacity::resolve().map_err(|e| Failure::Usage(e.into()))?;
-    let _reservation = Ledger::new(Ledger::default_dir())
-        .reserve(&plan.name, mem_bytes, pod_cpu_request(&plan), &capacity)
-        .map_err(|e| Failure::Usage(e.into()))?;
-    t.mark("admitted");
+    // 3. Admission, as a check: the monitor reserves for real (atomically,
+    //    under the ledger's lock) and would refuse the same way.
+    let (memory, vm) = match kernel {
+        Some(kernel) => {
+            let mem_bytes = plan.effective_memory() + GUEST_MEMORY_OVERHEAD;
+            let vcpus = plan.vcpus().min(u32::from(boot::mptable::MAX_VCPUS)) as u8;
+            let shares = vm_shares(&mut pod);
+            let vm = VmLaunch {
+                kernel,
+                mem_bytes,
+                vcpus,
+                shares,
+                console_log: args.console_log.as_deref().map(absolute),
+                verbose_console: args.console,
+            };
+            (mem_bytes, Some(vm))
+        }
+        // No guest kernel to add in namespace mode.
+        None => (plan.effective_memory(), None),
+    };
+    let millicpu = pod_cpu_request(&plan);
+    let capacity = Capacity::resolve().map_err(|e| usage(e.into()))?;
+    Ledger::new(sandbox::runtime_dir())
+        .check(&plan.name, memory, millicpu, &capacity)
+        .map_err(|e| usage(e.into()))?;
 
     // 4. The host's KVM.
-    let kvm = kvm::open_kvm().map_err(|e| Failure::Usage(e.into()))?;
-    let flavour = kvm::detect_flavour(&kvm)
-        .map_err(|e| Failure::Usage(anyhow!(e).context("cannot query KVM's MSR list")))?;
-    if !flavour.can_boot_linux() && !args.force_boot {
-        return Err(Failure::Usage(anyhow!("{PVM_ADVICE}")));
-    }
-
-    // 5. Size and build the VM.
-    let vcpus = plan.vcpus().min(u32::from(boot::mptable::MAX_VCPUS)) as u8;
-    let cfg = VmConfig {
-        mem_bytes,
-        vcpus,
-        console_log: args.console_log.clone(),
-        console_echo: args.console,
-        vsock_uds: None,
-        fs_share: None,
-    };
-    let initrd = initramfs::build(init)
-        .map_err(|e| Failure::Runtime(anyhow!(e).context("cannot build the initramfs")))?;
-    let mut vm = Vm::new(&kvm, &cfg).map_err(|e| Failure::Runtime(e.into()))?;
-    t.mark("VM created");
-    let cmdline = kernel_cmdline(&plan.name, args.console)
-        .map_err(|e| Failure::Runtime(anyhow!("kernel command line: {e}")))?;
-    vm.load_linux(&kernel.path, &initrd, cmdline)
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    t.mark("kernel loaded");
-    log::info!(
-        "pod {}: {} MiB, {} vCPU(s), kernel {}",
-        plan.name,
-        mem_bytes >> 20,
-        vcpus,
-        kernel.path.display()
-    );
-
-    // 6. Boot and wait (run() starts the vCPU threads at once).
-    t.mark("first KVM_RUN");
-    let outcome: RunOutcome = vm
-        .run(Some(Duration::from_secs(args.boot_timeout)))
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    if let Some((at, uptime)) = outcome.ready {
-        t.rows.push((
-            "peapod-init ready",
-            t.rows.last().map(|r| r.1).unwrap_or_default() + at,
-        ));
-        println!(
-            "{}: peapod-init ready (guest uptime {uptime} ms)",
-            plan.name
-        );
-    }
-    if args.timings {
-        t.print(outcome.ready.map(|r| r.1));
-        eprintln!(
-            "  {:<24} {:>9.1} ms",
-            "VM ran for",
-            outcome.ran_for.as_secs_f64() * 1e3
-        );
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        if let Some(rss) = outcome.process_rss {
-            eprintln!(
-                "  {:<24} {:>9.1} MiB",
-                "VMM RSS excl. guest",
-                mib(rss.saturating_sub(outcome.guest_resident))
-            );
+    if vm.is_some() {
+        let kvm = kvm::open_kvm().map_err(|e| usage(e.into()))?;
+        let flavour = kvm::detect_flavour(&kvm)
+            .map_err(|e| usage(anyhow!(e).context("cannot query KVM's MSR list")))?;
+        if !flavour.can_boot_linux() && !args.force_boot {
+            return Err(usage(anyhow!("{PVM_ADVICE}")));
         }
-        eprintln!(
-            "  {:<24} {:>9.1} MiB of {}",
-            "guest memory touched",
-            mib(outcome.guest_resident),
-            mib(mem_bytes)
-        );
     }
-    if let Some(msg) = outcome.explain(flavour) {
-        return Err(Failure::Runtime(anyhow!("pod {}: {msg}", plan.name)));
+
+    // 5. The monitor.
+    let images = plan
+        .init_containers
+        .iter()
+        .chain(&plan.containers)
+        .map(|c| (c.name.clone(), c.image.to_string()))
+        .collect();
+    let launch = Launch {
+        spec_file: absolute(&args.pod),
+        pod,
+        images,
+        isolation: match args.isolation {
+            Isolation::Vm => sandbox::Isolation::Vm,
+            Isolation::Namespace => sandbox::Isolation::Namespace,
+        },
+        memory,
+        millicpu,
+        init: absolute(&init.path),
+        vm,
+        boot_timeout_s: args.boot_timeout,
+        deadline_s: plan.active_deadline_seconds,
+        cli_started_ns,
+    };
+    let name = plan.name.clone();
+    match sandbox::start(&launch) {
+        Ok(started) if args.detach => {
+            drop(started.monitor);
+            println!("{name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(started) => attach::attach(&name, started, &args),
+        Err((e, monitor_pid)) => {
+            let dir = sandbox::pod_dir(&name);
+            let ours = PodState::load(&dir)
+                .ok()
+                .filter(|s| s.monitor_pid == monitor_pid);
+            if let (Some(state), true) = (&ours, args.timings) {
+                attach::print_timings(state);
+            }
+            let mut message = e.message;
+            if ours.is_some() {
+                if args.detach || args.keep {
+                    message.push_str(&format!(
+                        "\n`peapod inspect {name}` shows the pod; `peapod rm {name}` removes it"
+                    ));
+                } else {
+                    let _ = sandbox::remove(&dir);
+                }
+            }
+            Err(if e.usage {
+                Failure::Usage(anyhow!(message))
+            } else {
+                Failure::Runtime(anyhow!(message))
+            })
+        }
     }
-    let status = outcome.exit_status.unwrap_or(1);
-    println!("{}: exited with status {status}", plan.name);
-    Ok(ExitCode::from(status.clamp(0, 255) as u8))
+}
+
+/// `path` made absolute (the monitor works in the pod directory).
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Give each distinct image root filesystem and hostPath directory of a VM
+/// pod its own virtio-fs share, and point the pod at them (`img<N>`,
+/// `vol<N>` under the guest's share directory).
+pub fn vm_shares(pod: &mut WirePod) -> Vec<Share> {
+    let mut shares: Vec<Share> = Vec::new();
+    let tag_of = |path: &str, prefix: &str, read_only: bool, shares: &mut Vec<Share>| {
+        let host = std::path::Path::new(native_pod::SHARE_ROOT).join(path);
+        if let Some(s) = shares
+            .iter()
+            .find(|s| s.path == host && s.read_only == read_only)
+        {
+            return s.tag.clone();
+        }
+        let n = shares.iter().filter(|s| s.tag.starts_with(prefix)).count();
+        let tag = format!("{prefix}{n}");
+        shares.push(Share {
+            tag: tag.clone(),
+            path: host,
+            read_only,
+        });
+        tag
+    };
+    for c in pod
+        .init_containers
+        .iter_mut()
+        .chain(pod.containers.iter_mut())
+    {
+        c.rootfs = tag_of(&c.rootfs, "img", true, &mut shares);
+    }
+    let mounts: Vec<_> = pod
+        .init_containers
+        .iter()
+        .chain(&pod.containers)
+        .flat_map(|c| c.volume_mounts.clone())
+        .collect();
+    for v in &mut pod.volumes {
+        if let VolumeKind::HostPath { path } = &mut v.kind {
+            // Writable unless every mount of it is read-only.
+            let read_only = mounts
+                .iter()
+                .filter(|m| m.volume == v.name)
+                .all(|m| m.read_only);
+            *path = tag_of(path, "vol", read_only, &mut shares);
+        }
+    }
+    shares
 }
 
 /// Whether a flavour of KVM can run pods here (used by doctor).

@@ -108,8 +108,8 @@ pub struct VmConfig {
     /// Attach virtio-vsock (guest CID 3), its host side listening on this
     /// Unix socket (guest port `P` is forwarded to `<path>_P`).
     pub vsock_uds: Option<PathBuf>,
-    /// Attach virtio-fs serving this host directory.
-    pub fs_share: Option<FsShare>,
+    /// Attach one virtio-fs device per share.
+    pub fs_shares: Vec<FsShare>,
 }
 
 /// One host directory shared with the guest over virtio-fs.
@@ -140,6 +140,8 @@ pub enum GuestEnd {
     BootTimeout,
     /// The VMM failed.
     Internal(String),
+    /// The host stopped the VM ([`Vm::stop_handle`]).
+    Killed,
 }
 
 /// Result of running a VM to its end.
@@ -174,6 +176,7 @@ impl RunOutcome {
             GuestEnd::FailEntry(r) => format!("KVM could not enter the guest (hardware entry failure {r:#x})"),
             GuestEnd::BootTimeout => format!("the guest did not reach peapod-init within {:.0?}", self.ran_for),
             GuestEnd::Internal(s) => format!("the VMM failed: {s}"),
+            GuestEnd::Killed => return Some("the VM was killed".to_string()),
         };
         let advice = if flavour == KvmFlavour::Pvm {
             PVM_ADVICE.to_string()
@@ -218,6 +221,17 @@ impl MutEventSubscriber for ControlEvents {
 
 type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
 
+/// Stops a running VM from another thread.
+#[derive(Clone)]
+pub struct VmStopper(StopSignal);
+
+impl VmStopper {
+    /// Stop the VM now; `run` returns with [`GuestEnd::Killed`].
+    pub fn stop(&self) {
+        self.0.stop(VcpuStop::Killed);
+    }
+}
+
 /// A built VM, ready to load a guest and run.
 pub struct Vm {
     vm_fd: VmFd,
@@ -236,8 +250,8 @@ pub struct Vm {
 
 impl Vm {
     /// Create the VM: memory, irqchip, PIT, vCPUs, serial, i8042, virtio-rng,
-    /// virtio-vsock when `cfg.vsock_uds` is set, and virtio-fs when
-    /// `cfg.fs_share` is set.
+    /// virtio-vsock when `cfg.vsock_uds` is set, and a virtio-fs device
+    /// per `cfg.fs_shares` entry.
     pub fn new(kvm: &Kvm, cfg: &VmConfig) -> Result<Vm, VmmError> {
         let created = Instant::now();
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
@@ -357,7 +371,7 @@ impl Vm {
             vm.event_manager
                 .add_subscriber(Arc::new(Mutex::new(VsockHandler::new(vsock, queue_evts))));
         }
-        if let Some(share) = &cfg.fs_share {
+        for share in &cfg.fs_shares {
             let fail = |e| VmmError::FsShare(share.path.clone(), e);
             let backend = passthrough_backend(&share.path, share.read_only).map_err(fail)?;
             let fs = Arc::new(Mutex::new(Fs::new(&share.tag, backend).map_err(fail)?));
@@ -466,6 +480,12 @@ impl Vm {
         &self.cpuid
     }
 
+    /// A handle that stops the running VM from any thread (hard stop: the
+    /// guest gets no notice; [`GuestEnd::Killed`]).
+    pub fn stop_handle(&self) -> VmStopper {
+        VmStopper(self.signal.clone())
+    }
+
     /// Run until the guest resets, a vCPU fails, or `boot_timeout` passes
     /// without the readiness line.
     pub fn run(mut self, boot_timeout: Option<Duration>) -> Result<RunOutcome, VmmError> {
@@ -500,6 +520,7 @@ impl Vm {
                     VcpuStop::EmulationFailure { .. } => GuestEnd::EmulationFailure,
                     VcpuStop::FailEntry { reason } => GuestEnd::FailEntry(reason),
                     VcpuStop::Internal(s) => GuestEnd::Internal(s),
+                    VcpuStop::Killed => GuestEnd::Killed,
                 };
             }
             let ready = self

@@ -113,6 +113,7 @@ pub fn peapod_run(args: &[&str], cwd: &Path) -> Run {
     Command::new(peapod())
         .args(args)
         .current_dir(cwd)
+        .env("PEAPOD_CACHE", image_cache())
         .output()
         .expect("run peapod")
         .into()
@@ -245,6 +246,34 @@ pub fn test_image() -> &'static Path {
     DIR.get_or_init(|| match std::env::var_os("PEAPOD_TEST_IMAGE") {
         Some(p) => PathBuf::from(p),
         None => script_output("scripts/build-test-image"),
+    })
+}
+
+/// A peapod cache directory whose image store holds the busybox test image
+/// as `busybox:latest` (loaded with `peapod image load`); for `PEAPOD_CACHE`.
+pub fn image_cache() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("image-cache");
+        let out = Command::new(peapod())
+            .args(["image", "load"])
+            .arg(test_image().join("busybox.tar"))
+            .env("PEAPOD_CACHE", &dir)
+            .output()
+            .expect("run peapod image load");
+        assert!(
+            out.status.success(),
+            "peapod image load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // VM tests read it as the unprivileged test user.
+        let ok = Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chmod -R a+rX {}", dir.display());
+        dir
     })
 }
 

@@ -47,6 +47,8 @@ pub enum VcpuStop {
     },
     /// KVM_RUN failed or returned something unexpected.
     Internal(String),
+    /// The host stopped the VM (the pod was killed).
+    Killed,
 }
 
 /// Fix up the host's supported CPUID for one vCPU: APIC ids, logical CPU

@@ -1,0 +1,221 @@
+//! Attached `peapod run`: print every container's output as it comes
+//! (`[container] line`, stdout to stdout, stderr to stderr), stop the pod
+//! on Ctrl-C (kill it on a second one), and exit with the pod's result.
+//!
+//! The output is read from the pod's CRI log files, as `peapod logs -f`
+//! reads it: what the terminal shows is what the logs hold.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use peapod_proto::{PodPhase, Stream};
+
+use super::run::RunArgs;
+use super::Failure;
+use crate::sandbox::api::{self, Request};
+use crate::sandbox::crilog::{Follower, Line};
+use crate::sandbox::monitor::CONSOLE_LOG;
+use crate::sandbox::{self, PodState, Started};
+
+/// How often the files are looked at.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Print one line of a container's output.
+pub fn print_line(prefix: Option<&str>, timestamps: bool, line: &Line) {
+    let mut text = Vec::with_capacity(line.content.len() + 64);
+    if let Some(p) = prefix {
+        text.extend_from_slice(format!("[{p}] ").as_bytes());
+    }
+    if timestamps {
+        text.extend_from_slice(line.timestamp.as_bytes());
+        text.push(b' ');
+    }
+    text.extend_from_slice(&line.content);
+    text.push(b'\n');
+    // A closed stdout (`| head`) must not stop the pod's supervision.
+    let _ = match line.stream {
+        Stream::Stdout => std::io::stdout().lock().write_all(&text),
+        Stream::Stderr => std::io::stderr().lock().write_all(&text),
+    };
+}
+
+/// Block SIGINT and SIGTERM here and in threads started later, and hand
+/// them to a thread that stops the pod (the first time) or kills it.
+pub fn stop_on_signals(dir: &Path, name: &str, grace_s: u64) -> std::io::Result<()> {
+    // SAFETY: a zeroed sigset_t is a valid argument for sigemptyset, and
+    // every pointer passed points to that local set.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        set
+    };
+    let dir = dir.to_owned();
+    let name = name.to_owned();
+    let count = Arc::new(AtomicU32::new(0));
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let mut sig = 0;
+            // SAFETY: `set` is an initialised sigset_t and `sig` a valid
+            // out-pointer; both outlive the call.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                return;
+            }
+            let what = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+            let req = if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                log::warn!(
+                    "received {what}: stopping pod {name} ({grace_s} s grace period; again to kill it)"
+                );
+                Request::Stop {
+                    grace_period_s: None,
+                }
+            } else {
+                log::warn!("received {what}: killing pod {name}");
+                Request::Kill {}
+            };
+            if let Err(e) = api::call(&dir, &req) {
+                log::warn!("cannot reach the pod's monitor: {e}");
+            }
+        })?;
+    Ok(())
+}
+
+/// Copies new guest console output to stderr (`--console`).
+struct ConsoleTail {
+    offset: u64,
+}
+
+impl ConsoleTail {
+    fn poll(&mut self, dir: &Path) {
+        let Ok(mut f) = File::open(dir.join(CONSOLE_LOG)) else {
+            return;
+        };
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(self.offset)).is_ok() && f.read_to_end(&mut buf).is_ok() {
+            self.offset += buf.len() as u64;
+            let _ = std::io::stderr().lock().write_all(&buf);
+        }
+    }
+}
+
+/// Follow the pod started by `run` to its end.
+pub fn attach(name: &str, mut started: Started, args: &RunArgs) -> Result<ExitCode, Failure> {
+    let dir = started.dir.clone();
+    let state = PodState::load(&dir).map_err(|e| {
+        Failure::Runtime(anyhow!(e).context(format!("pod {name}: cannot read its state")))
+    })?;
+    let grace = grace_period(&state);
+    if let Err(e) = stop_on_signals(&dir, name, grace) {
+        log::warn!("cannot handle signals: {e}");
+    }
+    let mut followers: Vec<Follower> = state
+        .containers
+        .iter()
+        .map(|c| Follower::new(&dir, &c.status.name, false))
+        .collect();
+    let mut console = args.console.then_some(ConsoleTail { offset: 0 });
+    let mut last = state;
+    loop {
+        if let Ok(s) = PodState::load(&dir) {
+            last = s;
+        }
+        let monitor_gone = !matches!(started.monitor.try_wait(), Ok(None));
+        let ended = last.ended() || monitor_gone;
+        if let Some(c) = &mut console {
+            c.poll(&dir);
+        }
+        for f in &mut followers {
+            let prefix = f.container().to_owned();
+            for line in f.poll(ended) {
+                print_line(Some(&prefix), false, &line);
+            }
+        }
+        if ended {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    // The monitor writes the last state, releases the reservation and exits.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while matches!(started.monitor.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Ok(s) = PodState::load(&dir) {
+        last = s;
+    }
+    if args.timings {
+        print_timings(&last);
+    }
+    let result = result_of(&last);
+    if !args.keep {
+        if let Err(e) = sandbox::remove(&dir) {
+            log::warn!("{e:#}");
+        }
+    }
+    result
+}
+
+/// The pod's grace period, as the spec set it (the monitor applies it).
+fn grace_period(state: &PodState) -> u64 {
+    crate::spec::load(&state.spec_file)
+        .map(|p| p.termination_grace_period_seconds)
+        .unwrap_or(30)
+}
+
+/// Exit 0 when the pod succeeded, else 1 with the reason.
+pub fn result_of(state: &PodState) -> Result<ExitCode, Failure> {
+    let name = &state.name;
+    match state.liveness() {
+        sandbox::state::Liveness::Phase(PodPhase::Succeeded) => Ok(ExitCode::SUCCESS),
+        _ => {
+            let mut msg = format!(
+                "pod {name} {}: {}",
+                state.status_word(),
+                state.status_reason()
+            );
+            if !state.console_tail.is_empty() && !state.reason.contains("last console lines") {
+                msg.push_str("\nlast console lines:");
+                for l in state.console_tail.iter().rev().take(15).rev() {
+                    msg.push_str("\n  ");
+                    msg.push_str(l);
+                }
+            }
+            Err(Failure::Runtime(anyhow!(msg)))
+        }
+    }
+}
+
+/// `--timings`: where the time went and what memory the VMM used.
+pub fn print_timings(state: &PodState) {
+    eprintln!("timings (since process start):");
+    for (what, value) in &state.timings {
+        if let Some(label) = what.strip_suffix(" (MiB)") {
+            let of = if label.starts_with("guest memory") {
+                format!(" of {}", state.memory >> 20)
+            } else {
+                String::new()
+            };
+            eprintln!("  {label:<26} {value:>9.1} MiB{of}");
+        } else if what == "guest uptime at ready" {
+            eprintln!("  {what:<26} {value:>9.0} ms");
+        } else {
+            eprintln!("  {what:<26} {value:>9.1} ms");
+        }
+    }
+    if let Some(end) = state.finished_ns {
+        let ran = end.saturating_sub(state.created_ns) as f64 / 1e6;
+        eprintln!("  {:<26} {ran:>9.1} ms", "pod ran for");
+    }
+}

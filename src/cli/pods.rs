@@ -1,0 +1,355 @@
+//! `peapod ps`, `logs`, `stop`, `rm`, `inspect`: the pods of this user,
+//! read from their directories and asked through their monitors.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use serde::Serialize;
+
+use super::attach::print_line;
+use super::Failure;
+use crate::sandbox::api::{self, Reply, Request};
+use crate::sandbox::crilog::Follower;
+use crate::sandbox::state::now_ns;
+use crate::sandbox::{self, PodState};
+
+/// Arguments of `peapod ps`.
+#[derive(Debug, clap::Args)]
+pub struct PsArgs {
+    /// `table` (the default) or `json`.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// How `ps` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Columns for people.
+    Table,
+    /// One JSON array, for programs.
+    Json,
+}
+
+/// Arguments of `peapod logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The pod.
+    pub pod: String,
+    /// The container (default: the pod's first app container).
+    #[arg(short, long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Keep printing output as it comes, until the pod ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Start each line with its RFC 3339 timestamp.
+    #[arg(long)]
+    pub timestamps: bool,
+}
+
+/// Arguments of `peapod stop`.
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// The pod.
+    pub pod: String,
+    /// Seconds between SIGTERM and SIGKILL (default: the pod's
+    /// terminationGracePeriodSeconds).
+    #[arg(short, long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+}
+
+/// Arguments of `peapod rm`.
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// The pods.
+    #[arg(required = true)]
+    pub pods: Vec<String>,
+    /// Kill a running pod first.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// Arguments of `peapod inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// The pod.
+    pub pod: String,
+}
+
+fn usage(e: anyhow::Error) -> Failure {
+    Failure::Usage(e)
+}
+
+/// One row of `ps --output json`.
+#[derive(Debug, Serialize)]
+struct PsRow<'a> {
+    name: &'a str,
+    status: &'a str,
+    reason: String,
+    isolation: &'a str,
+    containers: usize,
+    running: usize,
+    restarts: u32,
+    memory: u64,
+    millicpu: u64,
+    created_ns: u64,
+    monitor_pid: u32,
+}
+
+fn age(ns: u64) -> String {
+    let s = now_ns().saturating_sub(ns) / 1_000_000_000;
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// `peapod ps`.
+pub fn ps(args: PsArgs) -> Result<ExitCode, Failure> {
+    let pods: Vec<PodState> = sandbox::list()
+        .into_iter()
+        .filter_map(|(dir, s)| match s {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::warn!("{}: {e}", dir.display());
+                None
+            }
+        })
+        .collect();
+    let rows: Vec<PsRow> = pods
+        .iter()
+        .map(|p| PsRow {
+            name: &p.name,
+            status: p.status_word(),
+            reason: p.status_reason(),
+            isolation: &p.isolation,
+            containers: p.containers.iter().filter(|c| !c.status.init).count(),
+            running: p
+                .containers
+                .iter()
+                .filter(|c| !c.status.init && c.running())
+                .count(),
+            restarts: p.containers.iter().map(|c| c.status.restart_count).sum(),
+            memory: p.memory,
+            millicpu: p.millicpu,
+            created_ns: p.created_ns,
+            monitor_pid: p.monitor_pid,
+        })
+        .collect();
+    if args.output == Output::Json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| Failure::Runtime(e.into()))?;
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<10} {:<6} {:<8} {:<9} {:<8} {:<6}",
+        "NAME", "STATUS", "READY", "RESTARTS", "ISOLATION", "MEMORY", "AGE"
+    );
+    for r in &rows {
+        println!(
+            "{:<24} {:<10} {:<6} {:<8} {:<9} {:<8} {:<6}",
+            r.name,
+            r.status,
+            format!("{}/{}", r.running, r.containers),
+            r.restarts,
+            r.isolation,
+            format!("{}Mi", r.memory >> 20),
+            age(r.created_ns)
+        );
+    }
+    for r in rows.iter().filter(|r| r.status == "Dead") {
+        eprintln!("{}: {}", r.name, r.reason);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `peapod logs`.
+pub fn logs(args: LogsArgs) -> Result<ExitCode, Failure> {
+    let (dir, state) = sandbox::find(&args.pod).map_err(usage)?;
+    let container = match &args.container {
+        Some(c) => {
+            if state.container(c).is_none() {
+                let names: Vec<&str> = state
+                    .containers
+                    .iter()
+                    .map(|c| c.status.name.as_str())
+                    .collect();
+                return Err(usage(anyhow!(
+                    "pod {} has no container {c} (it has: {})",
+                    args.pod,
+                    names.join(", ")
+                )));
+            }
+            c.clone()
+        }
+        None => {
+            let c = state
+                .default_container()
+                .ok_or_else(|| usage(anyhow!("pod {} has no containers", args.pod)))?;
+            let others = state.containers.len() > 1;
+            if others {
+                eprintln!(
+                    "peapod: showing container {} of pod {} (choose another with -c)",
+                    c.status.name, args.pod
+                );
+            }
+            c.status.name.clone()
+        }
+    };
+    let mut follower = Follower::new(&dir, &container, true);
+    loop {
+        let ended =
+            !args.follow || PodState::load(&dir).map_or(true, |s| s.ended() || !s.monitor_alive());
+        for line in follower.poll(ended) {
+            print_line(None, args.timestamps, &line);
+        }
+        if ended {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Wait until the pod's monitor is gone; false after `limit`.
+fn wait_monitor_gone(dir: &Path, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        match PodState::load(dir) {
+            Ok(s) if s.monitor_alive() => {}
+            _ => return true,
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ask(dir: &Path, name: &str, req: &Request) -> Result<(), Failure> {
+    match api::call(dir, req) {
+        Ok(Reply::Ok {}) => Ok(()),
+        Ok(Reply::Error { message, usage: u }) => Err(if u {
+            Failure::Usage(anyhow!("{message}"))
+        } else {
+            Failure::Runtime(anyhow!("{message}"))
+        }),
+        Ok(other) => Err(Failure::Runtime(anyhow!(
+            "pod {name}: unexpected reply {other:?}"
+        ))),
+        Err(e) => Err(Failure::Runtime(
+            anyhow!(e).context(format!("pod {name}: cannot reach its monitor")),
+        )),
+    }
+}
+
+/// `peapod stop`.
+pub fn stop(args: StopArgs) -> Result<ExitCode, Failure> {
+    let (dir, state) = sandbox::find(&args.pod).map_err(usage)?;
+    if state.ended() || !state.monitor_alive() {
+        eprintln!(
+            "peapod: pod {} is not running ({})",
+            args.pod,
+            state.status_word()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    ask(
+        &dir,
+        &args.pod,
+        &Request::Stop {
+            grace_period_s: args.timeout,
+        },
+    )?;
+    // The monitor kills the pod itself if the grace period is not enough.
+    let grace = args.timeout.unwrap_or(30);
+    if !wait_monitor_gone(&dir, Duration::from_secs(grace + 60)) {
+        return Err(Failure::Runtime(anyhow!(
+            "pod {} did not stop; `peapod rm -f {}` kills it",
+            args.pod,
+            args.pod
+        )));
+    }
+    let state = PodState::load(&dir).map_err(|e| Failure::Runtime(e.into()))?;
+    println!("{}: {}", args.pod, state.status_word());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `peapod rm`.
+pub fn rm(args: RmArgs) -> Result<ExitCode, Failure> {
+    let mut failure = None;
+    for name in &args.pods {
+        if let Err(e) = rm_one(name, args.force) {
+            eprintln!("peapod: error: {}", e.message());
+            failure = Some(e);
+        } else {
+            println!("{name}");
+        }
+    }
+    match failure {
+        None => Ok(ExitCode::SUCCESS),
+        Some(f) => Ok(ExitCode::from(f.exit_code())),
+    }
+}
+
+fn rm_one(name: &str, force: bool) -> Result<(), Failure> {
+    let (dir, state) = sandbox::find(name).map_err(usage)?;
+    if !state.ended() && state.monitor_alive() {
+        if !force {
+            return Err(usage(anyhow!(
+                "pod {name} is {}; stop it first (`peapod stop {name}`) or use `peapod rm -f`",
+                state.status_word()
+            )));
+        }
+        ask(&dir, name, &Request::Kill {})?;
+        if !wait_monitor_gone(&dir, Duration::from_secs(30)) {
+            return Err(Failure::Runtime(anyhow!(
+                "pod {name}: its monitor (pid {}) did not exit",
+                state.monitor_pid
+            )));
+        }
+    }
+    sandbox::remove(&dir).map_err(Failure::Runtime)
+}
+
+/// `peapod inspect`: the state, with liveness and the log files.
+pub fn inspect(args: InspectArgs) -> Result<ExitCode, Failure> {
+    let (dir, state) = sandbox::find(&args.pod).map_err(usage)?;
+    #[derive(Serialize)]
+    struct Inspect<'a> {
+        status: &'a str,
+        status_reason: String,
+        directory: &'a Path,
+        #[serde(flatten)]
+        state: &'a PodState,
+        logs: Vec<(String, Vec<String>)>,
+    }
+    let logs = state
+        .containers
+        .iter()
+        .map(|c| {
+            let name = &c.status.name;
+            let files = sandbox::crilog::restarts(&dir, name)
+                .into_iter()
+                .map(|r| {
+                    sandbox::crilog::log_path(&dir, name, r)
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            (name.clone(), files)
+        })
+        .collect();
+    let out = Inspect {
+        status: state.status_word(),
+        status_reason: state.status_reason(),
+        directory: &dir,
+        state: &state,
+        logs,
+    };
+    let text = serde_json::to_string_pretty(&out).map_err(|e| Failure::Runtime(e.into()))?;
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,114 @@
+//! The monitor's control socket (`api.sock` in the pod directory): what
+//! `peapod stop/rm/exec` and attached `run` ask of a running pod. Frames
+//! and JSON as on the guest connection ([`peapod_proto::frame`]); one
+//! request opens a connection, `exec` then streams both ways.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use peapod_proto::{Connection, Stream};
+use serde::{Deserialize, Serialize};
+
+/// The socket's name in the pod directory.
+pub const API_SOCKET: &str = "api.sock";
+
+/// CLI to monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Stop the pod: SIGTERM to its containers, SIGKILL after the grace
+    /// period (the pod's own when `None`), then the VM ends.
+    Stop { grace_period_s: Option<u64> },
+    /// End the pod now: the VM (or namespace init) is killed.
+    Kill {},
+    /// Start a process in a running container; the connection then carries
+    /// `exec_stdin`/`exec_resize` one way and `exec_*` replies the other.
+    Exec {
+        container: String,
+        command: Vec<String>,
+        tty: bool,
+        stdin: bool,
+    },
+    /// Input for the exec session of this connection.
+    ExecStdin {
+        #[serde(with = "peapod_proto::bytes")]
+        data: Vec<u8>,
+        eof: bool,
+    },
+    /// The terminal of a tty exec session changed size.
+    ExecResize { rows: u16, cols: u16 },
+}
+
+/// Monitor to CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    /// Done (stop, kill).
+    Ok {},
+    /// The request cannot be done; `usage`: the caller asked for something
+    /// that does not exist or cannot be (exit 2), else a runtime failure.
+    Error { message: String, usage: bool },
+    /// The exec process runs.
+    ExecStarted {},
+    /// Exec output.
+    ExecOutput {
+        stream: Stream,
+        #[serde(with = "peapod_proto::bytes")]
+        data: Vec<u8>,
+    },
+    /// The exec process ended.
+    ExecExited {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+}
+
+/// Connect to a pod's monitor. Long pod directories are reached through
+/// `/proc/self/fd`, since a socket path must fit in 108 bytes.
+pub fn connect(pod_dir: &Path) -> io::Result<Connection<UnixStream>> {
+    let path = pod_dir.join(API_SOCKET);
+    let stream = if path.as_os_str().len() < 100 {
+        UnixStream::connect(&path)?
+    } else {
+        let dir = std::fs::File::open(pod_dir)?;
+        let short = format!(
+            "/proc/self/fd/{}/{API_SOCKET}",
+            std::os::fd::AsRawFd::as_raw_fd(&dir)
+        );
+        UnixStream::connect(short)?
+    };
+    Ok(Connection::new(stream))
+}
+
+/// A second handle on the same connection (to write while another thread
+/// reads).
+pub fn connect_clone(conn: &Connection<UnixStream>) -> io::Result<Connection<UnixStream>> {
+    Ok(Connection::new(conn.get_ref().try_clone()?))
+}
+
+/// Send one request and read its one reply.
+pub fn call(pod_dir: &Path, req: &Request) -> io::Result<Reply> {
+    let mut conn = connect(pod_dir)?;
+    conn.send(req).map_err(io::Error::other)?;
+    conn.recv::<Reply>()
+        .map_err(io::Error::other)?
+        .ok_or_else(|| io::Error::other("the pod's monitor closed the connection"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_requests_round_trip_and_unknown_fields_fail() {
+        let r = Request::ExecStdin {
+            data: b"\x00\xffhi".to_vec(),
+            eof: true,
+        };
+        let bytes = peapod_proto::encode(&r).unwrap();
+        assert_eq!(peapod_proto::decode::<Request>(&bytes).unwrap(), r);
+        assert!(peapod_proto::decode::<Request>(br#"{"type":"kill","x":1}"#).is_err());
+        assert!(peapod_proto::decode::<Request>(br#"{"type":"reboot"}"#).is_err());
+    }
+}

@@ -1,0 +1,273 @@
+//! Pod lifecycle: the pod directory, the per-pod monitor process, and what
+//! the CLI reads and asks of it.
+//!
+//! `peapod run` checks everything it can (spec, images, kernel, init, KVM),
+//! then starts a **monitor**: a `peapod` process of its own session that
+//! reserves the pod's resources, creates the pod directory, runs the VMM
+//! (or, in namespace mode, the native peapod-init) and talks to peapod-init
+//! until the pod ends. It outlives the CLI. It says on a pipe whether the
+//! pod started; after that, everything it knows is in the pod directory:
+//!
+//! ```text
+//! $XDG_RUNTIME_DIR/peapod/<pod>/   (else /run/user/UID/peapod, else a private tmp dir)
+//!   state.json        the pod and its containers (state::PodState)
+//!   api.sock          requests: stop, kill, exec (api)
+//!   logs/<c>/<n>.log  container output, CRI format, one file per run (crilog)
+//!   console.log       the guest console (VM mode)
+//!   monitor.log       the monitor's own messages
+//!   vsock.sock[_P]    the VM's vsock (VM mode)
+//! ```
+//!
+//! Pod names are unique per user: the capacity ledger holds the names of
+//! running pods, the directory the names of ended ones until `peapod rm`.
+
+pub mod api;
+pub mod crilog;
+pub mod monitor;
+pub mod state;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::anyhow;
+use peapod_proto::WirePod;
+use serde::{Deserialize, Serialize};
+
+use crate::admission::Ledger;
+
+pub use state::PodState;
+
+/// The hidden subcommand that runs a monitor.
+pub const MONITOR_COMMAND: &str = "__monitor";
+
+/// peapod's per-user runtime directory (pods and the capacity ledger).
+pub fn runtime_dir() -> PathBuf {
+    Ledger::default_dir()
+}
+
+/// The directory of pod `name`.
+pub fn pod_dir(name: &str) -> PathBuf {
+    runtime_dir().join(name)
+}
+
+/// Every pod directory (one with a state file), sorted by name.
+pub fn list() -> Vec<(PathBuf, std::io::Result<PodState>)> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runtime_dir())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.join(state::STATE_FILE).exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.into_iter()
+        .map(|d| {
+            let s = PodState::load(&d);
+            (d, s)
+        })
+        .collect()
+}
+
+/// A pod directory that exists, with its state; the error says the pod is
+/// not there.
+pub fn find(name: &str) -> anyhow::Result<(PathBuf, PodState)> {
+    let dir = pod_dir(name);
+    match PodState::load(&dir) {
+        Ok(s) => Ok((dir, s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(anyhow!("no pod named {name} (`peapod ps` lists the pods)"))
+        }
+        Err(e) => Err(anyhow!(e).context(format!("pod {name}: cannot read its state"))),
+    }
+}
+
+/// How the pod is isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// A KVM microVM.
+    Vm,
+    /// Namespaces on the host (no VM boundary).
+    Namespace,
+}
+
+impl Isolation {
+    /// `vm` or `namespace`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Isolation::Vm => "vm",
+            Isolation::Namespace => "namespace",
+        }
+    }
+}
+
+/// One virtio-fs share of a VM pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// The mount tag; the guest mounts it at `GUEST_SHARE_DIR/<tag>`.
+    pub tag: String,
+    /// The host directory.
+    pub path: PathBuf,
+    /// Refuse changes from the guest.
+    pub read_only: bool,
+}
+
+/// The VM of a VM pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmLaunch {
+    /// The guest kernel.
+    pub kernel: PathBuf,
+    /// Guest memory, bytes (the pod's plus the guest overhead).
+    pub mem_bytes: u64,
+    /// vCPUs.
+    pub vcpus: u8,
+    /// Image root filesystems and hostPath volumes.
+    pub shares: Vec<Share>,
+    /// Also copy the console here.
+    pub console_log: Option<PathBuf>,
+    /// Kernel messages on the console (not `quiet`).
+    pub verbose_console: bool,
+}
+
+/// Everything a monitor needs, checked by the CLI beforehand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Launch {
+    /// The Pod YAML.
+    pub spec_file: PathBuf,
+    /// The pod as peapod-init takes it (share paths for this isolation).
+    pub pod: WirePod,
+    /// Image reference of each container, by name.
+    pub images: Vec<(String, String)>,
+    /// VM or namespaces.
+    pub isolation: Isolation,
+    /// Memory to reserve, bytes.
+    pub memory: u64,
+    /// CPU to reserve, millicores.
+    pub millicpu: u64,
+    /// peapod-init (the native launcher runs it; a VM gets it in its
+    /// initramfs).
+    pub init: PathBuf,
+    /// The VM, in VM mode.
+    pub vm: Option<VmLaunch>,
+    /// Give up when peapod-init is not ready after this long.
+    pub boot_timeout_s: u64,
+    /// `activeDeadlineSeconds`.
+    pub deadline_s: Option<u64>,
+    /// When the CLI started (realtime ns), for `--timings`.
+    pub cli_started_ns: u64,
+}
+
+/// Why a pod did not start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartError {
+    /// The user asked for something impossible (exit 2: name taken, does
+    /// not fit), rather than something failing.
+    pub usage: bool,
+    /// What to tell the user.
+    pub message: String,
+}
+
+/// The monitor's one line on its report pipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Report {
+    /// peapod-init has the pod.
+    Started,
+    /// Nothing was started (and nothing is left behind).
+    Failed(StartError),
+}
+
+/// A started monitor.
+pub struct Started {
+    /// The pod directory.
+    pub dir: PathBuf,
+    /// The monitor (the CLI's child until the CLI exits).
+    pub monitor: Child,
+}
+
+/// Start a monitor for `launch` and wait until it says the pod started.
+/// An error comes with the monitor's pid (0 if it never ran), which tells
+/// whether a pod directory of that name is this attempt's.
+pub fn start(launch: &Launch) -> Result<Started, (StartError, u32)> {
+    let runtime = |message: String| {
+        (
+            StartError {
+                usage: false,
+                message,
+            },
+            0,
+        )
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| runtime(format!("cannot find the peapod executable: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(MONITOR_COMMAND)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: setsid is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Its own session: the terminal's Ctrl-C and hangup reach the
+            // CLI only.
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| runtime(format!("cannot start the pod's monitor: {e}")))?;
+    let pid = child.id();
+    let json = serde_json::to_vec(launch).map_err(|e| runtime(e.to_string()))?;
+    let sent = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(&json))
+        .unwrap_or(Ok(()));
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    match serde_json::from_str::<Report>(line.trim()) {
+        Ok(Report::Started) => Ok(Started {
+            dir: pod_dir(&launch.pod.name),
+            monitor: child,
+        }),
+        Ok(Report::Failed(e)) => {
+            let _ = child.wait();
+            Err((e, pid))
+        }
+        Err(_) => {
+            let status = child.wait();
+            let why = match (sent, status) {
+                (Err(e), _) => format!("could not be told the pod: {e}"),
+                (_, Ok(s)) => format!("exited ({s})"),
+                (_, Err(e)) => format!("cannot be waited for: {e}"),
+            };
+            Err((
+                StartError {
+                    usage: false,
+                    message: format!(
+                        "the pod's monitor {why} before the pod started; its messages are above"
+                    ),
+                },
+                pid,
+            ))
+        }
+    }
+}
+
+/// Remove a pod directory whose monitor is gone, and prune the ledger of
+/// dead reservations.
+pub fn remove(dir: &Path) -> anyhow::Result<()> {
+    std::fs::remove_dir_all(dir)
+        .map_err(|e| anyhow!(e).context(format!("cannot remove {}", dir.display())))?;
+    // Reclaims the reservation of a monitor that died without releasing it.
+    Ledger::new(runtime_dir()).entries()?;
+    Ok(())
+}
