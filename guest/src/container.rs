@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use peapod_proto::{WireContainer, WireMount, WirePod};
 
-use crate::{cgroup, sys};
+use crate::{cgroup, net, sys};
 
 /// Where the init keeps per-container scratch (a tmpfs per container).
 pub const CONTAINERS_DIR: &str = "/run/peapod/containers";
@@ -34,7 +34,8 @@ pub struct PodContext<'a> {
     pub pod: &'a WirePod,
     /// Root of the pod share: image root filesystems live under it.
     pub share: &'a Path,
-    /// Content for each container's /etc/resolv.conf.
+    /// Content for each container's /etc/resolv.conf: from the pod's
+    /// network, else the init's own.
     pub resolv_conf: &'a [u8],
 }
 
@@ -225,9 +226,7 @@ fn mount_proc_dev(root: &Path) -> io::Result<()> {
 
 fn write_etc_files(ctx: &PodContext<'_>, root: &Path, files: &Path) -> io::Result<()> {
     let host = &ctx.pod.hostname;
-    let hosts = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{host}\n"
-    );
+    let hosts = net::hosts_file(host, ctx.pod.network.as_ref());
     let etc = root.join("etc");
     fs::create_dir_all(&etc).map_err(ctx_err("create /etc"))?;
     for (name, content) in [

@@ -13,6 +13,7 @@ mod container;
 mod exec;
 mod logs;
 mod native;
+mod net;
 mod runtime;
 mod sys;
 mod transport;

@@ -22,6 +22,7 @@ use crate::cgroup::{self, PodCgroups};
 use crate::container::{self, PodContext, VOLUMES_DIR};
 use crate::exec::{self, Execs};
 use crate::logs::take_chunks;
+use crate::net;
 use crate::sys::{self, ExitStatus};
 use crate::transport::Transport;
 
@@ -70,8 +71,9 @@ pub fn receive_pod(conn: &mut Connection<Transport>, uptime_ms: u64) -> io::Resu
 
 /// The agent's whole life once connected: after `setup` (the PID 1 mounts
 /// of the caller's mode) succeeded, take the pod from the host, prepare it
-/// (hostname, volumes) and run it from `share`. Returns the exit status:
-/// 0 when the pod Succeeded, 1 when it Failed, 2 when it never started.
+/// (hostname, network interface, volumes) and run it from `share`. Returns
+/// the exit status: 0 when the pod Succeeded, 1 when it Failed, 2 when it
+/// never started.
 pub fn serve(mut conn: Connection<Transport>, setup: io::Result<()>, share: &Path) -> i32 {
     let pod = match setup.and_then(|()| receive_pod(&mut conn, sys::uptime_ms())) {
         Ok(pod) => pod,
@@ -84,6 +86,10 @@ pub fn serve(mut conn: Connection<Transport>, setup: io::Result<()>, share: &Pat
     };
     let prepared = sys::set_hostname(&pod.hostname)
         .map_err(|e| io::Error::new(e.kind(), format!("set hostname {}: {e}", pod.hostname)))
+        .and_then(|()| match &pod.network {
+            Some(network) => net::configure(network).map(drop),
+            None => Ok(()),
+        })
         .and_then(|()| mount_volumes(&pod, share));
     if let Err(e) = prepared {
         let reason = format!("cannot prepare the pod: {e}");
@@ -223,7 +229,10 @@ impl<'a> Runtime<'a> {
             decoder: FrameDecoder::new(),
             pod,
             share,
-            resolv_conf: std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+            resolv_conf: match &pod.network {
+                Some(network) => net::resolv_conf(network).into_bytes(),
+                None => std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+            },
             ctrs,
             pipes: Vec::new(),
             execs: Execs::default(),

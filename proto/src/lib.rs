@@ -22,6 +22,7 @@ pub mod console;
 pub mod error;
 pub mod frame;
 pub mod msg;
+pub mod network;
 pub mod pod;
 
 pub use conn::Connection;
@@ -37,4 +38,5 @@ pub use msg::{
     check_version, decode, encode, ContainerEvent, ContainerState, ContainerStatus, ExecId,
     GuestMsg, Hello, HostMsg, Message, PodPhase, PodStatus, Stream, Termination, PROTOCOL_VERSION,
 };
+pub use network::{WireHostEntry, WireNetwork};
 pub use pod::{Backoff, RestartPolicy, VolumeKind, WireContainer, WireMount, WirePod, WireVolume};

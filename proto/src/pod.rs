@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ProtoError, Result};
+use crate::network::WireNetwork;
 
 /// The pod to run: sent once, in `HostMsg::RunPod`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,11 @@ pub struct WirePod {
     pub backoff: Backoff,
     /// Containers share one PID namespace.
     pub share_process_namespace: bool,
+    /// The pod's network interface and name resolution; `None`: loopback
+    /// only. Left out of the message when `None`, so a guest that predates
+    /// the field still takes a pod without a network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<WireNetwork>,
 }
 
 /// One container, app or init.
@@ -217,6 +223,9 @@ impl WirePod {
         if self.containers.is_empty() {
             return Err(invalid("containers".into(), "must not be empty"));
         }
+        if let Some(network) = &self.network {
+            network.validate("network")?;
+        }
         let mut volumes = HashSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
             if v.name.is_empty() || !volumes.insert(v.name.as_str()) {
@@ -317,6 +326,7 @@ pub(crate) mod tests {
             grace_period_s: 30,
             backoff: Backoff::default(),
             share_process_namespace: false,
+            network: Some(crate::network::tests::sample_network()),
         }
     }
 
@@ -427,6 +437,14 @@ pub(crate) mod tests {
             (|p| p.volumes[1].name = "data".into(), "volumes[1].name"),
             (
                 |p| {
+                    if let Some(n) = &mut p.network {
+                        n.mtu = 10;
+                    }
+                },
+                "network.mtu",
+            ),
+            (
+                |p| {
                     p.volumes[1].kind = VolumeKind::HostPath {
                         path: "/etc".into(),
                     }
@@ -441,6 +459,55 @@ pub(crate) mod tests {
                 Err(ProtoError::InvalidPod { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn test_wire_pod_network_round_trips_and_is_optional() {
+        let pod = sample_pod();
+        let json = serde_json::to_value(&pod).unwrap();
+        // Addresses are plain strings on the wire.
+        assert_eq!(json["network"]["address"], "192.0.2.2");
+        assert_eq!(json["network"]["gateway"], "192.0.2.1");
+        assert_eq!(json["network"]["dns_servers"][0], "192.0.2.1");
+        assert_eq!(json["network"]["hosts"][0]["ip"], "2001:db8::1");
+        let back: WirePod = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, pod);
+
+        // Without a network the field is left out (a guest that predates
+        // it decodes the pod), and a pod without the field has none.
+        let none = WirePod {
+            network: None,
+            ..sample_pod()
+        };
+        let json = serde_json::to_value(&none).unwrap();
+        assert!(json.get("network").is_none(), "{json}");
+        let back: WirePod = serde_json::from_value(json).unwrap();
+        assert_eq!(back.network, None);
+        none.validate().unwrap();
+    }
+
+    #[test]
+    fn test_wire_pod_network_rejects_malformed_values() {
+        let good = serde_json::to_value(sample_pod()).unwrap();
+        type Breaker = fn(&mut serde_json::Value);
+        let cases: Vec<(Breaker, &str)> = vec![
+            (|j| j["network"]["address"] = "192.0.2.300".into(), "IP"),
+            (|j| j["network"]["gateway"] = "gw".into(), "IP"),
+            (|j| j["network"]["dns_servers"][0] = "::g".into(), "IP"),
+            (|j| j["network"]["prefix_len"] = 300.into(), "u8"),
+            (|j| j["network"]["mtu"] = (-1).into(), "u32"),
+            (|j| j["network"]["bridge"] = "br0".into(), "unknown field"),
+            (
+                |j| j["network"]["hosts"][0]["aliases"] = "x".into(),
+                "unknown field",
+            ),
+        ];
+        for (break_it, want) in cases {
+            let mut json = good.clone();
+            break_it(&mut json);
+            let err = serde_json::from_value::<WirePod>(json).unwrap_err();
+            assert!(err.to_string().contains(want), "{want}: {err}");
         }
     }
 }

@@ -362,6 +362,7 @@ pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
         grace_period_s: plan.termination_grace_period_seconds,
         backoff: Backoff::default(),
         share_process_namespace: plan.share_process_namespace,
+        network: None,
     };
     pod.validate()
         .context("internal error: the pod peapod built is not valid")?;
