@@ -59,6 +59,7 @@ fn pod(containers: Vec<WireContainer>) -> WirePod {
             max_ms: 100,
         },
         share_process_namespace: false,
+        network: None,
     }
 }
 
@@ -105,6 +106,12 @@ impl Pod {
 
     /// Like [`Pod::start`], with another pod share.
     fn start_in(pod: &WirePod, share: &Path) -> Pod {
+        Pod::start_with(pod, share, |_| {})
+    }
+
+    /// Like [`Pod::start_in`], calling `before_run` with the host PID of
+    /// the pod's PID 1 once it is ready, before it gets the pod.
+    fn start_with(pod: &WirePod, share: &Path, before_run: impl FnOnce(u32)) -> Pod {
         let dir = TempDir::new("runtime");
         let sock = dir.0.join("pod.sock");
         let listener = UnixListener::bind(&sock).unwrap();
@@ -145,6 +152,7 @@ impl Pod {
         p.conn.handshake_host("runtime test").unwrap();
         let ready = p.recv().expect("ready");
         assert!(matches!(ready, GuestMsg::Ready { .. }), "{ready:?}");
+        before_run(p.init_pid);
         p.conn
             .send(&HostMsg::RunPod(Box::new(pod.clone())))
             .unwrap();
@@ -490,6 +498,95 @@ fn test_runtime_restart_on_failure_with_backoff() {
         })
         .collect();
     assert_eq!(codes, [Some(1), Some(1), Some(0)]);
+}
+
+#[test]
+fn test_runtime_restart_always_restarts_successes_too() {
+    // restartPolicy Always: a container that exits 0 is started again (with
+    // backoff and a growing restart count) until the pod is stopped.
+    if skip() {
+        return;
+    }
+    let mut spec = pod(vec![sh("loop", "echo pass")]);
+    spec.restart_policy = RestartPolicy::Always;
+    let mut p = Pod::start(&spec);
+    p.wait_for("the third restart", |m| {
+        matches!(
+            m,
+            GuestMsg::ContainerEvent {
+                event: ContainerEvent::Restarting {
+                    restart_count: 3,
+                    ..
+                },
+                ..
+            }
+        )
+    });
+    p.conn
+        .send(&HostMsg::StopPod { grace_period_s: 1 })
+        .unwrap();
+    let (phase, _) = p.finish();
+    // Every run succeeded: stopping it does not make the pod fail.
+    assert_eq!(phase, PodPhase::Succeeded, "{:#?}", p.msgs);
+    assert!(p
+        .log("loop", Stream::Stdout)
+        .starts_with("pass\npass\npass\n"));
+    let codes: Vec<_> = exits(&p, "loop");
+    assert!(codes.len() >= 3, "{codes:?}");
+}
+
+#[test]
+fn test_runtime_rejects_bad_pods_before_starting_anything() {
+    // A volumeMount naming no volume, a subPath escaping its volume, a
+    // container name used twice, a root filesystem path out of the share:
+    // peapod-init refuses the pod with a clear error and starts nothing.
+    if skip() {
+        return;
+    }
+    let bad: Vec<(&str, WirePod)> = vec![
+        (
+            "no volume",
+            pod(vec![with_mount(sh("a", "true"), "ghost", "/g", false)]),
+        ),
+        ("subPath", {
+            let mut c = with_mount(sh("a", "true"), "v", "/v", false);
+            c.volume_mounts[0].sub_path = Some("../../etc".into());
+            let mut p = pod(vec![c]);
+            p.volumes.push(empty_dir("v"));
+            p
+        }),
+        ("twice", pod(vec![sh("a", "true"), sh("a", "true")])),
+        ("rootfs", {
+            let mut c = sh("a", "true");
+            c.rootfs = "../..".into();
+            pod(vec![c])
+        }),
+    ];
+    for (what, spec) in bad {
+        let mut p = Pod::start(&spec);
+        let mut error = None;
+        while let Some(m) = p.recv() {
+            if let GuestMsg::Error { message } = &m {
+                error = Some(message.clone());
+            }
+        }
+        let error = error.unwrap_or_else(|| panic!("{what}: no error: {:#?}", p.msgs));
+        assert!(
+            p.msgs
+                .iter()
+                .all(|m| !matches!(m, GuestMsg::ContainerEvent { .. })),
+            "{what}: something started: {:#?}",
+            p.msgs
+        );
+        // The error names the field.
+        let needle = match what {
+            "no volume" => "containers[0].volume_mounts[0].volume",
+            "subPath" => "containers[0].volume_mounts[0].sub_path",
+            "twice" => "containers[1].name",
+            _ => "containers[0].rootfs",
+        };
+        assert!(error.contains(needle), "{what}: {error}");
+    }
 }
 
 /// The PID namespace of a process, as `pid:[inode]`.
@@ -1688,5 +1785,106 @@ fn test_runtime_sidecar_stopped_when_init_fails() {
             .as_ref()
             .is_some_and(|r| r.contains("init container bad failed")),
         "{reason:?}"
+    );
+}
+
+/// A pod network on 10.9.8.0/24, for an interface with MAC
+/// 52:54:00:12:34:56.
+fn test_network() -> peapod_proto::WireNetwork {
+    peapod_proto::WireNetwork {
+        mac: Some("52:54:00:12:34:56".into()),
+        address: "10.9.8.7".parse().unwrap(),
+        prefix_len: 24,
+        gateway: "10.9.8.1".parse().unwrap(),
+        mtu: 1400,
+        dns_servers: vec!["10.9.8.1".parse().unwrap()],
+        dns_search: vec!["svc.example".into(), "example".into()],
+        hosts: vec![peapod_proto::WireHostEntry {
+            ip: "10.1.1.1".parse().unwrap(),
+            names: vec!["db".into(), "db.internal".into()],
+        }],
+    }
+}
+
+#[test]
+fn test_runtime_network_configures_the_interface_and_etc_files() {
+    // The host gives the pod an interface (here one end of a veth pair the
+    // test creates in the pod's network namespace, as virtio-net would
+    // appear in a VM); peapod-init configures it before any container
+    // starts, and every container's /etc/hosts and /etc/resolv.conf come
+    // from the pod's network.
+    if skip() {
+        return;
+    }
+    let has_ip = Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_ip {
+        println!("skipped: needs iproute2's `ip` to give the pod an interface");
+        return;
+    }
+    let mut spec = pod(vec![sh(
+        "net",
+        "busybox ip -4 addr show dev eth0; busybox ip link show dev eth0; \
+         busybox ip -4 route; echo ---; cat /etc/hosts; echo ---; cat /etc/resolv.conf",
+    )]);
+    spec.network = Some(test_network());
+    let mut p = Pod::start_with(&spec, share(), |init| {
+        // Both ends in the pod's network namespace: nothing on the host.
+        let out = Command::new("ip")
+            .args(["link", "add", "eth0", "netns", &init.to_string()])
+            .args(["address", "52:54:00:12:34:56", "type", "veth"])
+            .args(["peer", "name", "peer0", "netns", &init.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip link add: {out:?}");
+    });
+    let (phase, _) = p.finish();
+    assert_eq!(phase, PodPhase::Succeeded, "{:#?}", p.msgs);
+    let out = p.log("net", Stream::Stdout);
+    for want in [
+        "inet 10.9.8.7/24",
+        "mtu 1400",
+        "default via 10.9.8.1 dev eth0",
+        "10.9.8.0/24 dev eth0",
+        "127.0.0.1\tlocalhost\n",
+        "\n10.9.8.7\tnative-pod\n",
+        "\n10.1.1.1\tdb\tdb.internal\n",
+        "---\nnameserver 10.9.8.1\nsearch svc.example example\n",
+    ] {
+        assert!(out.contains(want), "expected {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("127.0.1.1"), "{out}");
+}
+
+#[test]
+fn test_runtime_network_without_the_interface_fails_the_pod() {
+    // The pod names an interface the guest does not have: the pod fails
+    // before any container starts, saying which interface it looked for.
+    if skip() {
+        return;
+    }
+    let mut spec = pod(vec![sh("never", "echo started")]);
+    spec.network = Some(test_network());
+    let mut p = Pod::start(&spec);
+    let mut reason = None;
+    while let Some(m) = p.recv() {
+        if let GuestMsg::PodExited { phase, reason: r } = &m {
+            assert_eq!(*phase, PodPhase::Failed, "{:#?}", p.msgs);
+            reason = Some(r.clone());
+        }
+    }
+    let reason = reason.unwrap_or_else(|| panic!("no pod_exited: {:#?}", p.msgs));
+    assert!(
+        reason.contains("cannot configure eth0: no Ethernet interface has MAC 52:54:00:12:34:56"),
+        "{reason}"
+    );
+    assert!(
+        p.msgs
+            .iter()
+            .all(|m| !matches!(m, GuestMsg::ContainerEvent { .. })),
+        "something started: {:#?}",
+        p.msgs
     );
 }

@@ -371,6 +371,7 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
             max_ms: 1000,
         },
         share_process_namespace: false,
+        network: None,
     };
     conn.send(&HostMsg::RunPod(Box::new(pod))).unwrap();
     let mut stdout = Vec::new();
@@ -517,4 +518,71 @@ fn test_vm_virtio_fs_keeps_containers_inside_the_share() {
         "a container read a host file outside its image: {out:?}"
     );
     assert!(!out.stdout.contains("outside-marker"), "{out:?}");
+}
+
+#[test]
+fn test_vm_host_path_volume_and_sidecar() {
+    // A hostPath directory reaches the VM over its own virtio-fs share:
+    // the container reads what the host put there, writes back through it,
+    // and a readOnly mount of it refuses writes. A sidecar (an init
+    // container with restartPolicy Always) runs beside the app and is
+    // stopped once the app is done, without failing the pod.
+    let dir = TempDir::new("vm-hostpath");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let host = dir.0.join("hostdir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::write(host.join("from-host.txt"), "hello-from-host\n").unwrap();
+    dir.write(
+        "pod.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hostpath
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 5
+  volumes:
+    - name: host
+      hostPath: {{path: {host}, type: Directory}}
+  initContainers:
+    - name: tailer
+      image: busybox:latest
+      restartPolicy: Always
+      command: [sh, -c, "trap 'echo sidecar-got-term; exit 0' TERM; echo sidecar-up; while true; do sleep 0.2 & wait; done"]
+  containers:
+    - name: app
+      image: busybox:latest
+      command: [sh, -c, "cat /host/from-host.txt; echo from-guest > /host/from-guest.txt; (echo x > /ro/x) 2>/dev/null || echo ro-refused"]
+      volumeMounts:
+        - {{name: host, mountPath: /host}}
+        - {{name: host, mountPath: /ro, readOnly: true}}
+"#,
+            host = host.display()
+        ),
+    );
+    let script = format!(
+        "cd {}; exec env {} run pod.yaml",
+        dir.0.display(),
+        peapod_env()
+    );
+    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    assert_eq!(out.code, 0, "{out:?}");
+    for want in [
+        "[tailer] sidecar-up",
+        "[app] hello-from-host",
+        "[app] ro-refused",
+        "[tailer] sidecar-got-term",
+    ] {
+        assert!(out.stdout.contains(want), "expected {want:?}: {out:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(host.join("from-guest.txt")).unwrap(),
+        "from-guest\n"
+    );
+    assert!(
+        !host.join("x").exists(),
+        "the read-only mount wrote: {out:?}"
+    );
 }

@@ -172,7 +172,7 @@ pub fn on_guest_capable_kvm(cmd: &[&str]) -> Run {
     };
     for attempt in 1..=3 {
         let out: Run = Command::new(repo().join("scripts/kvm-runner"))
-            .args(["--user", &user, "--timeout", "600", "--"])
+            .args(["--user", &user, "--timeout", "300", "--"])
             .args(cmd)
             .current_dir(repo())
             .env("PEAPOD_KERNEL", &kernel)
