@@ -78,6 +78,7 @@ fn test_vmm_runs_cpl3_payload_through_serial_mmio_and_reset() {
         console_echo: false,
         vsock_uds: None,
         fs_shares: Vec::new(),
+        net: None,
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     vm.load_user_payload(&payload(), GuestAddress(PAYLOAD_AT))
@@ -112,6 +113,7 @@ fn test_vmm_stops_spinning_guest_at_deadline() {
         console_echo: false,
         vsock_uds: None,
         fs_shares: Vec::new(),
+        net: None,
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     // jmp $: never ready, never exits; the VMM must stop both vCPUs.
@@ -132,6 +134,7 @@ fn test_vmm_unhandled_io_reads_all_ones() {
         console_echo: false,
         vsock_uds: None,
         fs_shares: Vec::new(),
+        net: None,
     };
     let mut vm = Vm::new(&kvm, &cfg).unwrap();
     let mut c = Vec::new();

@@ -4,9 +4,11 @@
 
 pub mod boot;
 pub mod devices;
+pub mod net;
 pub mod vstate;
 
 use std::fs::File;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,7 @@ use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::serial::{SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
 use devices::virtio::fs::{passthrough_backend, Fs, FsError, FsHandler};
 use devices::virtio::mmio::{MmioTransport, MMIO_WINDOW, QUEUE_NOTIFY};
+use devices::virtio::net::{Net, NetError, NetHandler, NetLinkState, PasstStream};
 use devices::virtio::rng::{Rng, RngHandler};
 use devices::virtio::vsock::{Muxer, Vsock, VsockHandler, GUEST_CID};
 use vstate::kvm::{KvmFlavour, PVM_ADVICE};
@@ -92,6 +95,12 @@ pub enum VmmError {
     /// The virtio-fs share could not be set up.
     #[error("cannot share directory {} over virtio-fs", .0.display())]
     FsShare(PathBuf, #[source] FsError),
+    /// The network backend (passt) could not be used.
+    #[error("cannot connect to the network backend ({0})")]
+    ConnectNet(String, #[source] std::io::Error),
+    /// The virtio-net device could not be created.
+    #[error("cannot create the network device")]
+    CreateNet(#[source] NetError),
 }
 
 /// How the VM is built.
@@ -110,6 +119,31 @@ pub struct VmConfig {
     pub vsock_uds: Option<PathBuf>,
     /// Attach one virtio-fs device per share.
     pub fs_shares: Vec<FsShare>,
+    /// Attach virtio-net with passt behind it.
+    pub net: Option<NetConfig>,
+}
+
+/// The pod's network device (virtio-net over passt's stream socket).
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Where passt is.
+    pub backend: NetBackendSocket,
+    /// The guest's MAC address (unicast).
+    pub mac: [u8; 6],
+    /// The MTU offered to the guest (VIRTIO_NET_F_MTU); none: the driver's
+    /// default (1500).
+    pub mtu: Option<u16>,
+}
+
+/// How the VMM reaches passt.
+#[derive(Debug, Clone)]
+pub enum NetBackendSocket {
+    /// An already connected stream (`net::Passt::take_stream`). The VMM
+    /// uses a duplicate of the fd; passt (`--fd`, one-off) sees the end only
+    /// when every copy is closed, at the latest when the VMM exits.
+    Connected(Arc<UnixStream>),
+    /// The path of a passt started with `--socket`, connected by `Vm::new`.
+    Path(PathBuf),
 }
 
 /// One host directory shared with the guest over virtio-fs.
@@ -244,14 +278,15 @@ pub struct Vm {
     signal: StopSignal,
     event_manager: EventManager<Subscriber>,
     virtio_cmdline: Vec<(u64, u64, u32)>,
+    net_link: Option<NetLinkState>,
     /// When construction started (for timings).
     pub created: Instant,
 }
 
 impl Vm {
     /// Create the VM: memory, irqchip, PIT, vCPUs, serial, i8042, virtio-rng,
-    /// virtio-vsock when `cfg.vsock_uds` is set, and a virtio-fs device
-    /// per `cfg.fs_shares` entry.
+    /// virtio-vsock when `cfg.vsock_uds` is set, a virtio-fs device per
+    /// `cfg.fs_shares` entry, and virtio-net (last) when `cfg.net` is set.
     pub fn new(kvm: &Kvm, cfg: &VmConfig) -> Result<Vm, VmmError> {
         let created = Instant::now();
         let vm_fd = kvm.create_vm().map_err(VmmError::CreateVm)?;
@@ -354,6 +389,7 @@ impl Vm {
             signal,
             event_manager,
             virtio_cmdline: Vec::new(),
+            net_link: None,
             created,
         };
         let rng = Arc::new(Mutex::new(Rng::new()));
@@ -378,6 +414,21 @@ impl Vm {
             let queue_evts = vm.attach_virtio(fs.clone())?;
             vm.event_manager
                 .add_subscriber(Arc::new(Mutex::new(FsHandler::new(fs, queue_evts))));
+        }
+        if let Some(net) = &cfg.net {
+            let (what, stream) = match &net.backend {
+                NetBackendSocket::Connected(s) => ("connected stream".to_string(), s.try_clone()),
+                NetBackendSocket::Path(p) => (p.display().to_string(), UnixStream::connect(p)),
+            };
+            let backend = stream
+                .and_then(PasstStream::new)
+                .map_err(|e| VmmError::ConnectNet(what, e))?;
+            let dev = Net::new(net.mac, net.mtu, backend).map_err(VmmError::CreateNet)?;
+            vm.net_link = Some(dev.link_state());
+            let dev = Arc::new(Mutex::new(dev));
+            let queue_evts = vm.attach_virtio(dev.clone())?;
+            vm.event_manager
+                .add_subscriber(Arc::new(Mutex::new(NetHandler::new(dev, queue_evts))));
         }
         Ok(vm)
     }
@@ -414,6 +465,12 @@ impl Vm {
             .map_err(|_| VmmError::AttachDevice("virtio-mmio"))?;
         self.virtio_cmdline.push((base, MMIO_WINDOW, irq));
         Ok(evts)
+    }
+
+    /// Whether the pod's network backend is gone (`None`: no network
+    /// device); readable from any thread while the VM runs.
+    pub fn net_link(&self) -> Option<NetLinkState> {
+        self.net_link.clone()
     }
 
     /// Guest memory.

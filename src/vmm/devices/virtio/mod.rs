@@ -6,6 +6,7 @@
 
 pub mod fs;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 pub mod vsock;
 
