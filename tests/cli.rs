@@ -343,3 +343,51 @@ fn test_cli_refuses_dynamically_linked_init() {
         "{out:?}"
     );
 }
+
+#[test]
+fn test_cli_host_port_in_use_or_without_network_is_refused() {
+    // A hostPort the host already uses, and a hostPort on a pod without a
+    // network: refused before anything starts, naming the port.
+    let dir = TempDir::new("cli");
+    let (kernel, init) = fake_guest(&dir);
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let pod = dir.write(
+        "pod.yaml",
+        &format!("{GOOD}      ports: [{{containerPort: 80, hostPort: {port}}}]\n"),
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--kernel", &kernel, "--init", &init];
+        args.extend_from_slice(extra);
+        args.push(pod.to_str().unwrap());
+        let runtime = dir.0.join("runtime");
+        let out: Run = Command::new(peapod())
+            .args(&args)
+            .env("PEAPOD_CACHE", image_cache())
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .output()
+            .unwrap()
+            .into();
+        out
+    };
+    let out = run(&[]);
+    if !peapod::cli::run::passt_installed() {
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(out.stderr.contains("apt install passt"), "{out:?}");
+        return;
+    }
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("host port {port}")) && out.stderr.contains("already in use"),
+        "{out:?}"
+    );
+    let out = run(&["--network", "none"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("host port {port}")) && out.stderr.contains("no network"),
+        "{out:?}"
+    );
+    let out = run(&["-p", "80"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("-p 80"), "{out:?}");
+}

@@ -160,6 +160,7 @@ p exec web -c writer -- wget -q -O - http://127.0.0.1:8080/; echo "exec-wget=$?"
 p exec web -c writer -- sh -c 'echo out-$(hostname); exit 7'; echo "exec-rc=$?"
 p exec web -c nope -- true; echo "exec-missing=$?"
 echo stdin-data | p exec -i web -c httpd -- cat; echo "exec-stdin=$?"
+p exec -t web -c writer -- sh -c 'tty; exit 3'; echo "exec-tty=$?"
 p logs web -c writer | head -3
 p run -d web.yaml; echo "run-again=$?"
 p logs -f web -c writer > follow.txt 2>&1 &
@@ -191,6 +192,8 @@ p ps --output json
         "exec-missing=2",
         "stdin-data",
         "exec-stdin=0",
+        "/dev/pts/",
+        "exec-tty=3",
         "init-ran-first",
         "run-again=2",
         "stop=0",
@@ -256,6 +259,7 @@ fn test_vm_guest_mounts_virtio_fs_share() {
             path: share.0.clone(),
             read_only: true,
         }],
+        net: None,
     };
     let mut vm = peapod::vmm::Vm::new(&kvm, &cfg).unwrap();
     let init = std::fs::read(init_binary()).unwrap();
@@ -316,6 +320,7 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
             path: test_image().to_path_buf(),
             read_only: true,
         }],
+        net: None,
     };
     let mut vm = peapod::vmm::Vm::new(&kvm, &cfg).unwrap();
     let initrd =
@@ -585,5 +590,100 @@ spec:
     assert!(
         !out.stdout.lines().any(|l| l == "x"),
         "the read-only mount wrote: {out:?}"
+    );
+}
+
+#[test]
+fn test_vm_pod_network_through_passt() {
+    // The pod network without root: a virtio-net device backed by passt.
+    // Out: a container reaches a server on the host's loopback through the
+    // gateway address. In: busybox httpd in the pod, published as
+    // hostPort 18080, serves from the host what another container wrote
+    // into their shared volume (the seed's web example, whole). Two pods at
+    // once on different host ports; a third asking for a taken port is
+    // refused before it starts; --network none leaves only loopback.
+    let dir = TempDir::new("vm-net");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::create_dir(dir.0.join("www")).unwrap();
+    std::fs::write(dir.0.join("www/index.html"), "served-by-the-host\n").unwrap();
+    let pod = |name: &str, port: u16| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: html, emptyDir: {{}}}}]
+  containers:
+    - name: web
+      image: busybox:latest
+      command: [httpd, -f, -p, "8080", -h, /html]
+      ports: [{{containerPort: 8080, hostPort: {port}}}]
+      volumeMounts: [{{name: html, mountPath: /html}}]
+      resources: {{limits: {{cpu: 250m, memory: 32Mi}}}}
+    - name: writer
+      image: busybox:latest
+      command:
+        - sh
+        - -c
+        - |
+          echo page-of-{name} > /html/index.html
+          gw=$(ip route | awk '/^default/ {{print $3}}')
+          wget -q -O - http://$gw:18999/ && echo host-reached
+          exec sleep 3600
+      volumeMounts: [{{name: html, mountPath: /html}}]
+      resources: {{limits: {{cpu: 250m, memory: 32Mi}}}}
+"#
+        )
+    };
+    dir.write("a.yaml", &pod("net-a", 18080));
+    dir.write("b.yaml", &pod("net-b", 18081));
+    dir.write("clash.yaml", &pod("net-c", 18080));
+    dir.write(
+        "none.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: net-none}\nspec:\n  restartPolicy: Never\n  \
+         containers:\n  - name: c\n    image: busybox:latest\n    command: [sh, -c, \"echo links: \
+         $(ls /sys/class/net)\"]\n",
+    );
+    let script = format!(
+        r#"cd {dir}
+p() {{ env {env} "$@"; }}
+busybox httpd -p 127.0.0.1:18999 -h {dir}/www
+p run -d a.yaml; echo "run-a=$?"
+p run -d b.yaml; echo "run-b=$?"
+p run -d clash.yaml; echo "run-clash=$?"
+for i in $(seq 1 120); do p logs net-b -c writer 2>/dev/null | grep -q host-reached && break; sleep 0.5; done
+p logs net-a -c writer
+busybox wget -q -O - http://127.0.0.1:18080/
+busybox wget -q -O - http://127.0.0.1:18081/
+p rm -f net-a net-b
+p run --network none none.yaml; echo "run-none=$?"
+"#,
+        dir = dir.0.display(),
+        env = peapod_env(),
+    );
+    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    let o = &out.stdout;
+    for want in [
+        "run-a=0",
+        "run-b=0",
+        "run-clash=2",
+        "served-by-the-host",
+        "host-reached",
+        "page-of-net-a",
+        "page-of-net-b",
+        "[c] links: lo",
+        "run-none=0",
+    ] {
+        assert!(o.contains(want), "expected {want:?}: {out:?}");
+    }
+    assert!(
+        out.stderr.contains("host port 18080") && out.stderr.contains("already in use"),
+        "{out:?}"
+    );
+    assert!(
+        !o.contains("links: eth0") && !o.contains("lo eth0"),
+        "{out:?}"
     );
 }

@@ -184,6 +184,21 @@ fn mount_proc_dev(root: &Path) -> io::Result<()> {
         nosuid_nodev_noexec,
         None,
     )?;
+    // A read-only sysfs where the image has /sys, as Docker and the
+    // kubelet give containers (tools read interfaces and limits there);
+    // best effort: a container runs without it.
+    let sys_dir = root.join("sys");
+    if sys_dir.is_dir() {
+        if let Err(e) = sys::mount(
+            Some("sysfs"),
+            &sys_dir,
+            Some("sysfs"),
+            nosuid_nodev_noexec | libc::MS_RDONLY,
+            None,
+        ) {
+            eprintln!("peapod-init: no /sys in the container: {e}");
+        }
+    }
 
     let dev = root.join("dev");
     fs::create_dir_all(&dev).map_err(ctx_err("create /dev"))?;

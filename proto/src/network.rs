@@ -107,7 +107,7 @@ pub fn in_subnet(address: Ipv4Addr, prefix_len: u8, other: Ipv4Addr) -> bool {
 /// A DNS name that is safe in /etc/hosts and /etc/resolv.conf: dot-separated
 /// labels of 1 to 63 letters, digits, `-` or `_`, at most 253 characters,
 /// one trailing dot allowed.
-fn is_dns_name(name: &str) -> bool {
+pub fn is_dns_name(name: &str) -> bool {
     let bare = name.strip_suffix('.').unwrap_or(name);
     !bare.is_empty()
         && bare.len() <= 253

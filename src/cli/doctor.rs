@@ -72,6 +72,19 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode, Failure> {
         ),
         Err(e) => line(false, "peapod-init", e.to_string()),
     }
+    // Not fatal: pods still run with --network none.
+    match which("passt") {
+        Some(p) => println!(
+            "ok   {:<14} {} (the pod network: virtio-net backed by passt, rootless)",
+            "passt",
+            p.display()
+        ),
+        None => println!(
+            "warn {:<14} not installed: pods have no network (only --network none works); \
+             install it: apt install passt",
+            "passt"
+        ),
+    }
     let runner_ok = which("qemu-system-x86_64").is_some();
     println!(
         "info {:<14} {}",

@@ -12,7 +12,7 @@ use peapod_proto::{VolumeKind, WirePod};
 use super::{attach, image, native_pod, paths, Failure, GuestArgs};
 use crate::admission::{pod_cpu_request, Capacity, Ledger};
 use crate::sandbox::state::now_ns;
-use crate::sandbox::{self, Launch, PodState, Share, VmLaunch};
+use crate::sandbox::{self, Launch, NetLaunch, PodState, Publish, Share, VmLaunch};
 use crate::vmm::boot;
 use crate::vmm::vstate::kvm::{self, KvmFlavour, PVM_ADVICE};
 use crate::vmm::GUEST_MEMORY_OVERHEAD;
@@ -43,6 +43,15 @@ pub struct RunArgs {
     /// Give up if peapod-init is not ready after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 120)]
     pub boot_timeout: u64,
+    /// The pod's network: `passt` (the default: a virtio-net device backed
+    /// by passt, the host's address and routes, hostPorts published) or
+    /// `none` (loopback only; also the annotation `peapod.io/network: none`).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Network::Passt)]
+    pub network: Network,
+    /// Publish a container port on the host, as `[HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp]`
+    /// (in addition to the spec's hostPorts).
+    #[arg(short, long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
     /// Start the pod and return: it keeps running (`peapod ps`, `logs`,
     /// `exec`, `stop`, `rm`).
     #[arg(short, long)]
@@ -55,6 +64,115 @@ pub struct RunArgs {
     /// for diagnosing the VMM, not for running pods.
     #[arg(long, hide = true)]
     pub force_boot: bool,
+}
+
+/// The pod's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Network {
+    /// virtio-net with passt (rootless, no TAP device).
+    Passt,
+    /// Loopback only.
+    None,
+}
+
+/// The annotation that turns the network off (`none`).
+pub const NETWORK_ANNOTATION: &str = "peapod.io/network";
+
+/// Parse `-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp|/tcp]`.
+pub fn parse_publish(text: &str) -> Result<Publish, String> {
+    let bad = |why: &str| {
+        format!("-p {text}: {why}; write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp], e.g. -p 8080:80")
+    };
+    let (ports, udp) = match text.rsplit_once('/') {
+        Some((p, "udp")) => (p, true),
+        Some((p, "tcp")) => (p, false),
+        Some(_) => return Err(bad("the protocol is tcp or udp")),
+        None => (text, false),
+    };
+    let (ip, host, container) = match ports.rsplitn(3, ':').collect::<Vec<_>>()[..] {
+        [c, h] => (None, h, c),
+        [c, h, ip] => (Some(ip.trim_matches(['[', ']'])), h, c),
+        _ => return Err(bad("missing the container port")),
+    };
+    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
+    let host_ip = match ip {
+        None | Some("") => None,
+        Some(ip) => Some(
+            ip.parse()
+                .map_err(|_| bad("the host IP is not an address"))?,
+        ),
+    };
+    Ok(Publish {
+        host_ip,
+        host_port: port(host).ok_or_else(|| bad("the host port is not 1-65535"))?,
+        container_port: port(container).ok_or_else(|| bad("the container port is not 1-65535"))?,
+        udp,
+    })
+}
+
+/// The pod's network from the flags and the spec: `None` for loopback
+/// only. Checks what can be checked before anything starts: passt is
+/// installed, every host port is free.
+fn pod_network(args: &RunArgs, plan: &crate::spec::PodPlan) -> anyhow::Result<Option<NetLaunch>> {
+    let mut publish = Vec::new();
+    for c in plan.init_containers.iter().chain(&plan.containers) {
+        for (j, p) in c.ports.iter().enumerate() {
+            let Some(host_port) = p.host_port else {
+                continue;
+            };
+            let field = format!("container {} ports[{j}]", c.name);
+            let host_ip = match p.host_ip.as_deref() {
+                None | Some("") | Some("0.0.0.0") => None,
+                Some(ip) => Some(ip.parse().map_err(|_| {
+                    anyhow!(
+                        "{}: {field}.hostIP: {ip:?} is not an IP address",
+                        args.pod.display()
+                    )
+                })?),
+            };
+            publish.push(Publish {
+                host_ip,
+                host_port,
+                container_port: p.container_port,
+                udp: p.protocol == crate::spec::Protocol::Udp,
+            });
+        }
+    }
+    for p in &args.publish {
+        publish.push(parse_publish(p).map_err(|e| anyhow!(e))?);
+    }
+    let off = args.network == Network::None
+        || plan.annotations.get(NETWORK_ANNOTATION).map(String::as_str) == Some("none");
+    if off {
+        if let Some(p) = publish.first() {
+            return Err(anyhow!(
+                "{}: host port {} is published but the pod has no network (--network none or                  the {NETWORK_ANNOTATION} annotation); drop one of them",
+                args.pod.display(),
+                p.host_port
+            ));
+        }
+        return Ok(None);
+    }
+    if !passt_installed() {
+        return Err(anyhow!(
+            "the pod network needs passt, which is not installed: apt install passt (or run              the pod with --network none)"
+        ));
+    }
+    let forwards: Vec<_> = publish.iter().map(Publish::forward).collect();
+    crate::vmm::net::passt::check_forwards(&forwards)
+        .map_err(|e| anyhow!(e).context(format!("{}", args.pod.display())))?;
+    Ok(Some(NetLaunch {
+        publish,
+        host_aliases: plan.host_aliases.clone(),
+    }))
+}
+
+/// Whether `passt` is on the `PATH`.
+pub fn passt_installed() -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|d| std::fs::metadata(d.join("passt")).is_ok_and(|m| m.is_file()))
+    })
 }
 
 /// What `--isolation=namespace` says when not root.
@@ -122,6 +240,7 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
             let mem_bytes = plan.effective_memory() + GUEST_MEMORY_OVERHEAD;
             let vcpus = plan.vcpus().min(u32::from(boot::mptable::MAX_VCPUS)) as u8;
             let shares = vm_shares(&mut pod);
+            let net = pod_network(&args, &plan).map_err(usage)?;
             let vm = VmLaunch {
                 kernel,
                 mem_bytes,
@@ -129,6 +248,7 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
                 shares,
                 console_log: args.console_log.as_deref().map(absolute),
                 verbose_console: args.console,
+                net,
             };
             (mem_bytes, Some(vm))
         }
@@ -265,4 +385,37 @@ pub fn vm_shares(pod: &mut WirePod) -> Vec<Share> {
 /// Whether a flavour of KVM can run pods here (used by doctor).
 pub fn can_run_here(flavour: KvmFlavour) -> bool {
     flavour.can_boot_linux()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_publish_forms_and_errors() {
+        let p = parse_publish("8080:80").unwrap();
+        assert_eq!(
+            (p.host_ip, p.host_port, p.container_port, p.udp),
+            (None, 8080, 80, false)
+        );
+        let p = parse_publish("127.0.0.1:5353:53/udp").unwrap();
+        assert_eq!(p.host_ip, Some("127.0.0.1".parse().unwrap()));
+        assert!(p.udp);
+        let p = parse_publish("[::1]:8443:443/tcp").unwrap();
+        assert_eq!(p.host_ip, Some("::1".parse().unwrap()));
+        for bad in [
+            "80",
+            "0:80",
+            "8080:70000",
+            "x:80",
+            "1.2.3:8080:80",
+            "8080:80/sctp",
+        ] {
+            let e = parse_publish(bad).unwrap_err();
+            assert!(
+                e.contains(bad) && e.contains("HOST_PORT:CONTAINER_PORT"),
+                "{e}"
+            );
+        }
+    }
 }

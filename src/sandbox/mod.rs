@@ -115,6 +115,44 @@ pub struct Share {
     pub read_only: bool,
 }
 
+/// A host port published to a container port (`hostPort`, `-p`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    /// Bind only this host address (default: all).
+    pub host_ip: Option<std::net::IpAddr>,
+    /// The host port.
+    pub host_port: u16,
+    /// The container (guest) port.
+    pub container_port: u16,
+    /// UDP rather than TCP.
+    pub udp: bool,
+}
+
+impl Publish {
+    /// As the passt launcher takes it.
+    pub fn forward(&self) -> crate::vmm::net::PortForward {
+        crate::vmm::net::PortForward {
+            host_ip: self.host_ip,
+            host_port: self.host_port,
+            container_port: self.container_port,
+            protocol: if self.udp {
+                crate::vmm::net::Protocol::Udp
+            } else {
+                crate::vmm::net::Protocol::Tcp
+            },
+        }
+    }
+}
+
+/// The VM's network: virtio-net with passt behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetLaunch {
+    /// Host ports forwarded into the pod.
+    pub publish: Vec<Publish>,
+    /// Extra /etc/hosts entries (`spec.hostAliases`): (ip, names).
+    pub host_aliases: Vec<(std::net::IpAddr, Vec<String>)>,
+}
+
 /// The VM of a VM pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmLaunch {
@@ -130,6 +168,8 @@ pub struct VmLaunch {
     pub console_log: Option<PathBuf>,
     /// Kernel messages on the console (not `quiet`).
     pub verbose_console: bool,
+    /// The network; `None`: loopback only (`--network none`).
+    pub net: Option<NetLaunch>,
 }
 
 /// Everything a monitor needs, checked by the CLI beforehand.

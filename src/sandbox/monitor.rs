@@ -29,17 +29,20 @@ use anyhow::{anyhow, Context};
 use linux_loader::loader::Cmdline;
 use peapod_proto::{
     Connection, ContainerEvent, ContainerState, ExecId, GuestMsg, HostMsg, PodPhase, Termination,
-    GUEST_SHARE_DIR,
+    VolumeKind, WireHostEntry, WireNetwork, GUEST_SHARE_DIR,
 };
 
 use super::api::{Reply, Request, API_SOCKET};
 use super::crilog;
 use super::state::{now_ns, ContainerInfo, PodState};
-use super::{Isolation, Launch, Report, StartError, VmLaunch};
+use super::{Isolation, Launch, NetLaunch, Report, StartError, VmLaunch};
 use crate::admission::{AdmissionError, Capacity, Ledger, Reservation};
 use crate::vmm::boot::initramfs;
+use crate::vmm::net::{Passt, PasstConfig};
 use crate::vmm::vstate::kvm;
-use crate::vmm::{FsShare, GuestEnd, RunOutcome, Vm, VmConfig, VmStopper};
+use crate::vmm::{
+    FsShare, GuestEnd, NetBackendSocket, NetConfig, RunOutcome, Vm, VmConfig, VmStopper,
+};
 
 /// The vsock port the guest's agent connects to on the host.
 pub const AGENT_PORT: u32 = 1024;
@@ -87,6 +90,8 @@ struct Monitor {
     execs: Mutex<HashMap<ExecId, Sender<GuestMsg>>>,
     next_exec: AtomicU64,
     killer: Mutex<Option<Killer>>,
+    /// The pod's network as peapod-init configures it, once passt runs.
+    network: Mutex<Option<WireNetwork>>,
     /// Why the pod is being stopped, once it is.
     stopping: Mutex<Option<String>>,
     reporter: Arc<Reporter>,
@@ -378,6 +383,11 @@ fn prepare(
     redirect(2, Path::new(MONITOR_LOG));
     log::info!("monitor of pod {name} (pid {})", std::process::id());
 
+    let launch = &disk_empty_dirs(launch, &dir).map_err(|e| {
+        cleanup(failed(
+            e.context("cannot create the pod's emptyDir volumes"),
+        ))
+    })?;
     let mut state = PodState::new(name, &launch.spec_file, launch.isolation.word());
     state.memory = launch.memory;
     state.millicpu = launch.millicpu;
@@ -412,6 +422,7 @@ fn prepare(
         execs: Mutex::default(),
         next_exec: AtomicU64::new(1),
         killer: Mutex::new(None),
+        network: Mutex::new(None),
         stopping: Mutex::new(None),
         reporter: reporter.clone(),
         guest_ended: AtomicBool::new(false),
@@ -426,6 +437,45 @@ fn prepare(
         .spawn(move || serve_api(&m, &api))
         .map_err(|e| cleanup(failed(anyhow!(e))))?;
     Ok((monitor, reservation))
+}
+
+/// Where a VM pod's disk-medium emptyDir volumes live: `volumes/<name>` in
+/// the pod directory, each shared with the guest (writable, tag `ed<N>`)
+/// like a hostPath, so they take host disk, not the pod's memory, as in
+/// Kubernetes (`medium: Memory` stays a tmpfs in the guest). They go when
+/// the pod is removed.
+fn disk_empty_dirs(launch: &Launch, dir: &Path) -> anyhow::Result<Launch> {
+    let mut launch = launch.clone();
+    let Some(vm) = launch.vm.as_mut() else {
+        return Ok(launch);
+    };
+    for v in &mut launch.pod.volumes {
+        if !matches!(
+            v.kind,
+            VolumeKind::EmptyDir {
+                medium_memory: false,
+                ..
+            }
+        ) {
+            continue;
+        }
+        let path = dir.join("volumes").join(&v.name);
+        std::fs::create_dir_all(&path)?;
+        // Any container user may write, as in Kubernetes; the pod directory
+        // (0700) keeps other host users out.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+        let tag = format!(
+            "ed{}",
+            vm.shares.iter().filter(|s| s.tag.starts_with("ed")).count()
+        );
+        vm.shares.push(super::Share {
+            tag: tag.clone(),
+            path,
+            read_only: false,
+        });
+        v.kind = VolumeKind::HostPath { path: tag };
+    }
+    Ok(launch)
 }
 
 /// Run the pod to its end; returns the monitor's exit code.
@@ -494,7 +544,7 @@ fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
         .with_context(|| format!("cannot read {}", launch.init.display()))?;
     let agent = UnixListener::bind(format!("{VSOCK_SOCKET}_{AGENT_PORT}"))
         .context("cannot listen for the guest's agent")?;
-    let cfg = VmConfig {
+    let mut cfg = VmConfig {
         mem_bytes: vm_launch.mem_bytes,
         vcpus: vm_launch.vcpus,
         console_log: Some(PathBuf::from(CONSOLE_LOG)),
@@ -509,7 +559,25 @@ fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
                 read_only: s.read_only,
             })
             .collect(),
+        net: None,
     };
+    // passt before the VM, from this (the main, long-lived) thread: its
+    // parent-death signal follows the thread that started it.
+    let mut passt = None;
+    if let Some(net) = &vm_launch.net {
+        let (p, net_cfg, wire) = start_passt(net)?;
+        log::info!(
+            "network: passt (pid {}), pod address {}/{} via {}",
+            p.pid(),
+            wire.address,
+            wire.prefix_len,
+            wire.gateway
+        );
+        *lock(&monitor.network) = Some(wire);
+        cfg.net = Some(net_cfg);
+        passt = Some(p);
+        monitor.mark("passt ready");
+    }
     let initrd = initramfs::build(init).context("cannot build the initramfs")?;
     let mut vm = Vm::new(&kvm, &cfg)?;
     monitor.mark("VM created");
@@ -527,6 +595,11 @@ fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
     monitor.mark("first KVM_RUN");
     let outcome = vm.run(Some(Duration::from_secs(launch.boot_timeout_s)));
     monitor.guest_ended.store(true, Ordering::SeqCst);
+    if let Some(mut p) = passt.take() {
+        if let Some((status, stderr)) = p.try_exited() {
+            log::warn!("passt exited before the pod ({status}): {stderr}");
+        }
+    }
     if let Some(copy) = &vm_launch.console_log {
         if let Err(e) = std::fs::copy(CONSOLE_LOG, copy) {
             log::warn!("cannot copy the console log to {}: {e}", copy.display());
@@ -566,6 +639,96 @@ fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
         None => (true, String::new(), Vec::new()),
         Some(msg) => (false, msg, outcome.console_tail),
     })
+}
+
+/// Start the pod's passt; returns it, the VM's network device and what
+/// peapod-init is told (the address passt answers DHCP with, the host's
+/// resolvers, the MAC).
+fn start_passt(net: &NetLaunch) -> anyhow::Result<(Passt, NetConfig, WireNetwork)> {
+    let mut cfg = PasstConfig::new(std::env::current_dir()?);
+    cfg.forwards = net.publish.iter().map(super::Publish::forward).collect();
+    let mut passt = Passt::spawn(&cfg).context("cannot start passt for the pod network")?;
+    let stream = passt
+        .take_stream()
+        .context("passt's stream was already taken")?;
+    let ip = passt.guest_ipv4();
+    let mac = random_mac();
+    let (dns_servers, dns_search) = host_resolvers(ip.gateway);
+    let wire = WireNetwork {
+        mac: Some(
+            mac.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        ),
+        address: ip.address,
+        prefix_len: ip.prefix_len,
+        gateway: ip.gateway,
+        mtu: 1500,
+        dns_servers,
+        dns_search,
+        hosts: net
+            .host_aliases
+            .iter()
+            .map(|(ip, names)| WireHostEntry {
+                ip: *ip,
+                names: names.clone(),
+            })
+            .collect(),
+    };
+    let net_cfg = NetConfig {
+        backend: NetBackendSocket::Connected(Arc::new(stream)),
+        mac,
+        mtu: None,
+    };
+    Ok((passt, net_cfg, wire))
+}
+
+/// A locally administered unicast MAC, random per pod.
+fn random_mac() -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut mac);
+    }
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
+}
+
+/// The host's resolvers as the pod sees them through passt: the
+/// `nameserver`s of /etc/resolv.conf that are not loopback (at most 3),
+/// else the gateway (passt forwards DNS sent there to the host), and the
+/// `search` domains.
+fn host_resolvers(gateway: std::net::Ipv4Addr) -> (Vec<std::net::IpAddr>, Vec<String>) {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut servers = Vec::new();
+    let mut search = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => {
+                if let Some(ip) = words
+                    .next()
+                    .and_then(|w| w.parse::<std::net::IpAddr>().ok())
+                {
+                    if !ip.is_loopback() && ip.is_ipv4() && servers.len() < 3 {
+                        servers.push(ip);
+                    }
+                }
+            }
+            Some("search") => {
+                search = words
+                    .filter(|w| peapod_proto::network::is_dns_name(w))
+                    .take(6)
+                    .map(str::to_owned)
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    if servers.is_empty() {
+        servers.push(std::net::IpAddr::V4(gateway));
+    }
+    (servers, search)
 }
 
 /// The guest kernel's command line for this pod.
@@ -726,7 +889,9 @@ fn connect_guest(
     m.mark("peapod-init ready");
     conn.get_ref().set_read_timeout(None)?;
     let mut writer = Connection::new(conn.get_ref().try_clone()?);
-    writer.send(&HostMsg::RunPod(Box::new(m.launch.pod.clone())))?;
+    let mut pod = m.launch.pod.clone();
+    pod.network = lock(&m.network).clone();
+    writer.send(&HostMsg::RunPod(Box::new(pod)))?;
     *lock(&m.guest) = Some(writer);
     m.update(|s| s.started_ns = Some(now_ns()));
     Ok(conn)

@@ -50,6 +50,8 @@ pub struct PodPlan {
     pub active_deadline_seconds: Option<u64>,
     /// `spec.shareProcessNamespace`: containers see each other's processes.
     pub share_process_namespace: bool,
+    /// `spec.hostAliases`: extra /etc/hosts lines, (ip, hostnames).
+    pub host_aliases: Vec<(std::net::IpAddr, Vec<String>)>,
 }
 
 /// One container of the pod, app or init.
@@ -357,6 +359,7 @@ mod tests {
             termination_grace_period_seconds: 30,
             active_deadline_seconds: None,
             share_process_namespace: false,
+            host_aliases: Vec::new(),
         }
     }
 

@@ -50,6 +50,65 @@ pub(crate) struct PodSecurity {
 }
 
 impl Checker<'_> {
+    /// `spec.hostAliases`: `[{ip, hostnames: [...]}]`, written to every
+    /// container's /etc/hosts (with the pod network).
+    fn host_aliases(
+        &self,
+        raw: Option<&serde_yaml::Value>,
+    ) -> Result<Vec<(std::net::IpAddr, Vec<String>)>, SpecError> {
+        let Some(raw) = raw else {
+            return Ok(Vec::new());
+        };
+        let list = raw
+            .as_sequence()
+            .ok_or_else(|| self.invalid("spec.hostAliases", "must be a list of {ip, hostnames}"))?;
+        let mut out = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            let at = |f: &str| format!("spec.hostAliases[{i}].{f}");
+            let map = item.as_mapping().ok_or_else(|| {
+                self.invalid(format!("spec.hostAliases[{i}]"), "must be {ip, hostnames}")
+            })?;
+            for key in map.keys() {
+                let k = key.as_str().unwrap_or("");
+                if k != "ip" && k != "hostnames" {
+                    return Err(self.invalid(
+                        format!("spec.hostAliases[{i}].{k}"),
+                        "unknown field; a host alias has `ip` and `hostnames`",
+                    ));
+                }
+            }
+            let ip = map
+                .get("ip")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| self.invalid(at("ip"), "is required (an IP address)"))?;
+            let ip: std::net::IpAddr = ip
+                .parse()
+                .map_err(|_| self.invalid(at("ip"), format!("{ip:?} is not an IP address")))?;
+            let names: Vec<String> = map
+                .get("hostnames")
+                .and_then(|v| v.as_sequence())
+                .map(|s| {
+                    s.iter()
+                        .map(|n| n.as_str().unwrap_or("").to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if names.is_empty() {
+                return Err(self.invalid(at("hostnames"), "must list at least one host name"));
+            }
+            for (j, n) in names.iter().enumerate() {
+                if !peapod_proto::network::is_dns_name(n) {
+                    return Err(self.invalid(
+                        format!("spec.hostAliases[{i}].hostnames[{j}]"),
+                        format!("{n:?} is not a host name (letters, digits, '-', '.')"),
+                    ));
+                }
+            }
+            out.push((ip, names));
+        }
+        Ok(out)
+    }
+
     pub fn invalid(&self, path: impl Into<String>, problem: impl Into<String>) -> SpecError {
         SpecError::Invalid {
             file: self.file.to_owned(),
@@ -304,6 +363,7 @@ pub(crate) fn pod_plan(pod: Pod, file: &str) -> Result<PodPlan, SpecError> {
         termination_grace_period_seconds,
         active_deadline_seconds,
         share_process_namespace: spec.share_process_namespace.unwrap_or(false),
+        host_aliases: c.host_aliases(spec.host_aliases.as_ref())?,
     };
     c.unique_host_ports(&plan)?;
 
@@ -517,12 +577,6 @@ impl Checker<'_> {
         }
         if spec.dns_config.is_some() {
             self.warn_ignored("spec.dnsConfig", "peapod configures the guest's DNS itself");
-        }
-        if spec.host_aliases.is_some() {
-            self.warn_ignored(
-                "spec.hostAliases",
-                "peapod does not write extra /etc/hosts entries yet",
-            );
         }
         if let Some(sc) = &spec.security_context {
             let behavioural = [

@@ -638,3 +638,36 @@ fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
+
+#[test]
+fn test_host_aliases_parsed_and_checked() {
+    let plan = ok(&with_spec(
+        "  hostAliases:\n  - ip: 10.1.2.3\n    hostnames: [db, db.local]\n  - ip: \"::1\"\n    hostnames: [six]\n",
+    ));
+    assert_eq!(
+        plan.host_aliases,
+        [
+            (
+                "10.1.2.3".parse().unwrap(),
+                vec!["db".to_owned(), "db.local".to_owned()]
+            ),
+            ("::1".parse().unwrap(), vec!["six".to_owned()]),
+        ]
+    );
+    assert_err(
+        &with_spec("  hostAliases:\n  - ip: 10.1.2\n    hostnames: [db]\n"),
+        &["spec.hostAliases[0].ip", "not an IP address"],
+    );
+    assert_err(
+        &with_spec("  hostAliases:\n  - ip: 10.1.2.3\n    hostnames: [\"bad name\"]\n"),
+        &["spec.hostAliases[0].hostnames[0]"],
+    );
+    assert_err(
+        &with_spec("  hostAliases:\n  - ip: 10.1.2.3\n"),
+        &["spec.hostAliases[0].hostnames", "at least one"],
+    );
+    assert_err(
+        &with_spec("  hostAliases:\n  - ip: 10.1.2.3\n    hostnames: [a]\n    extra: 1\n"),
+        &["spec.hostAliases[0].extra"],
+    );
+}
