@@ -58,6 +58,27 @@ fn io_err<'a>(
     }
 }
 
+/// The runtime directory must be ours and private: in a shared temp
+/// directory, another user could have made it first.
+fn check_private(dir: &Path) -> Result<(), AdmissionError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    if meta.file_type().is_symlink() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(AdmissionError::Ledger {
+            action: "trust",
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "it is not a private directory of this user (owner, mode 0700, no symlink); \
+                 remove it or set XDG_RUNTIME_DIR to a directory of yours",
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A held lock on the ledger (released on drop, when the file closes).
 struct Locked {
     _file: File,
@@ -94,6 +115,7 @@ impl Ledger {
             .mode(0o700)
             .create(&self.dir)
             .map_err(io_err("create the directory of", &self.dir))?;
+        check_private(&self.dir)?;
         let path = self.dir.join(".ledger.lock");
         let file = OpenOptions::new()
             .create(true)
@@ -406,9 +428,26 @@ mod tests {
     }
 
     #[test]
+    fn test_ledger_refuses_a_directory_others_can_enter() {
+        let (ledger, dir) = tmp_ledger("shared");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        let err = ledger.reserve("x", MI, 0, &cap(GI, 1000)).unwrap_err();
+        let why = std::error::Error::source(&err).unwrap().to_string();
+        assert!(err.to_string().contains("cannot trust"), "{err}");
+        assert!(why.contains("not a private directory"), "{why}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn test_ledger_corrupt_file_is_a_clear_error() {
         let (ledger, dir) = tmp_ledger("corrupt");
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .unwrap();
         std::fs::write(dir.join(".ledger.json"), b"{not json").unwrap();
         let err = ledger
             .reserve("x", MI, 0, &cap(GI, 1000))

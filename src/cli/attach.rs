@@ -152,6 +152,12 @@ pub fn attach(name: &str, mut started: Started, args: &RunArgs) -> Result<ExitCo
     while matches!(started.monitor.try_wait(), Ok(None)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
+    if matches!(started.monitor.try_wait(), Ok(None)) {
+        // Its guest said the pod ended but the VM did not: end it.
+        log::warn!("the pod's monitor did not exit after the pod ended: killing it");
+        let _ = started.monitor.kill();
+        let _ = started.monitor.wait();
+    }
     if let Ok(s) = PodState::load(&dir) {
         last = s;
     }
@@ -167,11 +173,9 @@ pub fn attach(name: &str, mut started: Started, args: &RunArgs) -> Result<ExitCo
     result
 }
 
-/// The pod's grace period, as the spec set it (the monitor applies it).
+/// The pod's grace period (the monitor applies it).
 fn grace_period(state: &PodState) -> u64 {
-    crate::spec::load(&state.spec_file)
-        .map(|p| p.termination_grace_period_seconds)
-        .unwrap_or(30)
+    state.grace_period_s
 }
 
 /// Exit 0 when the pod succeeded, else 1 with the reason.

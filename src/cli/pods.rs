@@ -264,8 +264,11 @@ pub fn stop(args: StopArgs) -> Result<ExitCode, Failure> {
         },
     )?;
     // The monitor kills the pod itself if the grace period is not enough.
-    let grace = args.timeout.unwrap_or(30);
-    if !wait_monitor_gone(&dir, Duration::from_secs(grace + 60)) {
+    let grace = args.timeout.unwrap_or(state.grace_period_s);
+    if !wait_monitor_gone(
+        &dir,
+        Duration::from_secs(grace.saturating_add(60).min(86_400)),
+    ) {
         return Err(Failure::Runtime(anyhow!(
             "pod {} did not stop; `peapod rm -f {}` kills it",
             args.pod,
@@ -296,7 +299,13 @@ pub fn rm(args: RmArgs) -> Result<ExitCode, Failure> {
 
 fn rm_one(name: &str, force: bool) -> Result<(), Failure> {
     let (dir, state) = sandbox::find(name).map_err(usage)?;
-    if !state.ended() && state.monitor_alive() {
+    // An ended pod's monitor is finishing (last state, reservation): give
+    // it a moment before counting it as running.
+    if state.ended() && state.monitor_alive() {
+        wait_monitor_gone(&dir, Duration::from_secs(20));
+    }
+    let state = PodState::load(&dir).unwrap_or(state);
+    if state.monitor_alive() {
         if !force {
             return Err(usage(anyhow!(
                 "pod {name} is {}; stop it first (`peapod stop {name}`) or use `peapod rm -f`",

@@ -41,7 +41,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub timings: bool,
     /// Give up if peapod-init is not ready after this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub boot_timeout: u64,
     /// The pod's network: `passt` (the default: a virtio-net device backed
     /// by passt, the host's address and routes, hostPorts published) or
@@ -141,12 +142,21 @@ fn pod_network(args: &RunArgs, plan: &crate::spec::PodPlan) -> anyhow::Result<Op
     for p in &args.publish {
         publish.push(parse_publish(p).map_err(|e| anyhow!(e))?);
     }
-    let off = args.network == Network::None
-        || plan.annotations.get(NETWORK_ANNOTATION).map(String::as_str) == Some("none");
+    let off = match plan.annotations.get(NETWORK_ANNOTATION).map(String::as_str) {
+        None | Some("passt") => args.network == Network::None,
+        Some("none") => true,
+        Some(other) => {
+            return Err(anyhow!(
+                "{}: metadata.annotations[\"{NETWORK_ANNOTATION}\"]: {other:?} is not a network \
+                 mode; use \"none\" (loopback only) or \"passt\" (the default)",
+                args.pod.display()
+            ))
+        }
+    };
     if off {
         if let Some(p) = publish.first() {
             return Err(anyhow!(
-                "{}: host port {} is published but the pod has no network (--network none or                  the {NETWORK_ANNOTATION} annotation); drop one of them",
+                "{}: host port {} is published but the pod has no network (--network none or the {NETWORK_ANNOTATION} annotation); drop one of them",
                 args.pod.display(),
                 p.host_port
             ));
@@ -155,7 +165,7 @@ fn pod_network(args: &RunArgs, plan: &crate::spec::PodPlan) -> anyhow::Result<Op
     }
     if !passt_installed() {
         return Err(anyhow!(
-            "the pod network needs passt, which is not installed: apt install passt (or run              the pod with --network none)"
+            "the pod network needs passt, which is not installed: apt install passt (or run the pod with --network none)"
         ));
     }
     let forwards: Vec<_> = publish.iter().map(Publish::forward).collect();

@@ -10,6 +10,9 @@ use std::path::Path;
 use peapod_proto::{Connection, Stream};
 use serde::{Deserialize, Serialize};
 
+/// How long a one-shot request may take.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The socket's name in the pod directory.
 pub const API_SOCKET: &str = "api.sock";
 
@@ -90,6 +93,9 @@ pub fn connect_clone(conn: &Connection<UnixStream>) -> io::Result<Connection<Uni
 /// Send one request and read its one reply.
 pub fn call(pod_dir: &Path, req: &Request) -> io::Result<Reply> {
     let mut conn = connect(pod_dir)?;
+    // A monitor that does not answer must not hang the CLI.
+    conn.get_ref().set_read_timeout(Some(CALL_TIMEOUT))?;
+    conn.get_ref().set_write_timeout(Some(CALL_TIMEOUT))?;
     conn.send(req).map_err(io::Error::other)?;
     conn.recv::<Reply>()
         .map_err(io::Error::other)?

@@ -18,12 +18,32 @@ use peapod_proto::Stream;
 /// The directory of the logs in a pod directory.
 pub const LOGS_DIR: &str = "logs";
 
-/// The log file of a container's `restart`th run.
+/// Whether `name` can be a container's log directory: a DNS-1123 label,
+/// as Kubernetes container names are (never `..`, `/` or empty).
+pub fn is_container_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The log file of a container's `restart`th run. `container` must pass
+/// [`is_container_name`] (the writer checks).
 pub fn log_path(pod_dir: &Path, container: &str, restart: u32) -> PathBuf {
     pod_dir
         .join(LOGS_DIR)
         .join(container)
         .join(format!("{restart}.log"))
+}
+
+fn bad_name(container: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{container:?} is not a container name"),
+    )
 }
 
 /// The restart numbers that have a log file, in order.
@@ -104,6 +124,9 @@ pub struct Writer {
 impl Writer {
     /// Start the log of `container`'s `restart`th run (closing the last).
     pub fn start(&mut self, pod_dir: &Path, container: &str, restart: u32) -> io::Result<()> {
+        if !is_container_name(container) {
+            return Err(bad_name(container));
+        }
         let path = log_path(pod_dir, container, restart);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -123,6 +146,9 @@ impl Writer {
         data: &[u8],
         partial: bool,
     ) -> io::Result<()> {
+        if !is_container_name(container) {
+            return Err(bad_name(container));
+        }
         if !self.open.contains_key(container) {
             self.start(pod_dir, container, 0)?;
         }
@@ -230,22 +256,17 @@ impl Follower {
             let Some((run, offset)) = self.current else {
                 break;
             };
-            let path = log_path(&self.pod_dir, &self.container, run);
-            let mut data = Vec::new();
-            if let Ok(mut f) = File::open(&path) {
-                if f.seek(SeekFrom::Start(offset)).is_ok() {
-                    let _ = f.read_to_end(&mut data);
-                }
-            }
-            self.current = Some((run, offset + data.len() as u64));
-            self.pending.extend_from_slice(&data);
-            self.take_records(&mut out);
-            // A later run's file means this one is complete.
+            self.read_from(run, offset, &mut out);
+            // A later run's file means this one is complete (the writer
+            // never appends to it again): read what came before the switch.
             let next = restarts(&self.pod_dir, &self.container)
                 .into_iter()
                 .find(|&r| r > run);
             match next {
                 Some(r) => {
+                    if let Some((_, offset)) = self.current {
+                        self.read_from(run, offset, &mut out);
+                    }
                     self.pending.clear();
                     self.flush(&mut out);
                     self.current = Some((r, 0));
@@ -257,6 +278,26 @@ impl Follower {
             self.flush(&mut out);
         }
         out
+    }
+
+    /// Read run `run`'s file from `offset` to its end (in bounded pieces).
+    fn read_from(&mut self, run: u32, offset: u64, out: &mut Vec<Line>) {
+        let path = log_path(&self.pod_dir, &self.container, run);
+        let mut at = offset;
+        if let Ok(mut f) = File::open(&path) {
+            if f.seek(SeekFrom::Start(offset)).is_ok() {
+                let mut buf = vec![0u8; 1 << 20];
+                while let Ok(n) = f.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    at += n as u64;
+                    self.pending.extend_from_slice(&buf[..n]);
+                    self.take_records(out);
+                }
+            }
+        }
+        self.current = Some((run, at));
     }
 
     fn take_records(&mut self, out: &mut Vec<Line>) {
@@ -333,6 +374,31 @@ mod tests {
             text,
             format!("{ts} stdout F a\n{ts} stdout F b\n{ts} stderr P half\n{ts} stderr F tail\n")
         );
+    }
+
+    #[test]
+    fn test_writer_refuses_names_that_are_not_container_names() {
+        let dir = std::env::temp_dir().join(format!("peapod-crilog-names-{}", std::process::id()));
+        let mut w = Writer::default();
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "/etc",
+            "a/b",
+            "A",
+            "-a",
+            "a-",
+            &"a".repeat(64),
+        ] {
+            assert!(w.start(&dir, bad, 0).is_err(), "{bad:?}");
+            assert!(
+                w.write(&dir, bad, 0, Stream::Stdout, b"x", false).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(!dir.exists(), "nothing was created");
+        assert!(is_container_name("log-collector2"));
     }
 
     #[test]

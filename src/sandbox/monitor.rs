@@ -21,7 +21,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,12 @@ const INIT_SOCKET: &str = "init.sock";
 pub const CONSOLE_LOG: &str = "console.log";
 /// The monitor's own log in the pod directory.
 pub const MONITOR_LOG: &str = "monitor.log";
+/// Exec output messages buffered per session before it is dropped.
+const EXEC_BACKLOG: usize = 1024;
+/// How long a guest that said the pod ended may take to end its VM.
+const END_GRACE: Duration = Duration::from_secs(15);
+/// Longest a write to the guest may block before the guest counts as hung.
+const GUEST_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a stop's grace period, how long the guest has to end by itself
 /// before it is killed.
 const STOP_SLACK: Duration = Duration::from_secs(15);
@@ -72,6 +78,29 @@ impl Reporter {
     }
 }
 
+/// At most a few warnings about a misbehaving guest per minute, so a
+/// hostile one cannot fill the monitor's log.
+#[derive(Default)]
+struct WarnLimit(Mutex<(Option<Instant>, u32)>);
+
+impl WarnLimit {
+    fn warn(&self, what: impl FnOnce() -> String) {
+        let mut w = lock(&self.0);
+        let now = Instant::now();
+        if w.0
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(60))
+        {
+            *w = (Some(now), 0);
+        }
+        w.1 += 1;
+        if w.1 <= 5 {
+            log::warn!("{}", what());
+        } else if w.1 == 6 {
+            log::warn!("more guest warnings this minute are not logged");
+        }
+    }
+}
+
 /// How the monitor ends the pod by force.
 enum Killer {
     Vm(VmStopper),
@@ -86,8 +115,9 @@ struct Monitor {
     logs: Mutex<crilog::Writer>,
     /// The write side of the guest connection, once connected.
     guest: Mutex<Option<Connection<UnixStream>>>,
-    /// Exec sessions waiting for the guest's replies.
-    execs: Mutex<HashMap<ExecId, Sender<GuestMsg>>>,
+    /// Exec sessions waiting for the guest's replies (bounded: a session
+    /// whose client does not read is ended, never buffered without limit).
+    execs: Mutex<HashMap<ExecId, SyncSender<GuestMsg>>>,
     next_exec: AtomicU64,
     killer: Mutex<Option<Killer>>,
     /// The pod's network as peapod-init configures it, once passt runs.
@@ -95,6 +125,9 @@ struct Monitor {
     /// Why the pod is being stopped, once it is.
     stopping: Mutex<Option<String>>,
     reporter: Arc<Reporter>,
+    guest_warnings: WarnLimit,
+    /// This monitor, for threads it starts.
+    me: Mutex<std::sync::Weak<Monitor>>,
     /// The guest (VM or native init) has ended.
     guest_ended: AtomicBool,
     started: Instant,
@@ -119,10 +152,22 @@ impl Monitor {
         self.update(|s| s.timings.push((what.to_owned(), ms)));
     }
 
+    /// Send to peapod-init; false when it cannot be reached. A guest that
+    /// stops reading for [`GUEST_WRITE_TIMEOUT`] is killed: nothing else
+    /// could stop it then.
     fn send_guest(&self, msg: &HostMsg) -> bool {
-        match lock(&self.guest).as_mut() {
-            Some(conn) => conn.send(msg).is_ok(),
-            None => false,
+        let sent = match lock(&self.guest).as_mut() {
+            Some(conn) => conn.send(msg).map_err(|e| e.to_string()),
+            None => return false,
+        };
+        match sent {
+            Ok(()) => true,
+            Err(e) => {
+                log::warn!("cannot write to peapod-init ({e}): killing the pod");
+                lock(&self.guest).take();
+                self.kill();
+                false
+            }
         }
     }
 
@@ -150,26 +195,43 @@ impl Monitor {
         }
         let grace = grace_period_s.unwrap_or(self.launch.pod.grace_period_s);
         log::info!("stopping the pod ({why}; grace period {grace} s)");
-        if !self.send_guest(&HostMsg::StopPod {
-            grace_period_s: grace,
-        }) {
-            return self.kill();
-        }
+        // The watchdog first: a guest that does not read must not keep the
+        // pod alive.
         let me = Arc::downgrade(self);
         let _ = std::thread::Builder::new()
             .name("stop-watchdog".into())
             .spawn(move || {
-                std::thread::sleep(Duration::from_secs(grace) + STOP_SLACK);
+                std::thread::sleep(Duration::from_secs(grace).saturating_add(STOP_SLACK));
                 if let Some(me) = me.upgrade() {
                     log::warn!("the pod did not end after its grace period: killing it");
                     me.kill();
                 }
             });
+        if !self.send_guest(&HostMsg::StopPod {
+            grace_period_s: grace,
+        }) {
+            self.kill();
+        }
+    }
+
+    /// Whether the pod has a container of this name (the guest cannot make
+    /// the monitor write anywhere else).
+    fn known(&self, container: &str) -> bool {
+        let known = lock(&self.state).container(container).is_some();
+        if !known {
+            self.guest_warnings.warn(|| {
+                format!("peapod-init named a container the pod does not have: {container:?}")
+            });
+        }
+        known
     }
 
     /// A message from peapod-init.
     fn on_guest(&self, msg: GuestMsg) {
         match msg {
+            GuestMsg::Log { ref container, .. }
+            | GuestMsg::ContainerEvent { ref container, .. }
+                if !self.known(container) => {}
             GuestMsg::Log {
                 container,
                 stream,
@@ -197,14 +259,29 @@ impl Monitor {
             | GuestMsg::ExecExited { exec_id, .. } => {
                 let ended = matches!(msg, GuestMsg::ExecExited { .. });
                 let mut execs = lock(&self.execs);
-                if let Some(tx) = execs.get(&exec_id) {
-                    let _ = tx.send(msg);
-                }
-                if ended {
+                let full = match execs.get(&exec_id) {
+                    Some(tx) => matches!(tx.try_send(msg), Err(TrySendError::Full(_))),
+                    None => false,
+                };
+                if ended || full {
+                    // Dropping the sender ends a session that does not keep
+                    // up: its client hears so.
                     execs.remove(&exec_id);
                 }
             }
             GuestMsg::PodExited { phase, reason } => {
+                // The guest resets right after; one that does not is ended.
+                if let Some(me) = self.me.lock().unwrap_or_else(|e| e.into_inner()).upgrade() {
+                    let _ = std::thread::Builder::new()
+                        .name("end-watchdog".into())
+                        .spawn(move || {
+                            std::thread::sleep(END_GRACE);
+                            if !me.guest_ended.load(Ordering::SeqCst) {
+                                log::warn!("the guest did not end after the pod did: killing it");
+                                me.kill();
+                            }
+                        });
+                }
                 let stopped = lock(&self.stopping).clone();
                 self.update(|s| {
                     s.phase = phase;
@@ -219,14 +296,15 @@ impl Monitor {
                 });
             }
             GuestMsg::Error { message } => {
-                log::warn!("peapod-init: {message}");
+                self.guest_warnings
+                    .warn(|| format!("peapod-init: {message}"));
                 // `exec <id>: why`: that exec session could not start.
                 let id = message
                     .strip_prefix("exec ")
                     .and_then(|rest| rest.split_once(':'))
                     .and_then(|(id, _)| id.parse::<ExecId>().ok());
                 if let Some(tx) = id.and_then(|id| lock(&self.execs).get(&id).cloned()) {
-                    let _ = tx.send(GuestMsg::Error { message });
+                    let _ = tx.try_send(GuestMsg::Error { message });
                 }
             }
             other => log::debug!("from peapod-init: {other:?}"),
@@ -291,6 +369,18 @@ impl Monitor {
 /// `peapod __monitor`: read the launch from stdin, run the pod, exit when
 /// it ended.
 pub fn main() -> ExitCode {
+    // Descriptors the caller left open (a held lock, a pipe) must not live
+    // as long as the pod, nor reach passt or peapod-init.
+    // SAFETY: close_range on descriptors this process does not use; it
+    // only sets close-on-exec.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     let mut input = Vec::new();
     let launch: Launch = match std::io::stdin()
         .read_to_end(&mut input)
@@ -392,6 +482,7 @@ fn prepare(
     state.memory = launch.memory;
     state.millicpu = launch.millicpu;
     state.vcpus = launch.vm.as_ref().map_or(0, |v| v.vcpus);
+    state.grace_period_s = launch.pod.grace_period_s;
     let image = |c: &str| {
         launch
             .images
@@ -425,9 +516,12 @@ fn prepare(
         network: Mutex::new(None),
         stopping: Mutex::new(None),
         reporter: reporter.clone(),
+        guest_warnings: WarnLimit::default(),
+        me: Mutex::new(std::sync::Weak::new()),
         guest_ended: AtomicBool::new(false),
         started: Instant::now(),
     });
+    *lock(&monitor.me) = Arc::downgrade(&monitor);
     monitor.mark("admitted");
     let api = UnixListener::bind(API_SOCKET)
         .map_err(|e| cleanup(failed(anyhow!(e).context("cannot listen on api.sock"))))?;
@@ -846,7 +940,9 @@ fn connect_guest(
     timeout: Duration,
 ) -> anyhow::Result<Connection<UnixStream>> {
     listener.set_nonblocking(true)?;
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
     let stream = loop {
         match listener.accept() {
             Ok((s, _)) => break s,
@@ -889,6 +985,9 @@ fn connect_guest(
     m.mark("peapod-init ready");
     conn.get_ref().set_read_timeout(None)?;
     let mut writer = Connection::new(conn.get_ref().try_clone()?);
+    writer
+        .get_ref()
+        .set_write_timeout(Some(GUEST_WRITE_TIMEOUT))?;
     let mut pod = m.launch.pod.clone();
     pod.network = lock(&m.network).clone();
     writer.send(&HostMsg::RunPod(Box::new(pod)))?;
@@ -1005,7 +1104,7 @@ fn exec(
         return refuse(&mut conn, "no command to run".into());
     }
     let exec_id = m.next_exec.fetch_add(1, Ordering::SeqCst);
-    let (tx, rx): (Sender<GuestMsg>, Receiver<GuestMsg>) = mpsc::channel();
+    let (tx, rx): (SyncSender<GuestMsg>, Receiver<GuestMsg>) = mpsc::sync_channel(EXEC_BACKLOG);
     lock(&m.execs).insert(exec_id, tx);
     let sent = m.send_guest(&HostMsg::Exec {
         exec_id,
@@ -1095,8 +1194,13 @@ fn exec(
                 break;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let message = if m.guest_ended.load(Ordering::SeqCst) || lock(&m.guest).is_none() {
+                    format!("pod {pod} ended")
+                } else {
+                    "the exec session's output was not read fast enough; it was dropped".into()
+                };
                 let _ = conn.send(&Reply::Error {
-                    message: format!("pod {pod} ended"),
+                    message,
                     usage: false,
                 });
                 break;

@@ -42,6 +42,9 @@ pub struct PodState {
     pub millicpu: u64,
     /// vCPUs of the VM (0 in namespace mode).
     pub vcpus: u8,
+    /// `terminationGracePeriodSeconds`.
+    #[serde(default)]
+    pub grace_period_s: u64,
     /// Init containers first, then app containers, in spec order.
     pub containers: Vec<ContainerInfo>,
     /// The last guest console lines, when the VM ended abnormally.
@@ -90,6 +93,7 @@ impl PodState {
             memory: 0,
             millicpu: 0,
             vcpus: 0,
+            grace_period_s: 30,
             containers: Vec::new(),
             console_tail: Vec::new(),
             timings: Vec::new(),
