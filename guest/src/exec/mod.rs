@@ -426,10 +426,11 @@ fn read_some(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn request(command: &[&str]) -> Request {
+    /// A request to run `command` with every default.
+    pub(super) fn request(command: &[&str]) -> Request {
         Request {
             exec_id: 1,
             command: command.iter().map(|s| s.to_string()).collect(),

@@ -294,6 +294,7 @@ fn child_setup(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::request;
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -320,18 +321,6 @@ mod tests {
             uid: 1000,
             gid: 1001,
             cgroup_procs: vec![],
-        }
-    }
-
-    fn request(command: &[&str]) -> Request {
-        Request {
-            exec_id: 1,
-            command: command.iter().map(|s| s.to_string()).collect(),
-            tty: false,
-            stdin: false,
-            env: vec![],
-            working_dir: None,
-            user: None,
         }
     }
 

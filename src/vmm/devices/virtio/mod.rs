@@ -132,6 +132,17 @@ impl Interrupt {
     }
 }
 
+/// Copy the bytes of a device's config space at `offset` into `data`;
+/// what lies past its end (or a wild offset) reads as zero.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    data.fill(0);
+    let Some(start) = usize::try_from(offset).ok().filter(|s| *s < config.len()) else {
+        return;
+    };
+    let n = data.len().min(config.len() - start);
+    data[..n].copy_from_slice(&config[start..start + n]);
+}
+
 /// What the MMIO transport needs from a device.
 pub trait VirtioDevice: Send {
     /// Virtio device type.
@@ -159,4 +170,21 @@ pub trait VirtioDevice: Send {
     ) -> Result<(), ActivateError>;
     /// Stop the device and forget its queues.
     fn reset(&mut self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_read_config_bytes_zero_fills_past_the_end() {
+        let config = [1u8, 2, 3, 4];
+        let mut data = [9u8; 3];
+        read_config_bytes(&config, 2, &mut data);
+        assert_eq!(data, [3, 4, 0]);
+        read_config_bytes(&config, 4, &mut data);
+        assert_eq!(data, [0, 0, 0]);
+        read_config_bytes(&config, u64::MAX, &mut data);
+        assert_eq!(data, [0, 0, 0]);
+    }
 }

@@ -370,15 +370,7 @@ impl<B: NetBackend> VirtioDevice for Net<B> {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let config = self.config();
-        data.fill(0);
-        let Ok(start) = usize::try_from(offset) else {
-            return;
-        };
-        if start < config.len() {
-            let n = data.len().min(config.len() - start);
-            data[..n].copy_from_slice(&config[start..start + n]);
-        }
+        crate::vmm::devices::virtio::read_config_bytes(&self.config(), offset, data);
     }
 
     fn activate(

@@ -200,15 +200,7 @@ impl<B: VsockBackend> VirtioDevice for Vsock<B> {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let config = self.cid.to_le_bytes();
-        data.fill(0);
-        let Ok(start) = usize::try_from(offset) else {
-            return;
-        };
-        if start < config.len() {
-            let n = data.len().min(config.len() - start);
-            data[..n].copy_from_slice(&config[start..start + n]);
-        }
+        crate::vmm::devices::virtio::read_config_bytes(&self.cid.to_le_bytes(), offset, data);
     }
 
     fn activate(
