@@ -232,8 +232,8 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
 
     // 2. Guest artifacts.
     let init = paths::init(&args.guest);
-    let init_bytes = paths::read_init(&init).map_err(usage)?;
-    drop(init_bytes);
+    // The monitor reads it again for the initramfs; this checks it first.
+    paths::read_init(&init).map_err(usage)?;
     let kernel = if args.isolation == Isolation::Vm {
         let kernel = paths::kernel(&args.guest);
         boot::check_kernel(&kernel.path)
