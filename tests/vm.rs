@@ -678,3 +678,110 @@ p run --network none none.yaml; echo "run-none=$?"
         "{out:?}"
     );
 }
+
+#[test]
+fn test_vm_pod_network_udp_dns_and_passt_exit() {
+    // UDP both ways: a container's datagram to the host's loopback (through
+    // the gateway address) comes back from an echo server there, and one
+    // sent from the host to hostPort 18997/UDP is echoed by a container.
+    // DNS: a container looks up a name that only the test's resolver knows
+    // (on the runner's 127.0.0.1:53, the host's resolver there) through its
+    // /etc/resolv.conf. Then passt is killed under the running pod: `ps`
+    // and `inspect` say the network is down and why, and the pod goes on
+    // (exec still works: it does not need the network).
+    let dir = TempDir::new("vm-udp");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tools = dir.0.join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    std::fs::copy(nettool_binary(), tools.join("peapod-nettool")).unwrap();
+    let in_runner = !host_boots_guests();
+    dir.write(
+        "udp.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: net-udp}}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{{name: tools, hostPath: {{path: {tools}, type: Directory}}}}]
+  containers:
+    - name: echo
+      image: busybox:latest
+      command: [/tools/peapod-nettool, udp-echo, "0.0.0.0:9999"]
+      ports: [{{containerPort: 9999, hostPort: 18997, protocol: UDP}}]
+      volumeMounts: [{{name: tools, mountPath: /tools, readOnly: true}}]
+      resources: {{limits: {{cpu: 250m, memory: 32Mi}}}}
+    - name: client
+      image: busybox:latest
+      command:
+        - sh
+        - -c
+        - |
+          gw=$(ip route | awk '/^default/ {{print $3}}')
+          /tools/peapod-nettool udp-ping $gw:18998 from-the-pod --timeout 30 && echo udp-out-ok
+          sed 's/^/resolv.conf: /' /etc/resolv.conf
+          nslookup pod-test.peapod.example && echo dns-ok
+          echo client-done
+          exec sleep 3600
+      volumeMounts: [{{name: tools, mountPath: /tools, readOnly: true}}]
+      resources: {{limits: {{cpu: 250m, memory: 32Mi}}}}
+"#,
+            tools = tools.display()
+        ),
+    );
+    let dns = if in_runner {
+        "$T dns-serve 127.0.0.1:53 pod-test.peapod.example=192.0.2.77 2>$HOME/dns.log & d=$!"
+    } else {
+        "d=; echo 'note: DNS is checked in the runner only (its resolver is on 127.0.0.1:53)' >&2"
+    };
+    let script = format!(
+        r#"cd {dir}
+p() {{ env {env} "$@"; }}
+T={dir}/tools/peapod-nettool
+$T udp-echo 127.0.0.1:18998 & e=$!
+{dns}
+p run -d udp.yaml; echo "run=$?"
+for i in $(seq 1 120); do p logs net-udp -c client 2>/dev/null | grep -q '^client-done' && break; sleep 0.5; done
+sleep 1
+p logs net-udp -c client
+$T udp-ping 127.0.0.1:18997 from-the-host --timeout 30 && echo udp-in-ok
+pod_dir=$(p inspect net-udp | sed -n 's/^  "directory": "\(.*\)",$/\1/p')
+kill -9 "$(cat "$pod_dir/passt.pid")" && echo passt-killed
+for i in $(seq 1 50); do p inspect net-udp | grep -q '"down": "passt exited' && break; sleep 0.2; done
+p inspect net-udp | grep '"down"\|"status"'
+p ps 2>&1
+p exec net-udp -c client -- echo exec-without-network
+p rm -f net-udp
+kill $e $d 2>/dev/null
+cat "$HOME/dns.log" 2>/dev/null
+"#,
+        dir = dir.0.display(),
+        env = peapod_env(),
+    );
+    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    let o = &out.stdout;
+    for want in [
+        "run=0",
+        "reply: from-the-pod",
+        "udp-out-ok",
+        "reply: from-the-host",
+        "udp-in-ok",
+        "passt-killed",
+        "\"status\": \"Running\"",
+        "\"down\": \"passt exited (signal: 9",
+        "exec-without-network",
+    ] {
+        assert!(o.contains(want), "expected {want:?}: {out:?}");
+    }
+    assert!(
+        o.contains("net-udp: network down: passt exited"),
+        "ps says why: {out:?}"
+    );
+    if in_runner {
+        assert!(o.contains("resolv.conf: nameserver 10.0.2.2"), "{out:?}");
+        assert!(
+            o.contains("192.0.2.77") && o.contains("dns-ok"),
+            "the lookup went through passt to the host's resolver: {out:?}"
+        );
+    }
+}

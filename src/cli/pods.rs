@@ -160,7 +160,11 @@ pub fn ps(args: PsArgs) -> Result<ExitCode, Failure> {
             age(r.created_ns)
         );
     }
-    for r in rows.iter().filter(|r| r.status == "Dead") {
+    let network_down = |r: &&PsRow| r.status == "Running" && r.reason.contains("network down");
+    for r in rows
+        .iter()
+        .filter(|r| r.status == "Dead" || network_down(r))
+    {
         eprintln!("{}: {}", r.name, r.reason);
     }
     Ok(ExitCode::SUCCESS)

@@ -128,6 +128,18 @@ pub struct Publish {
     pub udp: bool,
 }
 
+impl std::fmt::Display for Publish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.host_ip {
+            Some(std::net::IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
+            Some(ip) => write!(f, "{ip}:")?,
+            None => {}
+        }
+        let proto = if self.udp { "udp" } else { "tcp" };
+        write!(f, "{}->{}/{proto}", self.host_port, self.container_port)
+    }
+}
+
 impl Publish {
     /// As the passt launcher takes it.
     pub fn forward(&self) -> crate::vmm::net::PortForward {

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -34,14 +35,15 @@ use peapod_proto::{
 
 use super::api::{Reply, Request, API_SOCKET};
 use super::crilog;
-use super::state::{now_ns, ContainerInfo, PodState};
+use super::state::{now_ns, ContainerInfo, PodNetwork, PodState};
 use super::{Isolation, Launch, NetLaunch, Report, StartError, VmLaunch};
 use crate::admission::{AdmissionError, Capacity, Ledger, Reservation};
 use crate::vmm::boot::initramfs;
 use crate::vmm::net::{Passt, PasstConfig};
 use crate::vmm::vstate::kvm;
 use crate::vmm::{
-    FsShare, GuestEnd, NetBackendSocket, NetConfig, RunOutcome, Vm, VmConfig, VmStopper,
+    FsShare, GuestEnd, NetBackendSocket, NetConfig, NetLinkState, RunOutcome, Vm, VmConfig,
+    VmStopper,
 };
 
 /// The vsock port the guest's agent connects to on the host.
@@ -667,6 +669,15 @@ fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
             wire.prefix_len,
             wire.gateway
         );
+        let shown = PodNetwork {
+            address: format!("{}/{}", wire.address, wire.prefix_len),
+            gateway: wire.gateway.to_string(),
+            dns: wire.dns_servers.iter().map(ToString::to_string).collect(),
+            ports: net.publish.iter().map(ToString::to_string).collect(),
+            passt_pid: p.pid(),
+            down: None,
+        };
+        monitor.update(|s| s.network = Some(shown));
         *lock(&monitor.network) = Some(wire);
         cfg.net = Some(net_cfg);
         passt = Some(p);
@@ -675,6 +686,10 @@ fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
     let initrd = initramfs::build(init).context("cannot build the initramfs")?;
     let mut vm = Vm::new(&kvm, &cfg)?;
     monitor.mark("VM created");
+    let passt_watch = match passt.take() {
+        Some(p) => Some(watch_passt(monitor, p, vm.net_link())?),
+        None => None,
+    };
     let cmdline = guest_cmdline(monitor, vm_launch)?;
     vm.load_linux(&vm_launch.kernel, &initrd, cmdline)?;
     monitor.mark("kernel loaded");
@@ -689,10 +704,9 @@ fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
     monitor.mark("first KVM_RUN");
     let outcome = vm.run(Some(Duration::from_secs(launch.boot_timeout_s)));
     monitor.guest_ended.store(true, Ordering::SeqCst);
-    if let Some(mut p) = passt.take() {
-        if let Some((status, stderr)) = p.try_exited() {
-            log::warn!("passt exited before the pod ({status}): {stderr}");
-        }
+    if let Some(watch) = passt_watch {
+        // It sees the end within a poll and drops (kills) passt.
+        let _ = watch.join();
     }
     if let Some(copy) = &vm_launch.console_log {
         if let Err(e) = std::fs::copy(CONSOLE_LOG, copy) {
@@ -733,6 +747,62 @@ fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
         None => (true, String::new(), Vec::new()),
         Some(msg) => (false, msg, outcome.console_tail),
     })
+}
+
+/// How often the passt watcher looks at passt.
+const PASST_POLL: Duration = Duration::from_millis(200);
+
+/// Watch the pod's passt until the guest ends, then kill it (by dropping
+/// it). If passt exits first, the pod loses its network but goes on (exec,
+/// logs and stop work over vsock): the state says why, for `ps` and
+/// `inspect`.
+fn watch_passt(
+    monitor: &Arc<Monitor>,
+    mut passt: Passt,
+    link: Option<NetLinkState>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let m = monitor.clone();
+    let watch = move || {
+        while !m.guest_ended.load(Ordering::SeqCst) {
+            let mut exited = passt.try_exited();
+            if exited.is_none() && link.as_ref().is_some_and(NetLinkState::is_down) {
+                // The connection broke first: give passt a moment to be
+                // reapable, for its status.
+                std::thread::sleep(PASST_POLL);
+                exited = passt.try_exited();
+            }
+            let why = match exited {
+                Some((status, stderr)) => {
+                    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+                    match last {
+                        Some(line) => format!("passt exited ({status}): {}", line.trim()),
+                        None => format!("passt exited ({status})"),
+                    }
+                }
+                None if link.as_ref().is_some_and(NetLinkState::is_down) => {
+                    "passt closed the pod's network connection".to_owned()
+                }
+                None => {
+                    std::thread::sleep(PASST_POLL);
+                    continue;
+                }
+            };
+            log::warn!(
+                "network down: {why}; the pod runs on without a network (see {})",
+                passt.log_path().display()
+            );
+            m.update(|s| {
+                if let Some(n) = s.network.as_mut() {
+                    n.down = Some(why);
+                }
+            });
+            return;
+        }
+    };
+    std::thread::Builder::new()
+        .name("passt-watch".into())
+        .spawn(watch)
+        .context("cannot start the passt watcher")
 }
 
 /// Start the pod's passt; returns it, the VM's network device and what
@@ -788,39 +858,70 @@ fn random_mac() -> [u8; 6] {
     mac
 }
 
-/// The host's resolvers as the pod sees them through passt: the
-/// `nameserver`s of /etc/resolv.conf that are not loopback (at most 3),
-/// else the gateway (passt forwards DNS sent there to the host), and the
+/// systemd-resolved's list of the real upstream servers, for hosts whose
+/// /etc/resolv.conf names only its loopback stub (127.0.0.53).
+const RESOLVED_UPSTREAMS: &str = "/run/systemd/resolve/resolv.conf";
+
+/// The host's resolvers as the pod sees them through passt, and the
 /// `search` domains.
-fn host_resolvers(gateway: std::net::Ipv4Addr) -> (Vec<std::net::IpAddr>, Vec<String>) {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let mut servers = Vec::new();
-    let mut search = Vec::new();
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("nameserver") => {
-                if let Some(ip) = words
-                    .next()
-                    .and_then(|w| w.parse::<std::net::IpAddr>().ok())
-                {
-                    if !ip.is_loopback() && ip.is_ipv4() && servers.len() < 3 {
+fn host_resolvers(gateway: Ipv4Addr) -> (Vec<IpAddr>, Vec<String>) {
+    let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+    choose_resolvers(
+        &read("/etc/resolv.conf"),
+        || read(RESOLVED_UPSTREAMS),
+        gateway,
+    )
+}
+
+/// The pod's resolvers from the host's resolv.conf: its non-loopback IPv4
+/// `nameserver`s (at most 3), which the pod reaches through passt like any
+/// other address. A loopback resolver cannot be reached that way: for
+/// systemd-resolved's stub the pod gets the stub's upstreams (as Podman
+/// does); otherwise the gateway, which passt maps to the host's
+/// 127.0.0.1, where such a resolver (dnsmasq, unbound) listens.
+fn choose_resolvers(
+    resolv_conf: &str,
+    resolved_upstreams: impl FnOnce() -> String,
+    gateway: Ipv4Addr,
+) -> (Vec<IpAddr>, Vec<String>) {
+    let parse = |text: &str| {
+        let mut servers = Vec::new();
+        let mut search = Vec::new();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") => {
+                    if let Some(ip) = words.next().and_then(|w| w.parse::<IpAddr>().ok()) {
                         servers.push(ip);
                     }
                 }
+                Some("search") => {
+                    search = words
+                        .filter(|w| peapod_proto::network::is_dns_name(w))
+                        .take(6)
+                        .map(str::to_owned)
+                        .collect();
+                }
+                _ => {}
             }
-            Some("search") => {
-                search = words
-                    .filter(|w| peapod_proto::network::is_dns_name(w))
-                    .take(6)
-                    .map(str::to_owned)
-                    .collect();
-            }
-            _ => {}
         }
+        (servers, search)
+    };
+    let reachable = |servers: &[IpAddr]| -> Vec<IpAddr> {
+        servers
+            .iter()
+            .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .take(3)
+            .copied()
+            .collect()
+    };
+    let (listed, search) = parse(resolv_conf);
+    let mut servers = reachable(&listed);
+    if servers.is_empty() && listed.contains(&IpAddr::V4(Ipv4Addr::new(127, 0, 0, 53))) {
+        servers = reachable(&parse(&resolved_upstreams()).0);
     }
     if servers.is_empty() {
-        servers.push(std::net::IpAddr::V4(gateway));
+        servers.push(IpAddr::V4(gateway));
     }
     (servers, search)
 }
@@ -1218,4 +1319,46 @@ fn exec(
 /// The guest-side path of a share.
 pub fn guest_share_path(tag: &str) -> String {
     format!("{GUEST_SHARE_DIR}/{tag}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GW: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn test_resolvers_are_the_hosts_reachable_ones() {
+        let conf = "# comment\nnameserver 192.0.2.53\nnameserver ::1\nnameserver 127.0.0.1\n\
+                    nameserver 198.51.100.1\nnameserver 198.51.100.2\nnameserver 198.51.100.3\n\
+                    search corp.example bad..name example.com\n";
+        let (servers, search) = choose_resolvers(conf, || unreachable!(), GW);
+        assert_eq!(
+            servers,
+            ips(&["192.0.2.53", "198.51.100.1", "198.51.100.2"])
+        );
+        assert_eq!(search, ["corp.example", "example.com"]);
+    }
+
+    #[test]
+    fn test_resolvers_behind_a_loopback_resolver() {
+        // dnsmasq or unbound on 127.0.0.1: the gateway, which passt maps
+        // to the host's loopback.
+        let (servers, _) = choose_resolvers("nameserver 127.0.0.1\n", String::new, GW);
+        assert_eq!(servers, ips(&["10.0.2.2"]));
+        // systemd-resolved's stub: its upstreams.
+        let upstreams = || "nameserver 203.0.113.7\nnameserver 127.0.0.1\n".to_owned();
+        let (servers, _) = choose_resolvers("nameserver 127.0.0.53\n", upstreams, GW);
+        assert_eq!(servers, ips(&["203.0.113.7"]));
+        // ...unless it has none: the gateway.
+        let (servers, _) = choose_resolvers("nameserver 127.0.0.53\n", String::new, GW);
+        assert_eq!(servers, ips(&["10.0.2.2"]));
+        // No resolv.conf at all.
+        let (servers, search) = choose_resolvers("", String::new, GW);
+        assert_eq!((servers, search.len()), (ips(&["10.0.2.2"]), 0));
+    }
 }

@@ -54,6 +54,28 @@ pub struct PodState {
     /// started).
     #[serde(default)]
     pub timings: Vec<(String, f64)>,
+    /// The pod network (VM pods with passt); `None` with `--network none`
+    /// and in namespace mode.
+    #[serde(default)]
+    pub network: Option<PodNetwork>,
+}
+
+/// The pod's network as `inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodNetwork {
+    /// The pod's address, `ADDRESS/PREFIX`.
+    pub address: String,
+    /// Its default gateway (the host, through passt).
+    pub gateway: String,
+    /// The resolvers in the containers' /etc/resolv.conf.
+    pub dns: Vec<String>,
+    /// Published ports, `[HOST_IP:]HOST_PORT->CONTAINER_PORT/PROTOCOL`.
+    pub ports: Vec<String>,
+    /// passt's process id.
+    pub passt_pid: u32,
+    /// Why the pod lost its network (passt exited), once it has.
+    #[serde(default)]
+    pub down: Option<String>,
 }
 
 /// One container in [`PodState`].
@@ -97,6 +119,7 @@ impl PodState {
             containers: Vec::new(),
             console_tail: Vec::new(),
             timings: Vec::new(),
+            network: None,
         }
     }
 
@@ -138,6 +161,13 @@ impl PodState {
                  `peapod rm {}` cleans up",
                 self.monitor_pid, self.name
             ),
+            Liveness::Phase(PodPhase::Running | PodPhase::Pending) => {
+                match self.network.as_ref().and_then(|n| n.down.as_deref()) {
+                    Some(down) if self.reason.is_empty() => format!("network down: {down}"),
+                    Some(down) => format!("{}; network down: {down}", self.reason),
+                    None => self.reason.clone(),
+                }
+            }
             Liveness::Phase(_) => self.reason.clone(),
         }
     }

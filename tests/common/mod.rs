@@ -286,6 +286,13 @@ pub fn init_binary() -> &'static Path {
     })
 }
 
+/// peapod-nettool (tests/nettool): UDP echo, a tiny DNS server and TCP
+/// measurements, static, so the same binary runs on the host and in a pod.
+pub fn nettool_binary() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| script_output("scripts/build-nettool"))
+}
+
 /// A container of the busybox test image (`rootfs` in the share) running
 /// `sh -c script` as root.
 pub fn sh(name: &str, script: &str) -> peapod_proto::WireContainer {
