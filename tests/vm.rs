@@ -21,12 +21,29 @@ fn peapod_env() -> String {
 fn test_vm_runs_hello_pod_rootless() {
     // examples/hello.yaml end to end: its container's output comes back
     // from the guest with its name, the pod's result is the exit code.
+    // Then Ctrl-C while the VM boots ends the pod and leaves nothing.
     let script = format!(
-        "echo uid=$(id -u); exec env {} run --timings examples/hello.yaml",
-        peapod_env()
+        r#"echo uid=$(id -u)
+p() {{ env {env} "$@"; }}
+p run --timings examples/hello.yaml; echo "hello=$?"
+env {env} run examples/hello.yaml & r=$!
+for i in $(seq 1 300); do p ps --output json | grep -q '"status": "Pending"' && break; sleep 0.05; done
+kill -INT $r; wait $r; echo "interrupted=$?"
+p ps --output json | tr -d ' 
+'; echo
+pgrep -u "$(id -u)" -x passt || pgrep -u "$(id -u)" -f '[_]_monitor' || echo no-processes-left
+"#,
+        env = peapod_env()
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     assert_eq!(out.code, 0, "{out:?}");
+    for want in ["hello=0", "interrupted=130", "\n[]\n", "no-processes-left"] {
+        assert!(out.stdout.contains(want), "expected {want:?}: {out:?}");
+    }
+    assert!(
+        out.stderr.contains("interrupted before it started"),
+        "{out:?}"
+    );
     assert!(out.stdout.contains("[hello] hello from hello"), "{out:?}");
     assert!(
         out.stderr.contains("peapod-init ready") && out.stderr.contains("VMM RSS excl. guest"),
@@ -144,8 +161,9 @@ fn test_vm_pod_lifecycle_detached_exec_logs_stop_rm() {
     // One VM pod through its whole life as an unprivileged user: run -d,
     // ps, exec (localhost to the other container, exit codes, errors),
     // logs, logs -f, a second run of the name refused, stop with the grace
-    // period, rm; then a monitor killed with -9 shows as Dead and rm
-    // cleans up its state and reservation.
+    // period, rm (also of directories a container left locked in the
+    // volume); then a monitor killed with -9 shows as Dead and rm cleans up
+    // its state and reservation.
     let dir = TempDir::new("vm-life");
     std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     dir.write("web.yaml", WEB_POD);
@@ -161,6 +179,7 @@ p exec web -c writer -- sh -c 'echo out-$(hostname); exit 7'; echo "exec-rc=$?"
 p exec web -c nope -- true; echo "exec-missing=$?"
 echo stdin-data | p exec -i web -c httpd -- cat; echo "exec-stdin=$?"
 p exec -t web -c writer -- sh -c 'tty; exit 3'; echo "exec-tty=$?"
+p exec web -c writer -- sh -c 'mkdir -p /html/locked/sub && touch /html/locked/sub/f && chmod 555 /html/locked/sub && chmod 0 /html/locked'; echo "locked=$?"
 p logs web -c writer | head -3
 p run -d web.yaml; echo "run-again=$?"
 p logs -f web -c writer > follow.txt 2>&1 &
@@ -194,6 +213,7 @@ p ps --output json
         "exec-stdin=0",
         "/dev/pts/",
         "exec-tty=3",
+        "locked=0",
         "init-ran-first",
         "run-again=2",
         "stop=0",

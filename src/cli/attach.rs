@@ -7,10 +7,10 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -45,51 +45,111 @@ pub fn print_line(prefix: Option<&str>, timestamps: bool, line: &Line) {
     };
 }
 
-/// Block SIGINT and SIGTERM here and in threads started later, and hand
-/// them to a thread that stops the pod (the first time) or kills it.
-pub fn stop_on_signals(dir: &Path, name: &str, grace_s: u64) -> std::io::Result<()> {
-    // SAFETY: a zeroed sigset_t is a valid argument for sigemptyset, and
-    // every pointer passed points to that local set.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(std::io::Error::from_raw_os_error(rc));
-        }
-        set
-    };
-    let dir = dir.to_owned();
-    let name = name.to_owned();
-    let count = Arc::new(AtomicU32::new(0));
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || loop {
-            let mut sig = 0;
-            // SAFETY: `set` is an initialised sigset_t and `sig` a valid
-            // out-pointer; both outlive the call.
-            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                return;
+/// What SIGINT (Ctrl-C) and SIGTERM do to an attached run.
+enum Phase {
+    /// The monitor runs but the pod has not started: kill the monitor (the
+    /// VMM, and with it the VM and passt); `run` then removes the pod.
+    Starting { monitor: u32 },
+    /// The pod runs: stop it with its grace period, kill it the second
+    /// time.
+    Running {
+        dir: PathBuf,
+        name: String,
+        grace_s: u64,
+    },
+}
+
+/// The signal thread of an attached run: SIGINT and SIGTERM are blocked in
+/// every thread and taken by it, so they act on the pod, never just end
+/// the CLI while the pod goes on.
+pub struct Signals {
+    phase: Arc<Mutex<Phase>>,
+    received: Arc<AtomicU32>,
+}
+
+impl Signals {
+    /// Block the signals here (and in threads started later: call it
+    /// before starting any) and start the thread, with the pod starting
+    /// under `monitor`.
+    pub fn install(monitor: u32) -> std::io::Result<Signals> {
+        // SAFETY: a zeroed sigset_t is a valid argument for sigemptyset,
+        // and every pointer passed points to that local set.
+        let set = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                return Err(std::io::Error::from_raw_os_error(rc));
             }
-            let what = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
-            let req = if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                log::warn!(
-                    "received {what}: stopping pod {name} ({grace_s} s grace period; again to kill it)"
-                );
-                Request::Stop {
-                    grace_period_s: None,
+            set
+        };
+        let signals = Signals {
+            phase: Arc::new(Mutex::new(Phase::Starting { monitor })),
+            received: Arc::new(AtomicU32::new(0)),
+        };
+        let phase = signals.phase.clone();
+        let received = signals.received.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || loop {
+                let mut sig = 0;
+                // SAFETY: `set` is an initialised sigset_t and `sig` a valid
+                // out-pointer; both outlive the call.
+                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                    return;
                 }
-            } else {
-                log::warn!("received {what}: killing pod {name}");
-                Request::Kill {}
-            };
-            if let Err(e) = api::call(&dir, &req) {
-                log::warn!("cannot reach the pod's monitor: {e}");
-            }
-        })?;
-    Ok(())
+                let what = if sig == libc::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                let first = received.fetch_add(1, Ordering::SeqCst) == 0;
+                match &*phase.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Phase::Starting { monitor } => {
+                        log::warn!("received {what} while the pod starts: ending it");
+                        // SAFETY: kill has no memory effects. The monitor
+                        // is our child and not yet waited for, so its pid
+                        // cannot have been reused.
+                        unsafe { libc::kill(*monitor as libc::pid_t, libc::SIGKILL) };
+                    }
+                    Phase::Running { dir, name, grace_s } => {
+                        let req = if first {
+                            log::warn!(
+                                "received {what}: stopping pod {name} ({grace_s} s grace period; \
+                                 again to kill it)"
+                            );
+                            Request::Stop {
+                                grace_period_s: None,
+                            }
+                        } else {
+                            log::warn!("received {what}: killing pod {name}");
+                            Request::Kill {}
+                        };
+                        if let Err(e) = api::call(dir, &req) {
+                            log::warn!("cannot reach the pod's monitor: {e}");
+                        }
+                    }
+                }
+            })?;
+        Ok(signals)
+    }
+
+    /// The pod has started: from now on a signal stops it. One received
+    /// while it started (the monitor is being killed) still counts.
+    fn running(&self, dir: &Path, name: &str, grace_s: u64) {
+        *self.phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Running {
+            dir: dir.to_owned(),
+            name: name.to_owned(),
+            grace_s,
+        };
+    }
+
+    /// Whether a signal has been received.
+    pub fn interrupted(&self) -> bool {
+        self.received.load(Ordering::SeqCst) > 0
+    }
 }
 
 /// Copies new guest console output to stderr (`--console`).
@@ -111,14 +171,18 @@ impl ConsoleTail {
 }
 
 /// Follow the pod started by `run` to its end.
-pub fn attach(name: &str, mut started: Started, args: &RunArgs) -> Result<ExitCode, Failure> {
+pub fn attach(
+    name: &str,
+    mut started: Started,
+    signals: Option<&Signals>,
+    args: &RunArgs,
+) -> Result<ExitCode, Failure> {
     let dir = started.dir.clone();
     let state = PodState::load(&dir).map_err(|e| {
         Failure::Runtime(anyhow!(e).context(format!("pod {name}: cannot read its state")))
     })?;
-    let grace = grace_period(&state);
-    if let Err(e) = stop_on_signals(&dir, name, grace) {
-        log::warn!("cannot handle signals: {e}");
+    if let Some(signals) = signals {
+        signals.running(&dir, name, grace_period(&state));
     }
     let mut followers: Vec<Follower> = state
         .containers

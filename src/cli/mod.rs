@@ -65,6 +65,8 @@ pub enum Failure {
     Usage(anyhow::Error),
     /// The pod started and failed.
     Runtime(anyhow::Error),
+    /// A signal (Ctrl-C) ended the pod before it started.
+    Interrupted(anyhow::Error),
 }
 
 impl Failure {
@@ -73,12 +75,13 @@ impl Failure {
         match self {
             Failure::Usage(_) => 2,
             Failure::Runtime(_) => 1,
+            Failure::Interrupted(_) => 130,
         }
     }
 
     /// The whole cause chain, once.
     pub fn message(&self) -> String {
-        let (Failure::Usage(e) | Failure::Runtime(e)) = self;
+        let (Failure::Usage(e) | Failure::Runtime(e) | Failure::Interrupted(e)) = self;
         let mut msg = e.to_string();
         for cause in e.chain().skip(1) {
             msg.push_str(": ");

@@ -305,13 +305,23 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
         cli_started_ns,
     };
     let name = plan.name.clone();
-    match sandbox::start(&launch) {
+    // Attached, a Ctrl-C from now on ends the pod, also while it starts.
+    let mut signals = None;
+    let started = sandbox::start(&launch, |monitor| {
+        if !args.detach {
+            match attach::Signals::install(monitor) {
+                Ok(s) => signals = Some(s),
+                Err(e) => log::warn!("cannot handle signals: {e}"),
+            }
+        }
+    });
+    match started {
         Ok(started) if args.detach => {
             drop(started.monitor);
             println!("{name}");
             Ok(ExitCode::SUCCESS)
         }
-        Ok(started) => attach::attach(&name, started, &args),
+        Ok(started) => attach::attach(&name, started, signals.as_ref(), &args),
         Err((e, monitor_pid)) => {
             let dir = sandbox::pod_dir(&name);
             let ours = PodState::load(&dir)
@@ -320,7 +330,12 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
             if let (Some(state), true) = (&ours, args.timings) {
                 attach::print_timings(state);
             }
-            let mut message = e.message;
+            let interrupted = signals.as_ref().is_some_and(attach::Signals::interrupted);
+            let mut message = if interrupted {
+                format!("pod {name}: interrupted before it started, so it was ended")
+            } else {
+                e.message
+            };
             if ours.is_some() {
                 if args.detach || args.keep {
                     message.push_str(&format!(
@@ -330,7 +345,9 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
                     let _ = sandbox::remove(&dir);
                 }
             }
-            Err(if e.usage {
+            Err(if interrupted {
+                Failure::Interrupted(anyhow!(message))
+            } else if e.usage {
                 Failure::Usage(anyhow!(message))
             } else {
                 Failure::Runtime(anyhow!(message))

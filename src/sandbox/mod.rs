@@ -240,10 +240,11 @@ pub struct Started {
     pub monitor: Child,
 }
 
-/// Start a monitor for `launch` and wait until it says the pod started.
-/// An error comes with the monitor's pid (0 if it never ran), which tells
-/// whether a pod directory of that name is this attempt's.
-pub fn start(launch: &Launch) -> Result<Started, (StartError, u32)> {
+/// Start a monitor for `launch` and wait until it says the pod started;
+/// `spawned` gets the monitor's pid as soon as it runs. An error comes with
+/// the monitor's pid (0 if it never ran), which tells whether a pod
+/// directory of that name is this attempt's.
+pub fn start(launch: &Launch, spawned: impl FnOnce(u32)) -> Result<Started, (StartError, u32)> {
     let runtime = |message: String| {
         (
             StartError {
@@ -275,6 +276,7 @@ pub fn start(launch: &Launch) -> Result<Started, (StartError, u32)> {
         .spawn()
         .map_err(|e| runtime(format!("cannot start the pod's monitor: {e}")))?;
     let pid = child.id();
+    spawned(pid);
     let json = serde_json::to_vec(launch).map_err(|e| runtime(e.to_string()))?;
     let sent = child
         .stdin
@@ -317,9 +319,45 @@ pub fn start(launch: &Launch) -> Result<Started, (StartError, u32)> {
 /// Remove a pod directory whose monitor is gone, and prune the ledger of
 /// dead reservations.
 pub fn remove(dir: &Path) -> anyhow::Result<()> {
-    std::fs::remove_dir_all(dir)
-        .map_err(|e| anyhow!(e).context(format!("cannot remove {}", dir.display())))?;
+    let removed = match std::fs::remove_dir_all(dir) {
+        // A container may have left directories it cannot be entered or
+        // changed (mode 0555, 0000) in a volume: we own them, so open
+        // them up and try again.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            open_up_dirs(dir);
+            std::fs::remove_dir_all(dir)
+        }
+        other => other,
+    };
+    removed.map_err(|e| anyhow!(e).context(format!("cannot remove {}", dir.display())))?;
     // Reclaims the reservation of a monitor that died without releasing it.
     Ledger::new(runtime_dir()).entries()?;
     Ok(())
+}
+
+/// Give the owner rwx on every directory under `root` (not following
+/// symlinks), so the tree can be removed. Runs once the pod's guest is gone:
+/// nothing changes the tree meanwhile.
+fn open_up_dirs(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o700 != 0o700 {
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode | 0o700));
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
 }

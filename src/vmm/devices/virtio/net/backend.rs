@@ -94,26 +94,10 @@ impl PasstStream {
         }
     }
 
-    /// Read until a whole, usable frame is buffered, the stream would block,
-    /// or it failed. Frames too short for an Ethernet header are dropped
-    /// here (the stream stays in sync).
+    /// Read what passt has sent, while there is room. Runt frames (too
+    /// short for an Ethernet header) are dropped in `next_frame`.
     fn fill(&mut self) {
-        while !self.down {
-            match self.reader.frame() {
-                Err(e) => {
-                    self.go_down(&format!("passt broke the frame protocol ({e}); closing it"));
-                    return;
-                }
-                Ok(Some(f)) if f.len() < ETH_HLEN => {
-                    let n = f.len();
-                    self.limit
-                        .warn(format_args!("rx: {n}-byte frame from passt dropped"));
-                    self.reader.pop();
-                    continue;
-                }
-                Ok(Some(_)) => return,
-                Ok(None) => {}
-            }
+        while !self.down && self.reader.has_room() {
             let Some(stream) = self.stream.as_mut() else {
                 return;
             };
@@ -123,6 +107,27 @@ impl PasstStream {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => self.go_down(&format!("passt exited (reading its socket failed: {e})")),
+            }
+        }
+    }
+
+    /// Whether the first buffered frame is usable, after dropping runts and
+    /// noting a broken framing.
+    fn front_frame_ready(&mut self) -> bool {
+        loop {
+            match self.reader.frame() {
+                Err(e) => {
+                    self.go_down(&format!("passt broke the frame protocol ({e}); closing it"));
+                    return false;
+                }
+                Ok(Some(f)) if f.len() < ETH_HLEN => {
+                    let n = f.len();
+                    self.limit
+                        .warn(format_args!("rx: {n}-byte frame from passt dropped"));
+                    self.reader.pop();
+                }
+                Ok(Some(_)) => return true,
+                Ok(None) => return false,
             }
         }
     }
@@ -149,7 +154,12 @@ fn send_nosignal(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 
 impl NetBackend for PasstStream {
     fn next_frame(&mut self) -> Option<&[u8]> {
-        self.fill();
+        if !self.front_frame_ready() {
+            self.fill();
+            if !self.front_frame_ready() {
+                return None;
+            }
+        }
         if self.down {
             return None;
         }
@@ -193,8 +203,8 @@ impl NetBackend for PasstStream {
         let stream = self.stream.as_ref()?;
         Some(Interest {
             fd: stream.as_raw_fd(),
-            // A whole frame waiting for guest buffers: stop reading.
-            readable: !self.reader.has_frame(),
+            // Read ahead of the guest's buffers, as far as the bound.
+            readable: self.reader.has_room(),
             writable: self.writer.pending() > 0,
         })
     }

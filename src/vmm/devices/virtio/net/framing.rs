@@ -8,9 +8,11 @@ use super::MAX_FRAME;
 
 /// Size of the length prefix.
 pub const PREFIX_LEN: usize = 4;
-/// Size of the receive buffer: one largest frame and its prefix always fit,
-/// and most reads take many small frames at once.
-pub const READ_BUF: usize = 128 * 1024;
+/// Size of the receive buffer: frames read ahead of the guest's buffers
+/// (about 690 full-size ones), so a guest that is briefly not running does
+/// not make passt find a full socket, where it drops frames and TCP stalls.
+/// Untouched pages cost nothing.
+pub const READ_BUF: usize = 1024 * 1024;
 /// Bytes waiting for the socket above which no more frames are queued.
 pub const WRITE_HIGH_WATER: usize = 64 * 1024;
 
@@ -78,6 +80,11 @@ impl FrameReader {
         matches!(self.current(), Ok(Some(_)))
     }
 
+    /// Whether [`read_from`](Self::read_from) has room to read into.
+    pub fn has_room(&self) -> bool {
+        self.buffered() < self.buf.len()
+    }
+
     /// Forget the first complete frame (no-op without one).
     pub fn pop(&mut self) {
         if let Ok(Some((at, len))) = self.current() {
@@ -89,11 +96,15 @@ impl FrameReader {
         }
     }
 
-    /// One `read` from `r` into the free space. Returns what `read` returned
-    /// (`Ok(0)` is end of stream). Call it only while no complete frame is
-    /// buffered: then the free space always holds the rest of the frame.
+    /// One `read` from `r` into the free space (while
+    /// [`has_room`](Self::has_room)). Returns what `read` returned (`Ok(0)`
+    /// is end of stream). The buffer holds a largest frame several times
+    /// over, so a frame that has begun always finishes once the frames
+    /// before it are popped.
     pub fn read_from<R: Read + ?Sized>(&mut self, r: &mut R) -> io::Result<usize> {
-        if self.start > 0 {
+        // Move the unread bytes to the front only when the tail is short,
+        // not on every read.
+        if self.start > 0 && self.buf.len() - self.end < PREFIX_LEN + MAX_FRAME {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
