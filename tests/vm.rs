@@ -164,8 +164,7 @@ fn test_vm_pod_lifecycle_detached_exec_logs_stop_rm() {
     // period, rm (also of directories a container left locked in the
     // volume); then a monitor killed with -9 shows as Dead and rm cleans up
     // its state and reservation.
-    let dir = TempDir::new("vm-life");
-    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let dir = TempDir::with_mode("vm-life", 0o777);
     dir.write("web.yaml", WEB_POD);
     let script = format!(
         r#"set -u
@@ -451,8 +450,7 @@ fn test_vm_memory_is_enforced_by_the_vm() {
     // its total without limits makes the guest thrash its page cache for
     // minutes under the emulated runner before its OOM killer acts; the
     // bound it would show is the same one checked here.)
-    let dir = TempDir::new("vm-mem");
-    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let dir = TempDir::with_mode("vm-mem", 0o777);
     let hog =
         |mib: u32| format!("x=$(head -c {mib}m /dev/zero | tr '\\\\000' a); echo survived ${{#x}}");
     dir.write(
@@ -498,8 +496,7 @@ fn test_vm_virtio_fs_keeps_containers_inside_the_share() {
     // An image whose root filesystem holds symlinks out of it (`/`, `..`
     // chains): inside the container they resolve in the guest, never to
     // the host file next to the image directory.
-    let dir = TempDir::new("vm-escape");
-    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = TempDir::with_mode("vm-escape", 0o755);
     std::fs::write(dir.0.join("outside-marker"), "HOST-SECRET\n").unwrap();
     let img = dir.0.join("img");
     let ok = std::process::Command::new("cp")
@@ -543,8 +540,7 @@ fn test_vm_host_path_volume_and_sidecar() {
     // and a readOnly mount of it refuses writes. A sidecar (an init
     // container with restartPolicy Always) runs beside the app and is
     // stopped once the app is done, without failing the pod.
-    let dir = TempDir::new("vm-hostpath");
-    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let dir = TempDir::with_mode("vm-hostpath", 0o777);
     let host = dir.0.join("hostdir");
     std::fs::create_dir(&host).unwrap();
     std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
@@ -613,8 +609,7 @@ fn test_vm_pod_network_through_passt() {
     // into their shared volume (the seed's web example, whole). Two pods at
     // once on different host ports; a third asking for a taken port is
     // refused before it starts; --network none leaves only loopback.
-    let dir = TempDir::new("vm-net");
-    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let dir = TempDir::with_mode("vm-net", 0o777);
     std::fs::create_dir(dir.0.join("www")).unwrap();
     std::fs::write(dir.0.join("www/index.html"), "served-by-the-host\n").unwrap();
     let pod = |name: &str, port: u16| {
@@ -709,8 +704,7 @@ fn test_vm_pod_network_udp_dns_and_passt_exit() {
     // /etc/resolv.conf. Then passt is killed under the running pod: `ps`
     // and `inspect` say the network is down and why, and the pod goes on
     // (exec still works: it does not need the network).
-    let dir = TempDir::new("vm-udp");
-    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dir = TempDir::with_mode("vm-udp", 0o755);
     let tools = dir.0.join("tools");
     std::fs::create_dir(&tools).unwrap();
     std::fs::copy(nettool_binary(), tools.join("peapod-nettool")).unwrap();

@@ -64,6 +64,15 @@ impl TempDir {
         TempDir(p)
     }
 
+    /// A new empty directory with `mode` (0o755: the unprivileged user the
+    /// VM tests run as reads it; 0o777: it writes there too).
+    pub fn with_mode(tag: &str, mode: u32) -> Self {
+        let dir = Self::new(tag);
+        std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+        dir
+    }
+
     /// Write a file in it.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.0.join(name);
