@@ -1799,6 +1799,7 @@ fn test_network() -> peapod_proto::WireNetwork {
         mtu: 1400,
         dns_servers: vec!["10.9.8.1".parse().unwrap()],
         dns_search: vec!["svc.example".into(), "example".into()],
+        dns_options: vec!["ndots:2".into(), "edns0".into()],
         hosts: vec![peapod_proto::WireHostEntry {
             ip: "10.1.1.1".parse().unwrap(),
             names: vec!["db".into(), "db.internal".into()],
@@ -1851,7 +1852,7 @@ fn test_runtime_network_configures_the_interface_and_etc_files() {
         "127.0.0.1\tlocalhost\n",
         "\n10.9.8.7\tnative-pod\n",
         "\n10.1.1.1\tdb\tdb.internal\n",
-        "---\nnameserver 10.9.8.1\nsearch svc.example example\n",
+        "---\nnameserver 10.9.8.1\nsearch svc.example example\noptions ndots:2 edns0\n",
     ] {
         assert!(out.contains(want), "expected {want:?} in:\n{out}");
     }

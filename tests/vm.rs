@@ -701,7 +701,7 @@ fn test_vm_pod_network_udp_dns_and_passt_exit() {
     // sent from the host to hostPort 18997/UDP is echoed by a container.
     // DNS: a container looks up a name that only the test's resolver knows
     // (on the runner's 127.0.0.1:53, the host's resolver there) through its
-    // /etc/resolv.conf. Then passt is killed under the running pod: `ps`
+    // /etc/resolv.conf, which also has the pod's dnsConfig. Then passt is killed under the running pod: `ps`
     // and `inspect` say the network is down and why, and the pod goes on
     // (exec still works: it does not need the network).
     let dir = TempDir::with_mode("vm-udp", 0o755);
@@ -717,6 +717,7 @@ kind: Pod
 metadata: {{name: net-udp}}
 spec:
   terminationGracePeriodSeconds: 1
+  dnsConfig: {{searches: [peapod.example], options: [{{name: ndots, value: "1"}}]}}
   volumes: [{{name: tools, hostPath: {{path: {tools}, type: Directory}}}}]
   containers:
     - name: echo
@@ -792,7 +793,13 @@ cat "$HOME/dns.log" 2>/dev/null
         "ps says why: {out:?}"
     );
     if in_runner {
-        assert!(o.contains("resolv.conf: nameserver 10.0.2.2"), "{out:?}");
+        for want in [
+            "resolv.conf: nameserver 10.0.2.2\n",
+            "resolv.conf: search peapod.example\n",
+            "resolv.conf: options ndots:1\n",
+        ] {
+            assert!(o.contains(want), "the pod's resolv.conf: {out:?}");
+        }
         assert!(
             o.contains("192.0.2.77") && o.contains("dns-ok"),
             "the lookup went through passt to the host's resolver: {out:?}"

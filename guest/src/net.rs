@@ -368,6 +368,9 @@ pub fn resolv_conf(net: &WireNetwork) -> String {
     if !net.dns_search.is_empty() {
         out.push_str(&format!("search {}\n", net.dns_search.join(" ")));
     }
+    if !net.dns_options.is_empty() {
+        out.push_str(&format!("options {}\n", net.dns_options.join(" ")));
+    }
     out
 }
 
@@ -390,6 +393,7 @@ mod tests {
                 "2001:db8::53".parse().unwrap(),
             ],
             dns_search: vec!["svc.example".into(), "example".into()],
+            dns_options: vec!["ndots:2".into(), "edns0".into()],
             hosts: vec![
                 WireHostEntry {
                     ip: IpAddr::V4(Ipv4Addr::new(10, 1, 1, 1)),
@@ -556,11 +560,13 @@ mod tests {
     fn test_resolv_conf_lists_servers_then_search() {
         assert_eq!(
             resolv_conf(&network()),
-            "nameserver 10.9.8.1\nnameserver 2001:db8::53\nsearch svc.example example\n"
+            "nameserver 10.9.8.1\nnameserver 2001:db8::53\nsearch svc.example example\n\
+             options ndots:2 edns0\n"
         );
         let none = WireNetwork {
             dns_servers: vec![],
             dns_search: vec![],
+            dns_options: vec![],
             ..network()
         };
         assert_eq!(resolv_conf(&none), "");

@@ -26,6 +26,8 @@ use crate::error::{ProtoError, Result};
 pub const MAX_DNS_SERVERS: usize = 3;
 /// Most DNS search domains (Kubernetes' limit).
 pub const MAX_DNS_SEARCH: usize = 32;
+/// Most resolver options.
+pub const MAX_DNS_OPTIONS: usize = 32;
 /// Most extra /etc/hosts lines.
 pub const MAX_HOST_ENTRIES: usize = 256;
 /// Most names on one extra /etc/hosts line.
@@ -55,6 +57,9 @@ pub struct WireNetwork {
     pub dns_servers: Vec<IpAddr>,
     /// The `search` line of /etc/resolv.conf.
     pub dns_search: Vec<String>,
+    /// The `options` line of /etc/resolv.conf (`ndots:5`, `edns0`).
+    #[serde(default)]
+    pub dns_options: Vec<String>,
     /// Extra /etc/hosts lines (`hostAliases`), after the pod's own.
     pub hosts: Vec<WireHostEntry>,
 }
@@ -218,6 +223,20 @@ impl WireNetwork {
                 ));
             }
         }
+        if self.dns_options.len() > MAX_DNS_OPTIONS {
+            return Err(invalid(
+                field("dns_options"),
+                &format!("more than {MAX_DNS_OPTIONS} options"),
+            ));
+        }
+        for (i, o) in self.dns_options.iter().enumerate() {
+            if o.is_empty() || o.len() > 64 || !o.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid(
+                    field(&format!("dns_options[{i}]")),
+                    &format!("{o:?} is not a resolver option"),
+                ));
+            }
+        }
         if self.hosts.len() > MAX_HOST_ENTRIES {
             return Err(invalid(
                 field("hosts"),
@@ -260,6 +279,7 @@ pub(crate) mod tests {
             mtu: 65520,
             dns_servers: vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))],
             dns_search: vec!["example.com".into(), "corp.example.com.".into()],
+            dns_options: vec!["ndots:2".into()],
             hosts: vec![WireHostEntry {
                 ip: "2001:db8::1".parse().unwrap(),
                 names: vec!["db".into(), "db.internal".into()],
@@ -335,6 +355,7 @@ pub(crate) mod tests {
             mtu: 1500,
             dns_servers: vec![],
             dns_search: vec![],
+            dns_options: vec![],
             hosts: vec![],
         };
         n.validate("network").unwrap();
@@ -393,6 +414,10 @@ pub(crate) mod tests {
             (
                 |n| n.dns_search = vec!["a.example".into(); 33],
                 "network.dns_search",
+            ),
+            (
+                |n| n.dns_options.push("ndots:1\nnameserver 6.6.6.6".into()),
+                "network.dns_options[1]",
             ),
             (|n| n.hosts[0].names.clear(), "network.hosts[0].names"),
             (

@@ -174,6 +174,7 @@ fn pod_network(args: &RunArgs, plan: &crate::spec::PodPlan) -> anyhow::Result<Op
     Ok(Some(NetLaunch {
         publish,
         host_aliases: plan.host_aliases.clone(),
+        dns: plan.dns.clone(),
     }))
 }
 

@@ -163,6 +163,9 @@ pub struct NetLaunch {
     pub publish: Vec<Publish>,
     /// Extra /etc/hosts entries (`spec.hostAliases`): (ip, names).
     pub host_aliases: Vec<(std::net::IpAddr, Vec<String>)>,
+    /// `spec.dnsPolicy` and `spec.dnsConfig`.
+    #[serde(default)]
+    pub dns: crate::spec::PodDns,
 }
 
 /// The VM of a VM pod.

@@ -824,7 +824,13 @@ fn start_passt(net: &NetLaunch) -> anyhow::Result<(Passt, NetConfig, WireNetwork
         .context("passt's stream was already taken")?;
     let ip = passt.guest_ipv4();
     let mac = random_mac();
-    let (dns_servers, dns_search) = host_resolvers(ip.gateway);
+    let (dns_servers, dns_search, dns_options) = if net.dns.config_only {
+        let d = &net.dns;
+        (d.nameservers.clone(), d.searches.clone(), d.options.clone())
+    } else {
+        let (servers, search) = host_resolvers(ip.gateway);
+        with_dns_config(servers, search, &net.dns)
+    };
     let wire = WireNetwork {
         mac: Some(
             mac.iter()
@@ -838,6 +844,7 @@ fn start_passt(net: &NetLaunch) -> anyhow::Result<(Passt, NetConfig, WireNetwork
         mtu: POD_MTU.into(),
         dns_servers,
         dns_search,
+        dns_options,
         hosts: net
             .host_aliases
             .iter()
@@ -863,6 +870,37 @@ fn random_mac() -> [u8; 6] {
     }
     mac[0] = (mac[0] & 0xfe) | 0x02;
     mac
+}
+
+/// The host's resolvers and search domains with `spec.dnsConfig` added,
+/// as the kubelet adds it: its nameservers and searches after the host's
+/// (no repeats, within resolv.conf's limits: the first 3 nameservers, 32
+/// search domains), and its options.
+fn with_dns_config(
+    mut servers: Vec<IpAddr>,
+    mut search: Vec<String>,
+    dns: &crate::spec::PodDns,
+) -> (Vec<IpAddr>, Vec<String>, Vec<String>) {
+    use peapod_proto::network::{MAX_DNS_SEARCH, MAX_DNS_SERVERS};
+    for n in &dns.nameservers {
+        if !servers.contains(n) {
+            servers.push(*n);
+        }
+    }
+    if servers.len() > MAX_DNS_SERVERS {
+        log::warn!(
+            "resolv.conf takes {MAX_DNS_SERVERS} nameservers: {:?} left out",
+            &servers[MAX_DNS_SERVERS..]
+        );
+        servers.truncate(MAX_DNS_SERVERS);
+    }
+    for d in &dns.searches {
+        if !search.contains(d) {
+            search.push(d.clone());
+        }
+    }
+    search.truncate(MAX_DNS_SEARCH);
+    (servers, search, dns.options.clone())
 }
 
 /// systemd-resolved's list of the real upstream servers, for hosts whose
@@ -1349,6 +1387,25 @@ mod tests {
             ips(&["192.0.2.53", "198.51.100.1", "198.51.100.2"])
         );
         assert_eq!(search, ["corp.example", "example.com"]);
+    }
+
+    #[test]
+    fn test_dns_config_is_added_to_the_hosts_resolvers() {
+        let dns = crate::spec::PodDns {
+            config_only: false,
+            nameservers: ips(&["192.0.2.53", "198.51.100.1", "203.0.113.9"]),
+            searches: vec!["corp.example".into(), "svc.example".into()],
+            options: vec!["ndots:2".into()],
+        };
+        let host = ips(&["198.51.100.1", "198.51.100.2"]);
+        let (servers, search, options) = with_dns_config(host, vec!["svc.example".into()], &dns);
+        // The host's first, no repeats, at most 3.
+        assert_eq!(
+            servers,
+            ips(&["198.51.100.1", "198.51.100.2", "192.0.2.53"])
+        );
+        assert_eq!(search, ["svc.example", "corp.example"]);
+        assert_eq!(options, ["ndots:2"]);
     }
 
     #[test]

@@ -42,7 +42,7 @@ use serde::Deserialize;
 
 pub use error::SpecError;
 pub use plan::{
-    Capabilities, ContainerPlan, HostPathType, PodPlan, PortPlan, Protocol, RestartPolicy,
+    Capabilities, ContainerPlan, HostPathType, PodDns, PodPlan, PortPlan, Protocol, RestartPolicy,
     VolumeMountPlan, VolumePlan, VolumeSource, DEFAULT_CONTAINER_MEMORY,
     DEFAULT_CONTAINER_MILLICPU, MIN_CONTAINER_MEMORY,
 };

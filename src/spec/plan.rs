@@ -52,6 +52,25 @@ pub struct PodPlan {
     pub share_process_namespace: bool,
     /// `spec.hostAliases`: extra /etc/hosts lines, (ip, hostnames).
     pub host_aliases: Vec<(std::net::IpAddr, Vec<String>)>,
+    /// `spec.dnsPolicy` and `spec.dnsConfig`.
+    pub dns: PodDns,
+}
+
+/// What the pod's /etc/resolv.conf takes from `spec.dnsPolicy` and
+/// `spec.dnsConfig`. peapod has no cluster DNS: every policy but `None`
+/// starts from the host's resolvers (as `Default` does), and `dnsConfig`
+/// is added to them, as the kubelet adds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodDns {
+    /// `dnsPolicy: None`: `dnsConfig` alone, not the host's resolvers.
+    pub config_only: bool,
+    /// `dnsConfig.nameservers`.
+    pub nameservers: Vec<std::net::IpAddr>,
+    /// `dnsConfig.searches`.
+    pub searches: Vec<String>,
+    /// `dnsConfig.options`, as resolv.conf writes them: `name` or
+    /// `name:value`.
+    pub options: Vec<String>,
 }
 
 /// One container of the pod, app or init.
@@ -360,6 +379,7 @@ mod tests {
             active_deadline_seconds: None,
             share_process_namespace: false,
             host_aliases: Vec::new(),
+            dns: PodDns::default(),
         }
     }
 

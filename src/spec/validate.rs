@@ -11,7 +11,7 @@ use serde_yaml::Value;
 
 use super::error::SpecError;
 use super::names;
-use super::plan::{HostPathType, PodPlan, RestartPolicy, VolumePlan, VolumeSource};
+use super::plan::{HostPathType, PodDns, PodPlan, RestartPolicy, VolumePlan, VolumeSource};
 use super::pod::{ObjectMeta, Pod, PodSpec, RawQuantity, Volume};
 use super::quantity::{self, QuantityError};
 
@@ -107,6 +107,141 @@ impl Checker<'_> {
             out.push((ip, names));
         }
         Ok(out)
+    }
+
+    /// `spec.dnsConfig` (`nameservers`, `searches`, `options`), checked
+    /// as the API server checks it, with `spec.dnsPolicy`.
+    fn dns(
+        &self,
+        policy: Option<&str>,
+        raw: Option<&serde_yaml::Value>,
+    ) -> Result<PodDns, SpecError> {
+        use peapod_proto::network::{is_dns_name, MAX_DNS_SEARCH, MAX_DNS_SERVERS};
+        let mut dns = PodDns {
+            config_only: policy == Some("None"),
+            ..PodDns::default()
+        };
+        let map = match raw {
+            None => None,
+            Some(v) if v.is_null() => None,
+            Some(v) => Some(v.as_mapping().ok_or_else(|| {
+                self.invalid(
+                    "spec.dnsConfig",
+                    "must be a map of nameservers, searches and options",
+                )
+            })?),
+        };
+        let strings = |key: &str| -> Result<Vec<String>, SpecError> {
+            let Some(v) = map.and_then(|m| m.get(key)) else {
+                return Ok(Vec::new());
+            };
+            let list = v.as_sequence().ok_or_else(|| {
+                self.invalid(format!("spec.dnsConfig.{key}"), "must be a list of strings")
+            })?;
+            list.iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    item.as_str().map(str::to_owned).ok_or_else(|| {
+                        self.invalid(format!("spec.dnsConfig.{key}[{i}]"), "must be a string")
+                    })
+                })
+                .collect()
+        };
+        if let Some(m) = map {
+            for key in m.keys() {
+                let k = key.as_str().unwrap_or("");
+                if !["nameservers", "searches", "options"].contains(&k) {
+                    return Err(self.invalid(
+                        format!("spec.dnsConfig.{k}"),
+                        "unknown field; dnsConfig has nameservers, searches and options",
+                    ));
+                }
+            }
+        }
+        for (i, n) in strings("nameservers")?.iter().enumerate() {
+            let ip = n.parse().map_err(|_| {
+                self.invalid(
+                    format!("spec.dnsConfig.nameservers[{i}]"),
+                    format!("{n:?} is not an IP address"),
+                )
+            })?;
+            dns.nameservers.push(ip);
+        }
+        if dns.nameservers.len() > MAX_DNS_SERVERS {
+            return Err(self.invalid(
+                "spec.dnsConfig.nameservers",
+                format!("at most {MAX_DNS_SERVERS} nameservers"),
+            ));
+        }
+        dns.searches = strings("searches")?;
+        for (i, d) in dns.searches.iter().enumerate() {
+            if !is_dns_name(d) {
+                return Err(self.invalid(
+                    format!("spec.dnsConfig.searches[{i}]"),
+                    format!("{d:?} is not a DNS name"),
+                ));
+            }
+        }
+        if dns.searches.len() > MAX_DNS_SEARCH {
+            return Err(self.invalid(
+                "spec.dnsConfig.searches",
+                format!("at most {MAX_DNS_SEARCH} search domains"),
+            ));
+        }
+        let options = map.and_then(|m| m.get("options"));
+        if let Some(options) = options {
+            let list = options.as_sequence().ok_or_else(|| {
+                self.invalid("spec.dnsConfig.options", "must be a list of {name, value}")
+            })?;
+            for (i, o) in list.iter().enumerate() {
+                let at = |f: &str| format!("spec.dnsConfig.options[{i}]{f}");
+                let o = o
+                    .as_mapping()
+                    .ok_or_else(|| self.invalid(at(""), "must be {name, value}"))?;
+                if let Some(k) = o
+                    .keys()
+                    .filter_map(|k| k.as_str())
+                    .find(|k| *k != "name" && *k != "value")
+                {
+                    return Err(self.invalid(
+                        at(&format!(".{k}")),
+                        "unknown field; an option has `name` and `value`",
+                    ));
+                }
+                let word = |v: &str| {
+                    !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic())
+                };
+                let name = o.get("name").and_then(|v| v.as_str()).unwrap_or("");
+                if !word(name) {
+                    return Err(self.invalid(
+                        at(".name"),
+                        "is required: a resolver option such as ndots, edns0 or timeout",
+                    ));
+                }
+                let value = o.get("value").map(|v| match v {
+                    serde_yaml::Value::String(s) => s.clone(),
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    _ => String::new(),
+                });
+                match value {
+                    Some(v) if !word(&v) => {
+                        return Err(self.invalid(
+                            at(".value"),
+                            format!("{v:?} is not an option value (a word, such as \"5\")"),
+                        ))
+                    }
+                    Some(v) => dns.options.push(format!("{name}:{v}")),
+                    None => dns.options.push(name.to_owned()),
+                }
+            }
+        }
+        if dns.config_only && dns.nameservers.is_empty() {
+            return Err(self.invalid(
+                "spec.dnsConfig.nameservers",
+                "must list at least one nameserver when spec.dnsPolicy is None",
+            ));
+        }
+        Ok(dns)
     }
 
     pub fn invalid(&self, path: impl Into<String>, problem: impl Into<String>) -> SpecError {
@@ -364,6 +499,7 @@ pub(crate) fn pod_plan(pod: Pod, file: &str) -> Result<PodPlan, SpecError> {
         active_deadline_seconds,
         share_process_namespace: spec.share_process_namespace.unwrap_or(false),
         host_aliases: c.host_aliases(spec.host_aliases.as_ref())?,
+        dns: c.dns(spec.dns_policy.as_deref(), spec.dns_config.as_ref())?,
     };
     c.unique_host_ports(&plan)?;
 
@@ -569,14 +705,10 @@ impl Checker<'_> {
             ("hostUsers", spec.host_users.is_some()),
             ("workloadRef", spec.workload_ref.is_some()),
             ("evictionResponders", spec.eviction_responders.is_some()),
-            ("dnsPolicy", spec.dns_policy.is_some()),
             ("setHostnameAsFQDN", spec.set_hostname_as_fqdn.is_some()),
         ];
         for (field, _) in scheduling.iter().filter(|(_, set)| *set) {
             self.note_ignored(&format!("spec.{field}"), "it only matters in a cluster");
-        }
-        if spec.dns_config.is_some() {
-            self.warn_ignored("spec.dnsConfig", "peapod configures the guest's DNS itself");
         }
         if let Some(sc) = &spec.security_context {
             let behavioural = [

@@ -580,3 +580,57 @@ fn test_parse_other_refusals() {
         &["imagePullPolicy: \"Sometimes\" is not a pull policy"],
     );
 }
+
+#[test]
+fn test_dns_policy_and_config() {
+    // No dnsConfig: the host's resolvers, nothing added.
+    let plan = ok(&with_spec(""));
+    assert_eq!(plan.dns, crate::spec::PodDns::default());
+    // Added to the host's resolvers, options as resolv.conf writes them.
+    let plan = ok(&with_spec(
+        "  dnsPolicy: ClusterFirst\n  dnsConfig:\n    nameservers: [192.0.2.53, \"2001:db8::53\"]\n    \
+         searches: [corp.example]\n    options: [{name: ndots, value: \"2\"}, {name: edns0}, \
+         {name: timeout, value: 3}]\n",
+    ));
+    assert!(!plan.dns.config_only);
+    assert_eq!(plan.dns.nameservers.len(), 2);
+    assert_eq!(plan.dns.searches, ["corp.example"]);
+    assert_eq!(plan.dns.options, ["ndots:2", "edns0", "timeout:3"]);
+    // dnsPolicy None: dnsConfig alone, which must name a nameserver.
+    let plan = ok(&with_spec(
+        "  dnsPolicy: \"None\"\n  dnsConfig: {nameservers: [192.0.2.53]}\n",
+    ));
+    assert!(plan.dns.config_only);
+    for (extra, want) in [
+        (
+            "  dnsPolicy: \"None\"\n",
+            "spec.dnsConfig.nameservers: must list at least one nameserver when spec.dnsPolicy is None",
+        ),
+        (
+            "  dnsConfig: {nameservers: [dns.example]}\n",
+            "spec.dnsConfig.nameservers[0]: \"dns.example\" is not an IP address",
+        ),
+        (
+            "  dnsConfig: {nameservers: [1.1.1.1, 1.0.0.1, 8.8.8.8, 8.8.4.4]}\n",
+            "spec.dnsConfig.nameservers: at most 3 nameservers",
+        ),
+        (
+            "  dnsConfig: {searches: [\"bad domain\"]}\n",
+            "spec.dnsConfig.searches[0]: \"bad domain\" is not a DNS name",
+        ),
+        (
+            "  dnsConfig: {options: [{value: \"2\"}]}\n",
+            "spec.dnsConfig.options[0].name: is required",
+        ),
+        (
+            "  dnsConfig: {options: [{name: ndots, value: \"2 rotate\"}]}\n",
+            "spec.dnsConfig.options[0].value: \"2 rotate\" is not an option value",
+        ),
+        (
+            "  dnsConfig: {nameserver: [1.1.1.1]}\n",
+            "spec.dnsConfig.nameserver: unknown field",
+        ),
+    ] {
+        assert_err(&with_spec(extra), &[want]);
+    }
+}

@@ -55,8 +55,10 @@ use std::time::{Duration, Instant};
 use super::host::{default_route_ipv4, HostIpv4};
 use crate::vmm::devices::virtio::net::format_mac;
 
-/// How long passt may take to start.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long passt may take to start. It takes milliseconds, but a loaded
+/// host (measured: the emulated KVM host while another build ran) took
+/// over 5 s; only a passt that never starts waits this long.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The guest's address when passt has no host uplink to mirror
 /// (QEMU user networking's well-known plan).
 pub const FALLBACK_IPV4: GuestIpv4 = GuestIpv4 {
