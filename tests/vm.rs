@@ -37,9 +37,7 @@ pgrep -u "$(id -u)" -x passt || pgrep -u "$(id -u)" -f '[_]_monitor' || echo no-
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     assert_eq!(out.code, 0, "{out:?}");
-    for want in ["hello=0", "interrupted=130", "\n[]\n", "no-processes-left"] {
-        assert!(out.stdout.contains(want), "expected {want:?}: {out:?}");
-    }
+    out.expect_stdout(&["hello=0", "interrupted=130", "\n[]\n", "no-processes-left"]);
     assert!(
         out.stderr.contains("interrupted before it started"),
         "{out:?}"
@@ -201,7 +199,7 @@ p ps --output json
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     let o = &out.stdout;
-    for want in [
+    out.expect_stdout(&[
         "run-d=0",
         "hello-from-writer",
         "exec-wget=0",
@@ -223,9 +221,7 @@ p ps --output json
         "logs-gone=2",
         "run-d2=0",
         "rm-dead=0",
-    ] {
-        assert!(o.contains(want), "expected {want:?}: {out:?}");
-    }
+    ]);
     assert!(
         out.stderr.contains("pod web has no container nope"),
         "{out:?}"
@@ -584,16 +580,14 @@ spec:
         h = host.display()
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
-    for want in [
+    out.expect_stdout(&[
         "[tailer] sidecar-up",
         "[app] hello-from-host",
         "[app] ro-refused",
         "[tailer] sidecar-got-term",
         "rc=0",
         "host-sees=from-guest",
-    ] {
-        assert!(out.stdout.contains(want), "expected {want:?}: {out:?}");
-    }
+    ]);
     assert!(
         !out.stdout.lines().any(|l| l == "x"),
         "the read-only mount wrote: {out:?}"
@@ -671,7 +665,7 @@ p run --network none none.yaml; echo "run-none=$?"
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     let o = &out.stdout;
-    for want in [
+    out.expect_stdout(&[
         "run-a=0",
         "run-b=0",
         "run-clash=2",
@@ -681,9 +675,7 @@ p run --network none none.yaml; echo "run-none=$?"
         "page-of-net-b",
         "[c] links: lo",
         "run-none=0",
-    ] {
-        assert!(o.contains(want), "expected {want:?}: {out:?}");
-    }
+    ]);
     assert!(
         out.stderr.contains("host port 18080") && out.stderr.contains("already in use"),
         "{out:?}"
@@ -775,7 +767,7 @@ cat "$HOME/dns.log" 2>/dev/null
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     let o = &out.stdout;
-    for want in [
+    out.expect_stdout(&[
         "run=0",
         "reply: from-the-pod",
         "udp-out-ok",
@@ -785,9 +777,7 @@ cat "$HOME/dns.log" 2>/dev/null
         "\"status\": \"Running\"",
         "\"down\": \"passt exited (signal: 9",
         "exec-without-network",
-    ] {
-        assert!(o.contains(want), "expected {want:?}: {out:?}");
-    }
+    ]);
     assert!(
         o.contains("net-udp: network down: passt exited"),
         "ps says why: {out:?}"

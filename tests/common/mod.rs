@@ -97,6 +97,15 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl Run {
+    /// Assert that stdout holds each of `wants`, naming the first missing.
+    pub fn expect_stdout(&self, wants: &[&str]) {
+        for want in wants {
+            assert!(self.stdout.contains(want), "expected {want:?}: {self:?}");
+        }
+    }
+}
+
 impl From<Output> for Run {
     fn from(o: Output) -> Self {
         Run {
