@@ -18,7 +18,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn skip_unless_root() -> bool {
     if !is_root() {
-        println!("skipped: --isolation=namespace needs root (namespaces and mounts)");
+        common::skip("--isolation=namespace needs root (namespaces and mounts)");
         return true;
     }
     false
@@ -345,7 +345,7 @@ fn test_native_cli_run_needs_root() {
         // As nobody: the pod file and the binary must be readable to it.
         let setpriv = Path::new("/usr/bin/setpriv");
         if !setpriv.exists() {
-            println!("skipped: running as root and setpriv is missing to drop privileges");
+            common::skip("running as root and setpriv is missing to drop privileges");
             return;
         }
         std::fs::set_permissions(
@@ -370,4 +370,148 @@ fn test_native_cli_run_needs_root() {
             .contains("--isolation=namespace needs root for now; use the VM isolation"),
         "{out:?}"
     );
+}
+
+#[test]
+fn test_native_cli_wait_logs_all_containers_and_ps_json() {
+    // What a CI job scripts: run -d, wait until running, read `ps --output
+    // json`, collect every container's log, wait for the end (its exit code
+    // says how the pod ended), rm, wait for the deletion.
+    if skip_unless_root() {
+        return;
+    }
+    let env = Env::new();
+    let containers = format!(
+        "  - name: app\n    image: {img}\n    command: [sh, -c, 'echo app-up; echo \
+         app-err >&2; while [ ! -f /shared/done ]; do sleep 0.1; done; exit 4']\n    \
+         volumeMounts: [{{name: shared, mountPath: /shared}}]\n  - name: side\n    image: \
+         {img}\n    command: [sh, -c, 'echo side-up; sleep 1000 & wait']\n    volumeMounts: \
+         [{{name: shared, mountPath: /shared}}]\n",
+        img = oci_image()
+    );
+    let init = format!(
+        "  initContainers:\n  - name: setup\n    image: {}\n    command: [sh, -c, 'echo \
+         setup-ran']\n",
+        oci_image()
+    );
+    let yaml = pod_yaml(
+        "ci",
+        &containers,
+        "  volumes:\n  - name: shared\n    emptyDir: {}\n",
+    )
+    .replace("  containers:\n", &format!("{init}  containers:\n"));
+    let pod = env.dir.write("pod.yaml", &yaml);
+
+    let missing = env.peapod(&["wait", "nosuch", "--for=running"]);
+    assert_eq!(missing.code, 2, "{missing:?}");
+    assert!(
+        missing.stderr.contains("no pod named nosuch"),
+        "{missing:?}"
+    );
+    let gone = env.peapod(&["wait", "nosuch", "--for=deleted"]);
+    assert_eq!(gone.code, 0, "{gone:?}");
+    let bad = env.peapod(&["wait", "ci", "--for=running", "--timeout", "5d"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("is not a duration"), "{bad:?}");
+
+    let run = env.peapod(&["run", "-d", "--isolation=namespace", pod.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let wait = env.peapod(&["wait", "ci", "--for=running", "--timeout", "60s"]);
+    assert_eq!(wait.code, 0, "{wait:?}");
+    assert_eq!(wait.stdout, "ci: Running\n", "{wait:?}");
+    // Not completed yet: a zero timeout checks once and says where it is.
+    let early = env.peapod(&["wait", "ci", "--for=completed", "--timeout=0"]);
+    assert_eq!(early.code, 1, "{early:?}");
+    assert!(
+        early
+            .stderr
+            .contains("timed out after 0 s waiting for pod ci to be completed (it is Running"),
+        "{early:?}"
+    );
+
+    let ps = env.peapod(&["ps", "--output", "json"]);
+    assert_eq!(ps.code, 0, "{ps:?}");
+    let rows: serde_json::Value = serde_json::from_str(&ps.stdout).expect("ps json");
+    let row = &rows[0];
+    assert_eq!(row["name"], "ci", "{ps:?}");
+    assert_eq!(row["status"], "Running", "{ps:?}");
+    assert_eq!(row["isolation"], "namespace", "{ps:?}");
+    assert_eq!(
+        (row["containers"].as_u64(), row["running"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert!(
+        row["ip"].is_null(),
+        "namespace pods have no pod network: {ps:?}"
+    );
+    assert!(row["created"].as_str().unwrap().ends_with('Z'), "{ps:?}");
+    let statuses: Vec<(String, bool, String, String)> = row["container_statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_owned(),
+                c["init"].as_bool().unwrap(),
+                c["state"].as_str().unwrap().to_owned(),
+                c["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (
+                "setup".into(),
+                true,
+                "terminated".into(),
+                "Completed".into()
+            ),
+            ("app".into(), false, "running".into(), String::new()),
+            ("side".into(), false, "running".into(), String::new()),
+        ],
+        "{ps:?}"
+    );
+    assert_eq!(row["container_statuses"][0]["exit_code"], 0, "{ps:?}");
+
+    // Every container's log, init first, each line with its container.
+    let deadline = Instant::now() + TIMEOUT;
+    let logs = loop {
+        let logs = env.peapod(&["logs", "ci", "--all-containers"]);
+        assert_eq!(logs.code, 0, "{logs:?}");
+        if logs.stdout.contains("[side] side-up") || Instant::now() > deadline {
+            break logs;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        logs.stdout, "[setup] setup-ran\n[app] app-up\n[side] side-up\n",
+        "{logs:?}"
+    );
+    assert_eq!(logs.stderr, "[app] app-err\n", "{logs:?}");
+    let both = env.peapod(&["logs", "ci", "--all-containers", "-c", "app"]);
+    assert_eq!(both.code, 2, "{both:?}");
+
+    // The app exits 4; the pod Fails, and `wait --for=completed` says so.
+    let exec = env.peapod(&["exec", "ci", "-c", "side", "--", "touch", "/shared/done"]);
+    assert_eq!(exec.code, 0, "{exec:?}");
+    let stop = env.peapod(&["stop", "ci", "--timeout", "1"]);
+    assert_eq!(stop.code, 0, "{stop:?}");
+    let done = env.peapod(&["wait", "ci", "--for=completed", "--timeout", "60"]);
+    assert_eq!(done.code, 1, "{done:?}");
+    assert!(done.stdout.starts_with("ci: Failed ("), "{done:?}");
+    let never = env.peapod(&["wait", "ci", "--for=running"]);
+    assert_eq!(never.code, 1, "{never:?}");
+    assert!(
+        never.stderr.contains("ended before it was running"),
+        "{never:?}"
+    );
+
+    // rm in the background; wait --for=deleted sees it go.
+    let mut rm = env.command(&["rm", "ci"]).spawn().unwrap();
+    let deleted = env.peapod(&["wait", "ci", "--for=deleted", "--timeout", "60"]);
+    assert!(rm.wait().unwrap().success());
+    assert_eq!(deleted.code, 0, "{deleted:?}");
+    assert_eq!(deleted.stdout, "ci: deleted\n", "{deleted:?}");
+    env.assert_clean();
 }

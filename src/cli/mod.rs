@@ -9,6 +9,7 @@ pub mod native_pod;
 pub mod paths;
 pub mod pods;
 pub mod run;
+pub mod wait;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ pub enum Command {
     Logs(pods::LogsArgs),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
+    /// Wait until a pod is running, has completed, or is deleted.
+    Wait(wait::WaitArgs),
     /// Stop a pod: SIGTERM to its containers, SIGKILL after the grace period.
     Stop(pods::StopArgs),
     /// Remove an ended pod (its state and logs); -f stops it first.
@@ -100,6 +103,7 @@ pub fn dispatch(cli: Cli, started: Instant) -> Result<ExitCode, Failure> {
         Command::Ps(args) => pods::ps(args),
         Command::Logs(args) => pods::logs(args),
         Command::Exec(args) => exec::exec(args),
+        Command::Wait(args) => wait::wait(args),
         Command::Stop(args) => pods::stop(args),
         Command::Rm(args) => pods::rm(args),
         Command::Inspect(args) => pods::inspect(args),

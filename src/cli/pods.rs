@@ -13,7 +13,9 @@ use super::Failure;
 use crate::sandbox::api::{self, Reply, Request};
 use crate::sandbox::crilog::Follower;
 use crate::sandbox::state::now_ns;
+use crate::sandbox::state::ContainerInfo;
 use crate::sandbox::{self, PodState};
+use peapod_proto::ContainerState;
 
 /// Arguments of `peapod ps`.
 #[derive(Debug, clap::Args)]
@@ -38,8 +40,12 @@ pub struct LogsArgs {
     /// The pod.
     pub pod: String,
     /// The container (default: the pod's first app container).
-    #[arg(short, long, value_name = "NAME")]
+    #[arg(short, long, value_name = "NAME", conflicts_with = "all_containers")]
     pub container: Option<String>,
+    /// Every container's log (init containers first, in spec order), each
+    /// line prefixed with `[container] `.
+    #[arg(long)]
+    pub all_containers: bool,
     /// Keep printing output as it comes, until the pod ends.
     #[arg(short, long)]
     pub follow: bool,
@@ -81,20 +87,98 @@ fn usage(e: anyhow::Error) -> Failure {
     Failure::Usage(e)
 }
 
-/// One row of `ps --output json`.
+/// One pod in `ps --output json`. A stable interface for scripts (the
+/// README lists the fields): fields are added, never renamed or removed.
 #[derive(Debug, Serialize)]
 struct PsRow<'a> {
+    /// `metadata.name`.
     name: &'a str,
+    /// Pending, Running, Succeeded, Failed, or Dead (its monitor is gone).
     status: &'a str,
+    /// Why, when it says more than the status (empty when all is well).
     reason: String,
+    /// `vm` or `namespace`.
     isolation: &'a str,
+    /// App containers, and how many of them run.
     containers: usize,
     running: usize,
+    /// Restarts of all containers.
     restarts: u32,
+    /// Reserved memory (bytes) and CPU (millicores).
     memory: u64,
     millicpu: u64,
+    /// When it was created: Unix nanoseconds, and RFC 3339 (UTC).
     created_ns: u64,
+    created: String,
+    /// The monitor process (the VMM in VM mode).
     monitor_pid: u32,
+    /// The pod's IPv4 address; null without a pod network.
+    ip: Option<&'a str>,
+    /// Published ports, `[HOST_IP:]HOST_PORT->CONTAINER_PORT/PROTOCOL`.
+    ports: &'a [String],
+    /// Every container, init containers first, in spec order.
+    container_statuses: Vec<PsContainer<'a>>,
+}
+
+/// One container in [`PsRow`].
+#[derive(Debug, Serialize)]
+struct PsContainer<'a> {
+    name: &'a str,
+    init: bool,
+    image: &'a str,
+    /// `waiting`, `running` or `terminated`.
+    state: &'static str,
+    /// Why it waits or ended (`PodInitializing`, `Completed`, `OOMKilled`).
+    reason: &'a str,
+    /// The exit code of an ended container; null otherwise (or when a
+    /// signal ended it).
+    exit_code: Option<i32>,
+    restarts: u32,
+}
+
+impl<'a> PsRow<'a> {
+    fn new(p: &'a PodState) -> PsRow<'a> {
+        let apps = || p.containers.iter().filter(|c| !c.status.init);
+        PsRow {
+            name: &p.name,
+            status: p.status_word(),
+            reason: p.status_reason(),
+            isolation: &p.isolation,
+            containers: apps().count(),
+            running: apps().filter(|c| c.running()).count(),
+            restarts: p.containers.iter().map(|c| c.status.restart_count).sum(),
+            memory: p.memory,
+            millicpu: p.millicpu,
+            created_ns: p.created_ns,
+            created: sandbox::crilog::rfc3339_nano(p.created_ns),
+            monitor_pid: p.monitor_pid,
+            ip: p
+                .network
+                .as_ref()
+                .map(|n| n.address.split('/').next().unwrap_or(&n.address)),
+            ports: p.network.as_ref().map_or(&[], |n| &n.ports),
+            container_statuses: p.containers.iter().map(PsContainer::new).collect(),
+        }
+    }
+}
+
+impl<'a> PsContainer<'a> {
+    fn new(c: &'a ContainerInfo) -> PsContainer<'a> {
+        let (state, reason, exit_code) = match &c.status.state {
+            ContainerState::Waiting { reason } => ("waiting", reason.as_str(), None),
+            ContainerState::Running { .. } => ("running", "", None),
+            ContainerState::Terminated(t) => ("terminated", t.reason.as_str(), t.code),
+        };
+        PsContainer {
+            name: &c.status.name,
+            init: c.status.init,
+            image: &c.image,
+            state,
+            reason,
+            exit_code,
+            restarts: c.status.restart_count,
+        }
+    }
 }
 
 fn age(ns: u64) -> String {
@@ -119,26 +203,7 @@ pub fn ps(args: PsArgs) -> Result<ExitCode, Failure> {
             }
         })
         .collect();
-    let rows: Vec<PsRow> = pods
-        .iter()
-        .map(|p| PsRow {
-            name: &p.name,
-            status: p.status_word(),
-            reason: p.status_reason(),
-            isolation: &p.isolation,
-            containers: p.containers.iter().filter(|c| !c.status.init).count(),
-            running: p
-                .containers
-                .iter()
-                .filter(|c| !c.status.init && c.running())
-                .count(),
-            restarts: p.containers.iter().map(|c| c.status.restart_count).sum(),
-            memory: p.memory,
-            millicpu: p.millicpu,
-            created_ns: p.created_ns,
-            monitor_pid: p.monitor_pid,
-        })
-        .collect();
+    let rows: Vec<PsRow> = pods.iter().map(PsRow::new).collect();
     if args.output == Output::Json {
         let text = serde_json::to_string_pretty(&rows).map_err(|e| Failure::Runtime(e.into()))?;
         println!("{text}");
@@ -173,48 +238,64 @@ pub fn ps(args: PsArgs) -> Result<ExitCode, Failure> {
 /// `peapod logs`.
 pub fn logs(args: LogsArgs) -> Result<ExitCode, Failure> {
     let (dir, state) = sandbox::find(&args.pod).map_err(usage)?;
-    let container = match &args.container {
-        Some(c) => {
-            if state.container(c).is_none() {
-                let names: Vec<&str> = state
-                    .containers
-                    .iter()
-                    .map(|c| c.status.name.as_str())
-                    .collect();
-                return Err(usage(anyhow!(
-                    "pod {} has no container {c} (it has: {})",
-                    args.pod,
-                    names.join(", ")
-                )));
-            }
-            c.clone()
-        }
-        None => {
-            let c = state
-                .default_container()
-                .ok_or_else(|| usage(anyhow!("pod {} has no containers", args.pod)))?;
-            let others = state.containers.len() > 1;
-            if others {
-                eprintln!(
-                    "peapod: showing container {} of pod {} (choose another with -c)",
-                    c.status.name, args.pod
-                );
-            }
-            c.status.name.clone()
-        }
+    let containers: Vec<String> = if args.all_containers {
+        state
+            .containers
+            .iter()
+            .map(|c| c.status.name.clone())
+            .collect()
+    } else {
+        vec![chosen_container(&args, &state)?]
     };
-    let mut follower = Follower::new(&dir, &container, true);
+    let mut followers: Vec<Follower> = containers
+        .iter()
+        .map(|c| Follower::new(&dir, c, true))
+        .collect();
     loop {
         let ended =
             !args.follow || PodState::load(&dir).map_or(true, |s| s.ended() || !s.monitor_alive());
-        for line in follower.poll(ended) {
-            print_line(None, args.timestamps, &line);
+        for follower in &mut followers {
+            let lines = follower.poll(ended);
+            let prefix = args.all_containers.then(|| follower.container());
+            for line in &lines {
+                print_line(prefix, args.timestamps, line);
+            }
         }
         if ended {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The container `logs` shows: `-c`'s, which must exist, else the first
+/// app container (saying so when there are others).
+fn chosen_container(args: &LogsArgs, state: &PodState) -> Result<String, Failure> {
+    if let Some(c) = &args.container {
+        if state.container(c).is_none() {
+            let names: Vec<&str> = state
+                .containers
+                .iter()
+                .map(|c| c.status.name.as_str())
+                .collect();
+            return Err(usage(anyhow!(
+                "pod {} has no container {c} (it has: {})",
+                args.pod,
+                names.join(", ")
+            )));
+        }
+        return Ok(c.clone());
+    }
+    let c = state
+        .default_container()
+        .ok_or_else(|| usage(anyhow!("pod {} has no containers", args.pod)))?;
+    if state.containers.len() > 1 {
+        eprintln!(
+            "peapod: showing container {} of pod {} (choose another with -c, or --all-containers)",
+            c.status.name, args.pod
+        );
+    }
+    Ok(c.status.name.clone())
 }
 
 /// Wait until the pod's monitor is gone; false after `limit`.
