@@ -6,6 +6,8 @@
 //! QEMU's command line) carries a marker that no other run shares: after a
 //! run, no process may still mention it and the directory must be empty.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -131,9 +133,9 @@ fn test_kvm_runner_runs_as_unprivileged_user() {
     const USER: &str = "peapod-test";
     if !user_exists(USER) {
         if !running_as_root() {
-            eprintln!(
-                "skipped: no user {USER} (the scripts create it; run as root to create it here)"
-            );
+            common::skip(&format!(
+                "no user {USER} (the scripts create it; run as root to create it here)"
+            ));
             return;
         }
         let status = Command::new("useradd")

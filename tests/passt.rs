@@ -38,7 +38,7 @@ fn passt_installed() -> bool {
         .map(|p| std::env::split_paths(&p).any(|d| d.join("passt").is_file()))
         .unwrap_or(false);
     if !found {
-        println!("skipped: passt is not installed (apt install passt)");
+        common::skip("passt is not installed (apt install passt)");
     }
     found
 }
@@ -465,7 +465,7 @@ fn test_vm_attaches_virtio_net_after_the_other_devices() {
     let kvm = match open_kvm() {
         Ok(k) => k,
         Err(e) => {
-            println!("skipped: {e}");
+            common::skip(&e.to_string());
             return;
         }
     };

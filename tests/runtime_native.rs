@@ -29,7 +29,7 @@ fn share() -> &'static Path {
 
 fn skip() -> bool {
     if !is_root() {
-        println!("skipped: the native pod runtime needs root (namespaces and mounts)");
+        common::skip("the native pod runtime needs root (namespaces and mounts)");
         return true;
     }
     false
@@ -736,7 +736,9 @@ fn have_controller(controller: &str) -> bool {
         .iter()
         .any(|m| m.controllers.iter().any(|c| c == controller));
     if !have {
-        println!("skipped: no mounted cgroup hierarchy has the {controller} controller");
+        common::skip(&format!(
+            "no mounted cgroup hierarchy has the {controller} controller"
+        ));
     }
     have
 }
@@ -994,7 +996,7 @@ fn test_runtime_cgroups_removed_after_pod() {
     let mut dirs = pod_cgroup_dirs(&p.log("again", Stream::Stdout));
     dirs.extend(pod_cgroup_dirs(&p.log("once", Stream::Stdout)));
     if dirs.is_empty() {
-        println!("skipped: no cgroup controller here, so the pod made no cgroups");
+        common::skip("no cgroup controller here, so the pod made no cgroups");
         return;
     }
     for d in &dirs {
@@ -1012,7 +1014,7 @@ fn test_runtime_cgroups_removed_when_init_dies() {
     let mut p = Pod::start(&pod(vec![sh("victim", SHOW_CGROUPS)]));
     let dirs = pod_cgroup_dirs(&wait_output(&mut p, "victim", "end-of-cgroups"));
     if dirs.is_empty() {
-        println!("skipped: no cgroup controller here, so the pod made no cgroups");
+        common::skip("no cgroup controller here, so the pod made no cgroups");
         return;
     }
     assert!(dirs.iter().all(|d| d.exists()), "{dirs:?}");
@@ -1822,7 +1824,7 @@ fn test_runtime_network_configures_the_interface_and_etc_files() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_ip {
-        println!("skipped: needs iproute2's `ip` to give the pod an interface");
+        common::skip("needs iproute2's `ip` to give the pod an interface");
         return;
     }
     let mut spec = pod(vec![sh(

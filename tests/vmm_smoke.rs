@@ -3,6 +3,8 @@
 //! builder, proving the memory layout, port I/O and MMIO exits, the serial
 //! console, the virtio-mmio registers and a clean stop.
 
+mod common;
+
 use std::time::Duration;
 
 use peapod::vmm::devices::virtio::mmio::MMIO_MAGIC;
@@ -18,7 +20,7 @@ fn kvm_or_skip() -> Option<kvm_ioctls::Kvm> {
         Ok(k) => Some(k),
         Err(e) => {
             // A host without /dev/kvm cannot run these; say so loudly.
-            eprintln!("skipped: {e}");
+            common::skip(&e.to_string());
             None
         }
     }
