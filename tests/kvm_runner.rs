@@ -173,3 +173,66 @@ fn test_kvm_runner_runs_as_unprivileged_user() {
         "/dev/kvm is not writable by {USER}: {stdout}"
     );
 }
+
+#[test]
+fn test_kvm_runner_detects_a_frozen_host_and_starts_again() {
+    // A frozen emulated host, made for real: QEMU is stopped (SIGSTOP) once
+    // the command has started. The runner must notice the missing heartbeat
+    // (here after 10 s), kill that QEMU, report and count the freeze, and run
+    // the command again from scratch in a fresh emulated host.
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new("freeze");
+    let freezes = std::env::temp_dir().join(format!("kvm-runner-freezes-{}", std::process::id()));
+    let _ = fs::remove_file(&freezes);
+    let mut child = Command::new(runner())
+        .args(["--timeout", "600", "--retries", "1", "--"])
+        .args(["sh", "-c", "echo started; sleep 15; echo finished"])
+        .env("TMPDIR", &scratch.0)
+        .env("PEAPOD_RUNNER_FREEZE_S", "10")
+        .env("PEAPOD_RUNNER_FREEZES", &freezes)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start scripts/kvm-runner");
+    let stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    let marker = scratch.0.to_string_lossy().into_owned();
+    let mut stdout = Vec::new();
+    let mut stopped = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line == "started" && stopped.is_empty() {
+            for p in processes_mentioning(&marker)
+                .iter()
+                .filter(|p| p.contains(": qemu-system-x86_64 -name kvm-runner"))
+            {
+                let pid: i32 = p.split(':').next().unwrap().parse().unwrap();
+                // SAFETY: kill takes no pointers.
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
+                stopped.push(pid);
+            }
+        }
+        stdout.push(line);
+    }
+    let status = child.wait().unwrap();
+    let stderr = err_reader.join().unwrap();
+    let log = fs::read_to_string(&freezes).unwrap_or_default();
+    let _ = fs::remove_file(&freezes);
+    eprintln!("{status}\n--- stdout\n{stdout:?}\n--- stderr\n{stderr}\n--- freezes\n{log}");
+    assert_eq!(stopped.len(), 1, "one QEMU to stop");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(stdout, ["started", "started", "finished"]);
+    assert!(
+        stderr.contains("the emulated host froze")
+            && stderr.contains("try 1 of 2: no heartbeat for")
+            && stderr.contains("starting the command again"),
+        "{stderr}"
+    );
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(
+        processes_mentioning(&marker).is_empty(),
+        "processes left behind"
+    );
+}
