@@ -602,7 +602,10 @@ fn test_vm_pod_network_through_passt() {
     // hostPort 18080, serves from the host what another container wrote
     // into their shared volume (the seed's web example, whole). Two pods at
     // once on different host ports; a third asking for a taken port is
-    // refused before it starts; --network none leaves only loopback.
+    // refused before it starts; --network none leaves only loopback. Then
+    // the README's "peapod in your CI" flow on examples/web.yaml: run -d,
+    // wait --for=running, its hostPort, ps --output json, logs
+    // --all-containers, rm, wait --for=deleted.
     let dir = TempDir::with_mode("vm-net", 0o777);
     std::fs::create_dir(dir.0.join("www")).unwrap();
     std::fs::write(dir.0.join("www/index.html"), "served-by-the-host\n").unwrap();
@@ -659,9 +662,17 @@ busybox wget -q -O - http://127.0.0.1:18080/
 busybox wget -q -O - http://127.0.0.1:18081/
 p rm -f net-a net-b
 p run --network none none.yaml; echo "run-none=$?"
+p run -d {repo}/examples/web.yaml; echo "web-run=$?"
+p wait web --for=running --timeout 300; echo "web-wait=$?"
+for i in $(seq 1 60); do busybox wget -q -O - http://127.0.0.1:8080/ && break; sleep 1; done
+p ps --output json | tr -d ' \n' | grep -o '"name":"web","status":"Running"[^[]*"ip":"[0-9.]*","ports":\["8080->8080/tcp"\]' && echo web-json-ok
+p logs web --all-containers
+p rm -f web; echo "web-rm=$?"
+p wait web --for=deleted --timeout 60; echo "web-deleted=$?"
 "#,
         dir = dir.0.display(),
         env = peapod_env(),
+        repo = repo().display(),
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     let o = &out.stdout;
@@ -675,6 +686,15 @@ p run --network none none.yaml; echo "run-none=$?"
         "page-of-net-b",
         "[c] links: lo",
         "run-none=0",
+        "web-run=0",
+        "web: Running",
+        "web-wait=0",
+        "hello from web",
+        "web-json-ok",
+        "[writer] wrote /html/index.html",
+        "web-rm=0",
+        "web: deleted",
+        "web-deleted=0",
     ]);
     assert!(
         out.stderr.contains("host port 18080") && out.stderr.contains("already in use"),
