@@ -200,9 +200,38 @@ pub fn guest_kernel() -> PathBuf {
 pub fn on_guest_capable_kvm(cmd: &[&str]) -> Run {
     let kernel = guest_kernel();
     if host_boots_guests() {
-        eprintln!("running directly on this host's KVM: {cmd:?}");
-        return Command::new(cmd[0])
-            .args(&cmd[1..])
+        // As root, drop to the test user when it may open /dev/kvm (CI
+        // opens it to everyone), with a home of its own, as the runner does.
+        let kvm_for_all = std::fs::metadata("/dev/kvm").is_ok_and(|m| {
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006
+        });
+        let home = (is_root() && kvm_for_all && ensure_test_user())
+            .then(|| TempDir::with_mode("home", 0o777));
+        let mut command = match &home {
+            Some(home) => {
+                eprintln!("running directly on this host's KVM as {TEST_USER}: {cmd:?}");
+                let mut c = Command::new("setpriv");
+                c.args([
+                    "--reuid",
+                    TEST_USER,
+                    "--regid",
+                    TEST_USER,
+                    "--init-groups",
+                    "--",
+                ])
+                .args(cmd)
+                .env("HOME", &home.0)
+                .env_remove("XDG_RUNTIME_DIR");
+                c
+            }
+            None => {
+                eprintln!("running directly on this host's KVM: {cmd:?}");
+                let mut c = Command::new(cmd[0]);
+                c.args(&cmd[1..]);
+                c
+            }
+        };
+        return command
             .current_dir(repo())
             .env("PEAPOD_KERNEL", &kernel)
             .output()
