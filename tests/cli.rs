@@ -382,7 +382,7 @@ fn test_cli_host_port_in_use_or_without_network_is_refused() {
         out
     };
     let out = run(&[]);
-    if !peapod::cli::run::passt_installed() {
+    if !peapod::sandbox::launch::passt_installed() {
         assert_eq!(out.code, 2, "{out:?}");
         assert!(out.stderr.contains("apt install passt"), "{out:?}");
         return;

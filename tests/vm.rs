@@ -279,7 +279,7 @@ fn test_vm_guest_mounts_virtio_fs_share() {
     let mut vm = peapod::vmm::Vm::new(&kvm, &cfg).unwrap();
     let init = std::fs::read(init_binary()).unwrap();
     let initrd = peapod::vmm::boot::initramfs::build(init).unwrap();
-    let mut cmdline = peapod::cli::run::kernel_cmdline("share-test", false).unwrap();
+    let mut cmdline = peapod::sandbox::launch::kernel_cmdline("share-test", false).unwrap();
     cmdline
         .insert(peapod_proto::CMDLINE_SHARE_TAG, "podshare")
         .unwrap();
@@ -340,7 +340,7 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
     let mut vm = peapod::vmm::Vm::new(&kvm, &cfg).unwrap();
     let initrd =
         peapod::vmm::boot::initramfs::build(std::fs::read(init_binary()).unwrap()).unwrap();
-    let mut cmdline = peapod::cli::run::kernel_cmdline("agent-test", false).unwrap();
+    let mut cmdline = peapod::sandbox::launch::kernel_cmdline("agent-test", false).unwrap();
     cmdline
         .insert(peapod_proto::CMDLINE_SHARE_TAG, "podshare")
         .unwrap();

@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use super::{paths, Failure, GuestArgs};
+use super::{Failure, GuestArgs};
+use crate::sandbox::artifacts;
 use crate::vmm::boot;
 use crate::vmm::vstate::kvm::{self, KvmFlavour};
 
@@ -50,7 +51,7 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode, Failure> {
         Err(e) => line(false, "/dev/kvm", e.to_string()),
     }
 
-    let kernel = paths::kernel(&args.guest);
+    let kernel = artifacts::kernel(&args.guest.paths());
     match boot::check_kernel(&kernel.path) {
         Ok(format) => line(
             true,
@@ -63,8 +64,8 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode, Failure> {
         ),
         Err(e) => line(false, "guest kernel", e.to_string()),
     }
-    let init = paths::init(&args.guest);
-    match paths::read_init(&init) {
+    let init = artifacts::init(&args.guest.paths());
+    match artifacts::read_init(&init) {
         Ok(_) => line(
             true,
             "peapod-init",

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::anyhow;
 
-use super::{paths, Failure};
+use super::Failure;
 use crate::image::ImageStore;
 
 /// Arguments of `peapod image`.
@@ -34,7 +34,7 @@ pub enum ImageCommand {
 
 /// The local image store every command uses: `<cache>/images`.
 pub fn store() -> ImageStore {
-    ImageStore::new(paths::cache_dir().join("images"))
+    crate::sandbox::artifacts::image_store()
 }
 
 /// Run `peapod image ...`.

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::{paths, Failure, GuestArgs};
+use super::{Failure, GuestArgs};
+use crate::sandbox::artifacts;
 use crate::vmm::boot::initramfs;
 
 /// Arguments of `peapod initramfs`.
@@ -22,7 +23,8 @@ pub struct InitramfsArgs {
 
 /// Write the initramfs.
 pub fn initramfs(args: InitramfsArgs) -> Result<ExitCode, Failure> {
-    let init = paths::read_init(&paths::init(&args.guest)).map_err(Failure::Usage)?;
+    let init =
+        artifacts::read_init(&artifacts::init(&args.guest.paths())).map_err(Failure::Usage)?;
     let archive = initramfs::build(init)
         .context("cannot build the initramfs")
         .map_err(Failure::Runtime)?;

@@ -5,8 +5,6 @@ pub mod doctor;
 pub mod exec;
 pub mod image;
 pub mod initramfs;
-pub mod native_pod;
-pub mod paths;
 pub mod pods;
 pub mod run;
 pub mod wait;
@@ -123,4 +121,14 @@ pub struct GuestArgs {
     /// next to this peapod binary.
     #[arg(long, value_name = "PATH")]
     pub init: Option<PathBuf>,
+}
+
+impl GuestArgs {
+    /// What the pod API takes.
+    pub fn paths(&self) -> crate::sandbox::artifacts::GuestPaths {
+        crate::sandbox::artifacts::GuestPaths {
+            kernel: self.kernel.clone(),
+            init: self.init.clone(),
+        }
+    }
 }

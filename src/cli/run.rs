@@ -6,16 +6,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use linux_loader::loader::Cmdline;
-use peapod_proto::{VolumeKind, WirePod};
 
-use super::{attach, image, native_pod, paths, Failure, GuestArgs};
-use crate::admission::{pod_cpu_request, Capacity, Ledger};
+use super::{attach, Failure, GuestArgs};
+use crate::sandbox::launch::{self, PodOptions};
 use crate::sandbox::state::now_ns;
-use crate::sandbox::{self, Launch, NetLaunch, PodState, Publish, Share, VmLaunch};
-use crate::vmm::boot;
-use crate::vmm::vstate::kvm::{self, KvmFlavour, PVM_ADVICE};
-use crate::vmm::GUEST_MEMORY_OVERHEAD;
+use crate::sandbox::{self, PodState};
 
 /// Arguments of `peapod run`.
 #[derive(Debug, clap::Args)]
@@ -76,125 +71,6 @@ pub enum Network {
     None,
 }
 
-/// The annotation that turns the network off (`none`).
-pub const NETWORK_ANNOTATION: &str = "peapod.io/network";
-
-/// Parse `-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp|/tcp]`.
-pub fn parse_publish(text: &str) -> Result<Publish, String> {
-    let bad = |why: &str| {
-        format!("-p {text}: {why}; write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp], e.g. -p 8080:80")
-    };
-    let (ports, udp) = match text.rsplit_once('/') {
-        Some((p, "udp")) => (p, true),
-        Some((p, "tcp")) => (p, false),
-        Some(_) => return Err(bad("the protocol is tcp or udp")),
-        None => (text, false),
-    };
-    let (ip, host, container) = match ports.rsplitn(3, ':').collect::<Vec<_>>()[..] {
-        [c, h] => (None, h, c),
-        [c, h, ip] => (Some(ip.trim_matches(['[', ']'])), h, c),
-        _ => return Err(bad("missing the container port")),
-    };
-    let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
-    let host_ip = match ip {
-        None | Some("") => None,
-        Some(ip) => Some(
-            ip.parse()
-                .map_err(|_| bad("the host IP is not an address"))?,
-        ),
-    };
-    Ok(Publish {
-        host_ip,
-        host_port: port(host).ok_or_else(|| bad("the host port is not 1-65535"))?,
-        container_port: port(container).ok_or_else(|| bad("the container port is not 1-65535"))?,
-        udp,
-    })
-}
-
-/// The pod's network from the flags and the spec: `None` for loopback
-/// only. Checks what can be checked before anything starts: passt is
-/// installed, every host port is free.
-fn pod_network(args: &RunArgs, plan: &crate::spec::PodPlan) -> anyhow::Result<Option<NetLaunch>> {
-    let mut publish = Vec::new();
-    for c in plan.init_containers.iter().chain(&plan.containers) {
-        for (j, p) in c.ports.iter().enumerate() {
-            let Some(host_port) = p.host_port else {
-                continue;
-            };
-            let field = format!("container {} ports[{j}]", c.name);
-            let host_ip = match p.host_ip.as_deref() {
-                None | Some("") | Some("0.0.0.0") => None,
-                Some(ip) => Some(ip.parse().map_err(|_| {
-                    anyhow!(
-                        "{}: {field}.hostIP: {ip:?} is not an IP address",
-                        args.pod.display()
-                    )
-                })?),
-            };
-            publish.push(Publish {
-                host_ip,
-                host_port,
-                container_port: p.container_port,
-                udp: p.protocol == crate::spec::Protocol::Udp,
-            });
-        }
-    }
-    for p in &args.publish {
-        publish.push(parse_publish(p).map_err(|e| anyhow!(e))?);
-    }
-    let off = match plan.annotations.get(NETWORK_ANNOTATION).map(String::as_str) {
-        None | Some("passt") => args.network == Network::None,
-        Some("none") => true,
-        Some(other) => {
-            return Err(anyhow!(
-                "{}: metadata.annotations[\"{NETWORK_ANNOTATION}\"]: {other:?} is not a network \
-                 mode; use \"none\" (loopback only) or \"passt\" (the default)",
-                args.pod.display()
-            ))
-        }
-    };
-    if off {
-        if let Some(p) = publish.first() {
-            return Err(anyhow!(
-                "{}: host port {} is published but the pod has no network (--network none or the {NETWORK_ANNOTATION} annotation); drop one of them",
-                args.pod.display(),
-                p.host_port
-            ));
-        }
-        return Ok(None);
-    }
-    if !passt_installed() {
-        return Err(anyhow!(
-            "the pod network needs passt, which is not installed: apt install passt (or run the pod with --network none)"
-        ));
-    }
-    let forwards: Vec<_> = publish.iter().map(Publish::forward).collect();
-    crate::vmm::net::passt::check_forwards(&forwards)
-        .map_err(|e| anyhow!(e).context(format!("{}", args.pod.display())))?;
-    Ok(Some(NetLaunch {
-        publish,
-        host_aliases: plan.host_aliases.clone(),
-        dns: plan.dns.clone(),
-    }))
-}
-
-/// Whether `passt` is on the `PATH`.
-pub fn passt_installed() -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path)
-            .any(|d| std::fs::metadata(d.join("passt")).is_ok_and(|m| m.is_file()))
-    })
-}
-
-/// What `--isolation=namespace` says when not root.
-pub const NEEDS_ROOT: &str =
-    "--isolation=namespace needs root for now; use the VM isolation (the default)";
-
-fn is_root() -> bool {
-    // SAFETY: getuid has no preconditions.
-    unsafe { libc::getuid() == 0 }
-}
-
 /// How a pod is isolated from the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Isolation {
@@ -204,107 +80,30 @@ pub enum Isolation {
     Namespace,
 }
 
-/// The kernel command line of a pod's guest.
-pub fn kernel_cmdline(pod: &str, verbose: bool) -> Result<Cmdline, linux_loader::cmdline::Error> {
-    let mut c = Cmdline::new(boot::CMDLINE_MAX_SIZE)?;
-    // reboot=k: peapod-init's reboot pulses the i8042 reset line (a clean
-    // exit); panic=-1: a panicking guest resets at once instead of hanging.
-    c.insert_str("console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1 nomodule")?;
-    if !verbose {
-        c.insert_str("quiet")?;
-    }
-    c.insert(peapod_proto::CMDLINE_POD_NAME, pod)?;
-    Ok(c)
-}
-
 /// Run the pod: check everything that can be checked here, start its
 /// monitor, then attach to it (or, with `-d`, leave it running).
 pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
-    let cli_started_ns = now_ns().saturating_sub(started.elapsed().as_nanos() as u64);
-    let usage = |e: anyhow::Error| Failure::Usage(e);
-    // 1. The spec and its images first: a bad file gets the same answer on
-    //    every machine, before any look at the host.
-    let plan = crate::spec::load(&args.pod).map_err(|e| Failure::Usage(e.into()))?;
-    if args.isolation == Isolation::Namespace && !is_root() {
-        return Err(usage(anyhow!("{}", NEEDS_ROOT)));
-    }
-    let mut pod: WirePod = native_pod::wire_pod(&plan, &image::store())
-        .map_err(|e| usage(e.context(format!("{}", args.pod.display()))))?;
-
-    // 2. Guest artifacts.
-    let init = paths::init(&args.guest);
-    // The monitor reads it again for the initramfs; this checks it first.
-    paths::read_init(&init).map_err(usage)?;
-    let kernel = if args.isolation == Isolation::Vm {
-        let kernel = paths::kernel(&args.guest);
-        boot::check_kernel(&kernel.path)
-            .map_err(|e| usage(anyhow!(e).context(format!("kernel from {}", kernel.origin))))?;
-        Some(absolute(&kernel.path))
-    } else {
-        None
-    };
-
-    // 3. Admission, as a check: the monitor reserves for real (atomically,
-    //    under the ledger's lock) and would refuse the same way.
-    let (memory, vm) = match kernel {
-        Some(kernel) => {
-            let mem_bytes = plan.effective_memory() + GUEST_MEMORY_OVERHEAD;
-            let vcpus = plan.vcpus().min(u32::from(boot::mptable::MAX_VCPUS)) as u8;
-            let shares = vm_shares(&mut pod);
-            let net = pod_network(&args, &plan).map_err(usage)?;
-            let vm = VmLaunch {
-                kernel,
-                mem_bytes,
-                vcpus,
-                shares,
-                console_log: args.console_log.as_deref().map(absolute),
-                verbose_console: args.console,
-                net,
-            };
-            (mem_bytes, Some(vm))
-        }
-        // No guest kernel to add in namespace mode.
-        None => (plan.effective_memory(), None),
-    };
-    let millicpu = pod_cpu_request(&plan);
-    let capacity = Capacity::resolve().map_err(|e| usage(e.into()))?;
-    Ledger::new(sandbox::runtime_dir())
-        .check(&plan.name, memory, millicpu, &capacity)
-        .map_err(|e| usage(e.into()))?;
-
-    // 4. The host's KVM.
-    if vm.is_some() {
-        let kvm = kvm::open_kvm().map_err(|e| usage(e.into()))?;
-        let flavour = kvm::detect_flavour(&kvm)
-            .map_err(|e| usage(anyhow!(e).context("cannot query KVM's MSR list")))?;
-        if !flavour.can_boot_linux() && !args.force_boot {
-            return Err(usage(anyhow!("{PVM_ADVICE}")));
-        }
-    }
-
-    // 5. The monitor.
-    let images = plan
-        .init_containers
+    let started_ns = now_ns().saturating_sub(started.elapsed().as_nanos() as u64);
+    let publish = args
+        .publish
         .iter()
-        .chain(&plan.containers)
-        .map(|c| (c.name.clone(), c.image.to_string()))
-        .collect();
-    let launch = Launch {
-        spec_file: absolute(&args.pod),
-        pod,
-        images,
+        .map(|p| launch::parse_publish(p).map_err(|e| Failure::Usage(anyhow!(e))))
+        .collect::<Result<_, _>>()?;
+    let opts = PodOptions {
         isolation: match args.isolation {
             Isolation::Vm => sandbox::Isolation::Vm,
             Isolation::Namespace => sandbox::Isolation::Namespace,
         },
-        memory,
-        millicpu,
-        init: absolute(&init.path),
-        vm,
+        guest: args.guest.paths(),
+        no_network: args.network == Network::None,
+        publish,
+        verbose_console: args.console,
+        console_log: args.console_log.clone(),
         boot_timeout_s: args.boot_timeout,
-        deadline_s: plan.active_deadline_seconds,
-        cli_started_ns,
+        force_boot: args.force_boot,
+        started_ns,
     };
+    let (plan, launch) = launch::prepare(&args.pod, &opts).map_err(Failure::Usage)?;
     let name = plan.name.clone();
     // Attached, a Ctrl-C from now on ends the pod, also while it starts.
     let mut signals = None;
@@ -353,97 +152,6 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
             } else {
                 Failure::Runtime(anyhow!(message))
             })
-        }
-    }
-}
-
-/// `path` made absolute (the monitor works in the pod directory).
-fn absolute(path: &std::path::Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
-}
-
-/// Give each distinct image root filesystem and hostPath directory of a VM
-/// pod its own virtio-fs share, and point the pod at them (`img<N>`,
-/// `vol<N>` under the guest's share directory).
-pub fn vm_shares(pod: &mut WirePod) -> Vec<Share> {
-    let mut shares: Vec<Share> = Vec::new();
-    let tag_of = |path: &str, prefix: &str, read_only: bool, shares: &mut Vec<Share>| {
-        let host = std::path::Path::new(native_pod::SHARE_ROOT).join(path);
-        if let Some(s) = shares
-            .iter()
-            .find(|s| s.path == host && s.read_only == read_only)
-        {
-            return s.tag.clone();
-        }
-        let n = shares.iter().filter(|s| s.tag.starts_with(prefix)).count();
-        let tag = format!("{prefix}{n}");
-        shares.push(Share {
-            tag: tag.clone(),
-            path: host,
-            read_only,
-        });
-        tag
-    };
-    for c in pod
-        .init_containers
-        .iter_mut()
-        .chain(pod.containers.iter_mut())
-    {
-        c.rootfs = tag_of(&c.rootfs, "img", true, &mut shares);
-    }
-    let mounts: Vec<_> = pod
-        .init_containers
-        .iter()
-        .chain(&pod.containers)
-        .flat_map(|c| c.volume_mounts.clone())
-        .collect();
-    for v in &mut pod.volumes {
-        if let VolumeKind::HostPath { path } = &mut v.kind {
-            // Writable unless every mount of it is read-only.
-            let read_only = mounts
-                .iter()
-                .filter(|m| m.volume == v.name)
-                .all(|m| m.read_only);
-            *path = tag_of(path, "vol", read_only, &mut shares);
-        }
-    }
-    shares
-}
-
-/// Whether a flavour of KVM can run pods here (used by doctor).
-pub fn can_run_here(flavour: KvmFlavour) -> bool {
-    flavour.can_boot_linux()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_parse_publish_forms_and_errors() {
-        let p = parse_publish("8080:80").unwrap();
-        assert_eq!(
-            (p.host_ip, p.host_port, p.container_port, p.udp),
-            (None, 8080, 80, false)
-        );
-        let p = parse_publish("127.0.0.1:5353:53/udp").unwrap();
-        assert_eq!(p.host_ip, Some("127.0.0.1".parse().unwrap()));
-        assert!(p.udp);
-        let p = parse_publish("[::1]:8443:443/tcp").unwrap();
-        assert_eq!(p.host_ip, Some("::1".parse().unwrap()));
-        for bad in [
-            "80",
-            "0:80",
-            "8080:70000",
-            "x:80",
-            "1.2.3:8080:80",
-            "8080:80/sctp",
-        ] {
-            let e = parse_publish(bad).unwrap_err();
-            assert!(
-                e.contains(bad) && e.contains("HOST_PORT:CONTAINER_PORT"),
-                "{e}"
-            );
         }
     }
 }

@@ -22,9 +22,12 @@
 //! running pods, the directory the names of ended ones until `peapod rm`.
 
 pub mod api;
+pub mod artifacts;
 pub mod crilog;
+pub mod launch;
 pub mod monitor;
 pub mod state;
+pub mod wire;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;

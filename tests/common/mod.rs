@@ -176,13 +176,7 @@ pub fn host_boots_guests() -> bool {
 pub fn guest_kernel() -> PathBuf {
     let k = std::env::var_os("PEAPOD_KERNEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            peapod::cli::paths::kernel(&peapod::cli::GuestArgs {
-                kernel: None,
-                init: None,
-            })
-            .path
-        });
+        .unwrap_or_else(|| peapod::sandbox::artifacts::kernel(&Default::default()).path);
     assert!(
         k.is_file(),
         "no guest kernel at {}: run scripts/build-kernel (scripts/test does)",

@@ -1,10 +1,12 @@
-//! The pod as `peapod run --isolation=namespace` hands it to peapod-init:
-//! every container's image resolved through the local image store, and the
-//! image config merged with the pod spec the way Kubernetes does.
+//! The pod as peapod-init receives it ([`WirePod`]): every container's image
+//! resolved through the local image store, and the image config merged with
+//! the pod spec the way Kubernetes does.
 //!
-//! The pod share is the host's `/`: peapod-init runs on the host, so an
-//! image's root filesystem is its absolute path without the leading `/`
-//! (an overlay lower directory cannot be a bind mount or symlink farm).
+//! Paths are first relative to the host's `/` (the pod share in namespace
+//! mode: peapod-init runs on the host, so an image's root filesystem is its
+//! absolute path without the leading `/`; an overlay lower directory cannot
+//! be a bind mount or symlink farm). For a VM, `launch::vm_shares` then
+//! turns each distinct directory into a virtio-fs share of its own.
 
 use std::path::{Component, Path};
 

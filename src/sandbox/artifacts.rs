@@ -1,8 +1,24 @@
-//! Where peapod finds its guest kernel and guest init.
+//! Where peapod finds its cache, its image store, its guest kernel and its
+//! guest init.
 
 use std::path::{Path, PathBuf};
 
-use super::GuestArgs;
+use crate::image::ImageStore;
+
+/// The guest kernel and init a pod asks for; `None` picks the default (see
+/// [`kernel`] and [`init`]).
+#[derive(Debug, Clone, Default)]
+pub struct GuestPaths {
+    /// The guest kernel (ELF vmlinux or bzImage).
+    pub kernel: Option<PathBuf>,
+    /// The statically linked peapod-init.
+    pub init: Option<PathBuf>,
+}
+
+/// The local image store every pod and command uses: `<cache>/images`.
+pub fn image_store() -> ImageStore {
+    ImageStore::new(cache_dir().join("images"))
+}
 
 /// peapod's cache directory: `$PEAPOD_CACHE`, `/var/cache/peapod` for root,
 /// else `$XDG_CACHE_HOME/peapod` or `~/.cache/peapod` (what scripts/lib.sh uses).
@@ -31,7 +47,7 @@ pub struct Located {
 }
 
 /// The guest kernel to use.
-pub fn kernel(args: &GuestArgs) -> Located {
+pub fn kernel(args: &GuestPaths) -> Located {
     if let Some(p) = &args.kernel {
         return Located {
             path: p.clone(),
@@ -62,7 +78,7 @@ pub fn kernel(args: &GuestArgs) -> Located {
 pub const SYSTEM_CACHE: &str = "/var/cache/peapod";
 
 /// The guest init to use.
-pub fn init(args: &GuestArgs) -> Located {
+pub fn init(args: &GuestPaths) -> Located {
     if let Some(p) = &args.init {
         return Located {
             path: p.clone(),

@@ -1,0 +1,210 @@
+//! `api.sock`: stop, kill and exec requests from the CLI (and other
+//! clients), exec sessions relayed to and from peapod-init.
+
+use super::*;
+
+pub(super) fn serve_api(m: &Arc<Monitor>, listener: &UnixListener) {
+    for conn in listener.incoming() {
+        let Ok(stream) = conn else { continue };
+        let m = m.clone();
+        let _ = std::thread::Builder::new()
+            .name("api-conn".into())
+            .spawn(move || {
+                let mut conn = Connection::new(stream);
+                match conn.recv::<Request>() {
+                    Ok(Some(req)) => handle(&m, conn, req),
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = conn.send(&Reply::Error {
+                            message: e.to_string(),
+                            usage: false,
+                        });
+                    }
+                }
+            });
+    }
+}
+
+pub(super) fn handle(m: &Arc<Monitor>, mut conn: Connection<UnixStream>, req: Request) {
+    let reply = match req {
+        Request::Stop { grace_period_s } => {
+            m.stop("stopped by `peapod stop`", grace_period_s);
+            Reply::Ok {}
+        }
+        Request::Kill {} => {
+            *lock(&m.stopping) = Some("killed by `peapod rm -f`".into());
+            m.kill();
+            Reply::Ok {}
+        }
+        Request::Exec {
+            container,
+            command,
+            tty,
+            stdin,
+        } => return exec(m, conn, container, command, tty, stdin),
+        Request::ExecStdin { .. } | Request::ExecResize { .. } => Reply::Error {
+            message: "no exec session on this connection".into(),
+            usage: false,
+        },
+    };
+    let _ = conn.send(&reply);
+}
+
+pub(super) fn exec(
+    m: &Arc<Monitor>,
+    mut conn: Connection<UnixStream>,
+    container: String,
+    command: Vec<String>,
+    tty: bool,
+    stdin: bool,
+) {
+    let refuse = |conn: &mut Connection<UnixStream>, message: String| {
+        let _ = conn.send(&Reply::Error {
+            message,
+            usage: true,
+        });
+    };
+    let pod = m.launch.pod.name.clone();
+    {
+        let s = lock(&m.state);
+        match s.container(&container) {
+            None => {
+                let names: Vec<&str> = s
+                    .containers
+                    .iter()
+                    .map(|c| c.status.name.as_str())
+                    .collect();
+                return refuse(
+                    &mut conn,
+                    format!(
+                        "pod {pod} has no container {container} (it has: {})",
+                        names.join(", ")
+                    ),
+                );
+            }
+            Some(c) if !c.running() => {
+                return refuse(
+                    &mut conn,
+                    format!(
+                        "container {container} of pod {pod} is not running: {}",
+                        c.state_word()
+                    ),
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    if command.is_empty() {
+        return refuse(&mut conn, "no command to run".into());
+    }
+    let exec_id = m.next_exec.fetch_add(1, Ordering::SeqCst);
+    let (tx, rx): (SyncSender<GuestMsg>, Receiver<GuestMsg>) = mpsc::sync_channel(EXEC_BACKLOG);
+    lock(&m.execs).insert(exec_id, tx);
+    let sent = m.send_guest(&HostMsg::Exec {
+        exec_id,
+        container,
+        command,
+        tty,
+        stdin,
+        env: Vec::new(),
+        working_dir: None,
+        user: None,
+    });
+    if !sent {
+        lock(&m.execs).remove(&exec_id);
+        let _ = conn.send(&Reply::Error {
+            message: format!("pod {pod} is not running"),
+            usage: true,
+        });
+        return;
+    }
+    // Input from the CLI goes to the guest until the CLI closes.
+    let done = Arc::new(AtomicBool::new(false));
+    if let Ok(read_half) = conn.get_ref().try_clone() {
+        let m2 = m.clone();
+        let done2 = done.clone();
+        let _ = std::thread::Builder::new()
+            .name("exec-input".into())
+            .spawn(move || {
+                let mut input = Connection::new(read_half);
+                let mut eof_sent = false;
+                while let Ok(Some(req)) = input.recv::<Request>() {
+                    let msg = match req {
+                        Request::ExecStdin { data, eof } => {
+                            eof_sent |= eof;
+                            HostMsg::ExecStdin { exec_id, data, eof }
+                        }
+                        Request::ExecResize { rows, cols } => HostMsg::ExecResize {
+                            exec_id,
+                            rows,
+                            cols,
+                        },
+                        _ => continue,
+                    };
+                    if done2.load(Ordering::SeqCst) || !m2.send_guest(&msg) {
+                        return;
+                    }
+                }
+                if !eof_sent && !done2.load(Ordering::SeqCst) {
+                    m2.send_guest(&HostMsg::ExecStdin {
+                        exec_id,
+                        data: Vec::new(),
+                        eof: true,
+                    });
+                }
+            });
+    }
+    let mut started = false;
+    loop {
+        let reply = match rx.recv_timeout(Duration::from_secs(if started { 3600 } else { 30 })) {
+            Ok(GuestMsg::ExecStarted { .. }) => {
+                started = true;
+                Reply::ExecStarted {}
+            }
+            Ok(GuestMsg::ExecOutput { stream, data, .. }) => Reply::ExecOutput { stream, data },
+            Ok(GuestMsg::ExecExited { code, signal, .. }) => {
+                let _ = conn.send(&Reply::ExecExited { code, signal });
+                break;
+            }
+            Ok(GuestMsg::Error { message }) if !started => {
+                // "exec 3: container \"x\" has exited": the part after the id.
+                let why = message
+                    .split_once(": ")
+                    .map_or(message.as_str(), |(_, why)| why)
+                    .to_owned();
+                let _ = conn.send(&Reply::Error {
+                    message: format!("pod {pod}: {why}"),
+                    usage: true,
+                });
+                break;
+            }
+            Ok(_) => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) if started => continue,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = conn.send(&Reply::Error {
+                    message: "peapod-init did not start the process".into(),
+                    usage: false,
+                });
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let message = if m.guest_ended.load(Ordering::SeqCst) || lock(&m.guest).is_none() {
+                    format!("pod {pod} ended")
+                } else {
+                    "the exec session's output was not read fast enough; it was dropped".into()
+                };
+                let _ = conn.send(&Reply::Error {
+                    message,
+                    usage: false,
+                });
+                break;
+            }
+        };
+        if conn.send(&reply).is_err() {
+            break;
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    lock(&m.execs).remove(&exec_id);
+    let _ = conn.get_ref().shutdown(std::net::Shutdown::Both);
+}
