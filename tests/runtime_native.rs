@@ -60,6 +60,7 @@ fn pod(containers: Vec<WireContainer>) -> WirePod {
         },
         share_process_namespace: false,
         network: None,
+        sandbox: false,
     }
 }
 
@@ -1890,4 +1891,124 @@ fn test_runtime_network_without_the_interface_fails_the_pod() {
         "something started: {:#?}",
         p.msgs
     );
+}
+
+#[test]
+fn test_runtime_sandbox_containers_join_and_leave() {
+    // A sandbox (a CRI pod) starts without containers and runs until it is
+    // stopped. Containers join it one by one while it runs, share its
+    // localhost and volumes, and leave it once they ended; bad requests
+    // are refused with the field or the reason.
+    if skip() {
+        return;
+    }
+    let mut spec = pod(vec![]);
+    spec.sandbox = true;
+    spec.volumes = vec![empty_dir("shared")];
+    let mut p = Pod::start(&spec);
+
+    let server = with_mount(
+        sh(
+            "server",
+            "echo from-the-volume > /data/page; echo listening; \
+             mkfifo /tmp/in; nc -l -p 7070 < /tmp/in & exec 3> /tmp/in; wait $!",
+        ),
+        "shared",
+        "/data",
+        false,
+    );
+    p.send(HostMsg::AddContainer {
+        container: Box::new(server),
+    });
+    p.wait_for_line("server", "listening\n");
+    let client = with_mount(
+        sh(
+            "client",
+            "cat /in/page; until echo hello-over-localhost | nc 127.0.0.1 7070; do sleep 0.1; done",
+        ),
+        "shared",
+        "/in",
+        true,
+    );
+    p.send(HostMsg::AddContainer {
+        container: Box::new(client),
+    });
+    p.wait_for("the client's exit", |m| {
+        matches!(m, GuestMsg::ContainerEvent { container, event: ContainerEvent::Exited { code: Some(0), .. }, .. } if container == "client")
+    });
+    assert_eq!(p.log("client", Stream::Stdout), "from-the-volume\n");
+    p.wait_for_line("server", "listening\nhello-over-localhost\n");
+
+    // Refused: a name taken, a volume the pod does not have, a running
+    // container's removal, an unknown container.
+    p.send(HostMsg::AddContainer {
+        container: Box::new(sh("client", "true")),
+    });
+    let mut stray = sh("stray", "true");
+    stray.volume_mounts.push(WireMount {
+        volume: "nope".into(),
+        mount_path: "/x".into(),
+        read_only: false,
+        sub_path: None,
+    });
+    p.send(HostMsg::AddContainer {
+        container: Box::new(stray),
+    });
+    p.send(HostMsg::AddContainer {
+        container: Box::new(sleeper("idle")),
+    });
+    p.wait_for_line("idle", "ready\n");
+    p.send(HostMsg::RemoveContainer {
+        container: "idle".into(),
+    });
+    p.send(HostMsg::RemoveContainer {
+        container: "ghost".into(),
+    });
+    // The sandbox outlives its ended containers: it still answers.
+    p.send(HostMsg::StatusQuery {});
+    p.wait_for("status", |m| matches!(m, GuestMsg::Status(_)));
+    let errors = p.errors();
+    let expect = [
+        "add_container \"client\": the pod already has a container of that name",
+        "container.volume_mounts[0].volume: names no volume of the pod",
+        "remove_container: container \"idle\" has not ended; stop it first",
+        "remove_container: no container \"ghost\"",
+    ];
+    for want in expect {
+        assert!(
+            errors.iter().any(|e| e.contains(want)),
+            "{want}: {errors:#?}"
+        );
+    }
+    let Some(GuestMsg::Status(status)) = p.msgs.last().cloned() else {
+        unreachable!()
+    };
+    let names: Vec<&str> = status.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["server", "client", "idle"]);
+    assert_eq!(status.phase, PodPhase::Running);
+
+    // An ended container leaves; its name can come back.
+    p.send(HostMsg::RemoveContainer {
+        container: "client".into(),
+    });
+    p.wait_for("the client's removal", |m| {
+        matches!(m, GuestMsg::ContainerEvent { container, event: ContainerEvent::Removed {}, .. } if container == "client")
+    });
+    p.send(HostMsg::AddContainer {
+        container: Box::new(sh("client", "echo back-again")),
+    });
+    p.wait_for_line("client", "back-again\n");
+    p.send(HostMsg::StatusQuery {});
+    p.wait_for("status", |m| matches!(m, GuestMsg::Status(_)));
+    let Some(GuestMsg::Status(status)) = p.msgs.last().cloned() else {
+        unreachable!()
+    };
+    let names: Vec<&str> = status.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["server", "idle", "client"]);
+
+    // Only a stop ends a sandbox.
+    p.send(HostMsg::StopPod { grace_period_s: 1 });
+    let (phase, status) = p.finish();
+    assert_eq!(phase, PodPhase::Failed, "idle was killed: {:#?}", p.msgs);
+    assert_eq!(status.code(), Some(1));
 }

@@ -392,6 +392,7 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
         },
         share_process_namespace: false,
         network: None,
+        sandbox: false,
     };
     conn.send(&HostMsg::RunPod(Box::new(pod))).unwrap();
     let mut stdout = Vec::new();

@@ -167,6 +167,8 @@ enum State {
 struct Ctr {
     spec: peapod_proto::WireContainer,
     init: bool,
+    /// Gone from the pod (`remove_container`); kept so that indices stay.
+    removed: bool,
     state: State,
     restarts: u32,
     last: Option<(ExitStatus, Termination)>,
@@ -217,6 +219,7 @@ impl<'a> Runtime<'a> {
             .map(|(c, init)| Ctr {
                 spec: c.clone(),
                 init,
+                removed: false,
                 state: State::Waiting,
                 restarts: 0,
                 last: None,
@@ -355,7 +358,75 @@ impl<'a> Runtime<'a> {
         }
         self.apps_started = true;
         for i in self.pod.init_containers.len()..self.ctrs.len() {
-            self.start(i);
+            if !self.ctrs[i].removed {
+                self.start(i);
+            }
+        }
+    }
+
+    /// The container named `name` that is part of the pod (not removed).
+    fn find(&self, name: &str) -> Option<usize> {
+        self.ctrs
+            .iter()
+            .position(|c| !c.removed && c.spec.name == name)
+    }
+
+    /// `add_container`: a new app container joins the running pod; it
+    /// starts now, or with the other app containers once the init
+    /// containers are done.
+    fn add(&mut self, spec: peapod_proto::WireContainer) {
+        let volumes = self.pod.volumes.iter().map(|v| v.name.as_str()).collect();
+        let refused = if self.stop_deadline.is_some() || self.failed_init.is_some() {
+            Some("the pod is ending".to_string())
+        } else if self.find(&spec.name).is_some() {
+            Some("the pod already has a container of that name".into())
+        } else if spec.sidecar {
+            Some("only init containers are sidecars".into())
+        } else {
+            spec.validate("container", &volumes)
+                .err()
+                .map(|e| e.to_string())
+        };
+        if let Some(why) = refused {
+            let message = format!("add_container {:?}: {why}", spec.name);
+            self.send(&GuestMsg::Error { message });
+            return;
+        }
+        self.ctrs.push(Ctr {
+            spec,
+            init: false,
+            removed: false,
+            state: State::Waiting,
+            restarts: 0,
+            last: None,
+            cgroup: None,
+        });
+        if self.apps_started {
+            self.start(self.ctrs.len() - 1);
+        }
+    }
+
+    /// `remove_container`: forget a container that has ended for good (or
+    /// never started).
+    fn remove(&mut self, name: &str) {
+        let why = match self.find(name) {
+            None => Some(format!("no container {name:?} in pod {:?}", self.pod.name)),
+            Some(i) => match self.ctrs[i].state {
+                State::Exited | State::Waiting => {
+                    self.ctrs[i].removed = true;
+                    self.ctrs[i].state = State::Exited;
+                    self.event(i, ContainerEvent::Removed {});
+                    None
+                }
+                State::Running { .. } | State::Backoff { .. } => {
+                    Some(format!("container {name:?} has not ended; stop it first"))
+                }
+            },
+        };
+        if let Some(why) = why {
+            self.send(&GuestMsg::Error {
+                message: format!("remove_container: {why}"),
+            });
         }
     }
 
@@ -461,12 +532,14 @@ impl<'a> Runtime<'a> {
 
     /// Once every app container is done for good (or an init container
     /// failed), sidecars get SIGTERM, and SIGKILL after the grace period;
-    /// how they end does not change the pod's phase.
+    /// how they end does not change the pod's phase. (Not in a sandbox:
+    /// more app containers may join it.)
     fn stop_sidecars_when_done(&mut self) {
         if self.sidecar_deadline.is_some() || self.stop_deadline.is_some() {
             return;
         }
         let apps_done = self.apps_started
+            && !self.pod.sandbox
             && self
                 .ctrs
                 .iter()
@@ -497,13 +570,18 @@ impl<'a> Runtime<'a> {
         if self.running().next().is_some() {
             return None;
         }
+        // A sandbox runs until it is stopped, whatever its containers do.
+        if self.pod.sandbox && self.stop_deadline.is_none() {
+            return None;
+        }
         if let Some(reason) = &self.failed_init {
             return Some(Outcome {
                 phase: PodPhase::Failed,
                 reason: reason.clone(),
             });
         }
-        let pending = |c: &Ctr| matches!(c.state, State::Backoff { .. } | State::Waiting);
+        let pending =
+            |c: &Ctr| !c.removed && matches!(c.state, State::Backoff { .. } | State::Waiting);
         let stopping = self.stop_deadline.is_some();
         if !stopping && (!self.apps_started || self.ctrs.iter().any(pending)) {
             return None;
@@ -511,7 +589,7 @@ impl<'a> Runtime<'a> {
         let failed: Vec<String> = self
             .ctrs
             .iter()
-            .filter(|c| !c.init)
+            .filter(|c| !c.init && !c.removed)
             .filter_map(|c| match &c.last {
                 // Exit code 0 is success even if the OOM killer hit a child.
                 Some((s, _)) if s.success() => None,
@@ -542,6 +620,7 @@ impl<'a> Runtime<'a> {
         let containers = self
             .ctrs
             .iter()
+            .filter(|c| !c.removed)
             .map(|c| ContainerStatus {
                 name: c.spec.name.clone(),
                 init: c.init,
@@ -572,9 +651,8 @@ impl<'a> Runtime<'a> {
     /// The running container named `name`, for an exec; else why not.
     fn exec_target(&self, name: &str) -> Result<exec::Target, String> {
         let c = self
-            .ctrs
-            .iter()
-            .find(|c| c.spec.name == name)
+            .find(name)
+            .map(|i| &self.ctrs[i])
             .ok_or_else(|| format!("no container {name:?} in pod {:?}", self.pod.name))?;
         let pid = match c.state {
             State::Running { pid, .. } if pid > 0 => pid,
@@ -642,6 +720,8 @@ impl<'a> Runtime<'a> {
                 let status = self.status();
                 self.send(&GuestMsg::Status(status));
             }
+            HostMsg::AddContainer { container } => self.add(*container),
+            HostMsg::RemoveContainer { container } => self.remove(&container),
             HostMsg::Signal { container, signal } => {
                 let pids: Vec<libc::pid_t> = self
                     .ctrs

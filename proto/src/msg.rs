@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ProtoError, Result};
 use crate::frame::MAX_FRAME;
-use crate::pod::WirePod;
+use crate::pod::{WireContainer, WirePod};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Identifies an exec session; chosen by the host, unique per pod.
 pub type ExecId = u64;
@@ -98,6 +98,15 @@ pub enum HostMsg {
     /// Ask for a `status` message. A struct variant, not a unit one: serde
     /// ignores extra fields of internally tagged unit variants.
     StatusQuery {},
+    /// Add an app container to the running pod and start it (once the
+    /// init containers are done). Its name must be new to the pod (a
+    /// removed container's may come back); its mounts name the pod's
+    /// volumes. A refusal is an `error`; otherwise `started` (or `exited`,
+    /// when it cannot start) follows.
+    AddContainer { container: Box<WireContainer> },
+    /// Forget an ended container (its process and restarts are over);
+    /// `removed` follows, or an `error` naming why not.
+    RemoveContainer { container: String },
 }
 
 /// Output streams of a container or exec session.
@@ -124,6 +133,8 @@ pub enum ContainerEvent {
     /// The container will be restarted after `backoff_ms`; `restart_count`
     /// counts this restart.
     Restarting { restart_count: u32, backoff_ms: u64 },
+    /// The container is gone from the pod (`remove_container`).
+    Removed {},
 }
 
 /// Pod phase, as in Kubernetes.
@@ -255,6 +266,8 @@ impl Message for HostMsg {
             HostMsg::Signal { .. } => "signal",
             HostMsg::StopPod { .. } => "stop_pod",
             HostMsg::StatusQuery {} => "status_query",
+            HostMsg::AddContainer { .. } => "add_container",
+            HostMsg::RemoveContainer { .. } => "remove_container",
         }
     }
 
@@ -320,7 +333,7 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pod::tests::sample_pod;
+    use crate::pod::tests::{sample_container, sample_pod};
 
     fn host_samples() -> Vec<HostMsg> {
         vec![
@@ -371,6 +384,12 @@ mod tests {
             },
             HostMsg::StopPod { grace_period_s: 30 },
             HostMsg::StatusQuery {},
+            HostMsg::AddContainer {
+                container: Box::new(sample_container("late")),
+            },
+            HostMsg::RemoveContainer {
+                container: "late".into(),
+            },
         ]
     }
 
@@ -414,6 +433,11 @@ mod tests {
                     restart_count: 2,
                     backoff_ms: 2000,
                 },
+            },
+            GuestMsg::ContainerEvent {
+                container: "late".into(),
+                init: false,
+                event: ContainerEvent::Removed {},
             },
             GuestMsg::Log {
                 container: "app".into(),
@@ -481,7 +505,7 @@ mod tests {
         let samples = host_samples();
         let mut kinds: Vec<_> = samples.iter().map(|m| m.kind()).collect();
         kinds.dedup();
-        assert_eq!(kinds.len(), 8, "every HostMsg variant has a sample");
+        assert_eq!(kinds.len(), 10, "every HostMsg variant has a sample");
         for msg in samples {
             let payload = encode(&msg).unwrap();
             let json: serde_json::Value = serde_json::from_slice(&payload).unwrap();
@@ -510,11 +534,18 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (
                 encode(&HostMsg::Hello(Hello::new("peapod"))).unwrap(),
-                r#"{"type":"hello","version":1,"agent":"peapod"}"#,
+                r#"{"type":"hello","version":2,"agent":"peapod"}"#,
             ),
             (
                 encode(&HostMsg::StatusQuery {}).unwrap(),
                 r#"{"type":"status_query"}"#,
+            ),
+            (
+                encode(&HostMsg::RemoveContainer {
+                    container: "c".into(),
+                })
+                .unwrap(),
+                r#"{"type":"remove_container","container":"c"}"#,
             ),
             (
                 encode(&GuestMsg::Log {
@@ -642,17 +673,17 @@ mod tests {
     fn test_check_version() {
         check_version(&Hello::new("x")).unwrap();
         let err = check_version(&Hello {
-            version: 2,
+            version: 1,
             agent: "x".into(),
         })
         .unwrap_err();
         assert!(matches!(
             err,
-            ProtoError::VersionMismatch { ours: 1, theirs: 2 }
+            ProtoError::VersionMismatch { ours: 2, theirs: 1 }
         ));
         let text = err.to_string();
         assert!(
-            text.contains("version 1") && text.contains("version 2"),
+            text.contains("version 2") && text.contains("version 1"),
             "{text}"
         );
     }

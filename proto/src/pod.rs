@@ -26,7 +26,8 @@ pub struct WirePod {
     /// Init containers, run one by one in order before the app containers;
     /// sidecars among them keep running.
     pub init_containers: Vec<WireContainer>,
-    /// App containers, started together; never empty.
+    /// App containers, started together; never empty, except in a
+    /// sandbox.
     pub containers: Vec<WireContainer>,
     /// Pod volumes, referenced by [`WireMount::volume`].
     pub volumes: Vec<WireVolume>,
@@ -43,6 +44,12 @@ pub struct WirePod {
     /// the field still takes a pod without a network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<WireNetwork>,
+    /// A sandbox (a CRI pod sandbox): it may start without containers,
+    /// containers join and leave it while it runs
+    /// ([`crate::HostMsg::AddContainer`], [`crate::HostMsg::RemoveContainer`]),
+    /// and it runs until it is stopped, not until its containers end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sandbox: bool,
 }
 
 /// One container, app or init.
@@ -220,7 +227,7 @@ impl WirePod {
         if self.name.is_empty() {
             return Err(invalid("name".into(), "must not be empty"));
         }
-        if self.containers.is_empty() {
+        if self.containers.is_empty() && !self.sandbox {
             return Err(invalid("containers".into(), "must not be empty"));
         }
         if let Some(network) = &self.network {
@@ -245,28 +252,42 @@ impl WirePod {
         ];
         for (list, containers) in all {
             for (i, c) in containers.iter().enumerate() {
-                let at = |field: &str| format!("{list}[{i}].{field}");
-                if c.name.is_empty() || !names.insert(c.name.as_str()) {
-                    return Err(invalid(at("name"), "must be non-empty and unique"));
-                }
-                if c.command.is_empty() {
-                    return Err(invalid(at("command"), "must not be empty"));
+                if !names.insert(c.name.as_str()) {
+                    return Err(invalid(format!("{list}[{i}].name"), "must be unique"));
                 }
                 if c.sidecar && list == "containers" {
-                    return Err(invalid(at("sidecar"), "only init containers are sidecars"));
+                    let at = format!("{list}[{i}].sidecar");
+                    return Err(invalid(at, "only init containers are sidecars"));
                 }
-                check_share_path(at("rootfs"), &c.rootfs)?;
-                check_absolute(at("working_dir"), &c.working_dir)?;
-                for (j, m) in c.volume_mounts.iter().enumerate() {
-                    let at = |field: &str| format!("{list}[{i}].volume_mounts[{j}].{field}");
-                    if !volumes.contains(m.volume.as_str()) {
-                        return Err(invalid(at("volume"), "names no volume of the pod"));
-                    }
-                    check_absolute(at("mount_path"), &m.mount_path)?;
-                    if let Some(sub) = &m.sub_path {
-                        check_share_path(at("sub_path"), sub)?;
-                    }
-                }
+                c.validate(&format!("{list}[{i}]"), &volumes)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl WireContainer {
+    /// Check one container on its own (`at` names it in errors, e.g.
+    /// `containers[1]`): everything but its name's uniqueness in the pod.
+    /// `volumes` are the pod's volume names.
+    pub fn validate(&self, at: &str, volumes: &HashSet<&str>) -> Result<()> {
+        let at = |field: &str| format!("{at}.{field}");
+        if self.name.is_empty() {
+            return Err(invalid(at("name"), "must not be empty"));
+        }
+        if self.command.is_empty() {
+            return Err(invalid(at("command"), "must not be empty"));
+        }
+        check_share_path(at("rootfs"), &self.rootfs)?;
+        check_absolute(at("working_dir"), &self.working_dir)?;
+        for (j, m) in self.volume_mounts.iter().enumerate() {
+            let at = |field: &str| at(&format!("volume_mounts[{j}].{field}"));
+            if !volumes.contains(m.volume.as_str()) {
+                return Err(invalid(at("volume"), "names no volume of the pod"));
+            }
+            check_absolute(at("mount_path"), &m.mount_path)?;
+            if let Some(sub) = &m.sub_path {
+                check_share_path(at("sub_path"), sub)?;
             }
         }
         Ok(())
@@ -327,6 +348,7 @@ pub(crate) mod tests {
             backoff: Backoff::default(),
             share_process_namespace: false,
             network: Some(crate::network::tests::sample_network()),
+            sandbox: false,
         }
     }
 
@@ -485,6 +507,62 @@ pub(crate) mod tests {
         let back: WirePod = serde_json::from_value(json).unwrap();
         assert_eq!(back.network, None);
         none.validate().unwrap();
+    }
+
+    #[test]
+    fn test_wire_pod_sandbox_may_start_empty() {
+        let empty = WirePod {
+            containers: vec![],
+            init_containers: vec![],
+            ..sample_pod()
+        };
+        let err = empty.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("containers") && err.contains("must not be empty"),
+            "{err}"
+        );
+        let sandbox = WirePod {
+            sandbox: true,
+            ..empty
+        };
+        sandbox.validate().unwrap();
+        // Left out when false, so an ordinary pod's wire form is unchanged.
+        let json = serde_json::to_value(sample_pod()).unwrap();
+        assert!(json.get("sandbox").is_none(), "{json}");
+        let json = serde_json::to_value(&sandbox).unwrap();
+        assert_eq!(json["sandbox"], true);
+        assert_eq!(serde_json::from_value::<WirePod>(json).unwrap(), sandbox);
+    }
+
+    #[test]
+    fn test_wire_container_validate_names_the_field() {
+        let volumes: HashSet<&str> = ["data"].into_iter().collect();
+        let ok = sample_container("late");
+        ok.validate("container", &volumes).unwrap();
+        type Spoil = fn(&mut WireContainer);
+        let cases: [(Spoil, &str); 5] = [
+            (|c| c.name.clear(), "container.name"),
+            (|c| c.command.clear(), "container.command"),
+            (|c| c.rootfs = "../etc".into(), "container.rootfs"),
+            (|c| c.working_dir = "tmp".into(), "container.working_dir"),
+            (
+                |c| {
+                    c.volume_mounts.push(WireMount {
+                        volume: "nope".into(),
+                        mount_path: "/x".into(),
+                        read_only: false,
+                        sub_path: None,
+                    })
+                },
+                "volume_mounts[",
+            ),
+        ];
+        for (spoil, field) in cases {
+            let mut c = ok.clone();
+            spoil(&mut c);
+            let err = c.validate("container", &volumes).unwrap_err().to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
     }
 
     #[test]

@@ -365,6 +365,7 @@ pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
         backoff: Backoff::default(),
         share_process_namespace: plan.share_process_namespace,
         network: None,
+        sandbox: false,
     };
     pod.validate()
         .context("internal error: the pod peapod built is not valid")?;

@@ -329,6 +329,10 @@ impl Monitor {
     }
 
     fn on_event(&self, container: &str, event: ContainerEvent) {
+        if let ContainerEvent::Removed {} = event {
+            self.update(|s| s.containers.retain(|c| c.status.name != container));
+            return;
+        }
         if let ContainerEvent::Started { .. } = event {
             let restart = lock(&self.state)
                 .container(container)
@@ -378,6 +382,7 @@ impl Monitor {
                         reason: "CrashLoopBackOff".into(),
                     };
                 }
+                ContainerEvent::Removed {} => {}
             }
         });
     }
