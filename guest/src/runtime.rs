@@ -376,7 +376,9 @@ impl<'a> Runtime<'a> {
     /// containers are done.
     fn add(&mut self, spec: peapod_proto::WireContainer) {
         let volumes = self.pod.volumes.iter().map(|v| v.name.as_str()).collect();
-        let refused = if self.stop_deadline.is_some() || self.failed_init.is_some() {
+        let refused = if !self.pod.sandbox {
+            Some("the pod is not a sandbox: containers join only pods started as one".into())
+        } else if self.stop_deadline.is_some() || self.failed_init.is_some() {
             Some("the pod is ending".to_string())
         } else if self.find(&spec.name).is_some() {
             Some("the pod already has a container of that name".into())
@@ -387,9 +389,8 @@ impl<'a> Runtime<'a> {
                 .err()
                 .map(|e| e.to_string())
         };
-        if let Some(why) = refused {
-            let message = format!("add_container {:?}: {why}", spec.name);
-            self.send(&GuestMsg::Error { message });
+        if let Some(message) = refused {
+            self.refuse(&spec.name, message);
             return;
         }
         self.ctrs.push(Ctr {
@@ -410,7 +411,10 @@ impl<'a> Runtime<'a> {
     /// never started).
     fn remove(&mut self, name: &str) {
         let why = match self.find(name) {
-            None => Some(format!("no container {name:?} in pod {:?}", self.pod.name)),
+            None => Some(format!(
+                "pod {:?} has no container of that name",
+                self.pod.name
+            )),
             Some(i) => match self.ctrs[i].state {
                 State::Exited | State::Waiting => {
                     self.ctrs[i].removed = true;
@@ -419,15 +423,22 @@ impl<'a> Runtime<'a> {
                     None
                 }
                 State::Running { .. } | State::Backoff { .. } => {
-                    Some(format!("container {name:?} has not ended; stop it first"))
+                    Some("the container has not ended; stop it first".to_string())
                 }
             },
         };
-        if let Some(why) = why {
-            self.send(&GuestMsg::Error {
-                message: format!("remove_container: {why}"),
-            });
+        if let Some(message) = why {
+            self.refuse(name, message);
         }
+    }
+
+    /// Say that a request about container `name` was refused, and why.
+    fn refuse(&mut self, name: &str, message: String) {
+        self.send(&GuestMsg::ContainerEvent {
+            container: name.to_owned(),
+            init: false,
+            event: ContainerEvent::Refused { message },
+        });
     }
 
     /// A container's main process ended with `status`.

@@ -101,11 +101,11 @@ pub enum HostMsg {
     /// Add an app container to the running pod and start it (once the
     /// init containers are done). Its name must be new to the pod (a
     /// removed container's may come back); its mounts name the pod's
-    /// volumes. A refusal is an `error`; otherwise `started` (or `exited`,
-    /// when it cannot start) follows.
+    /// volumes. `refused` answers a bad one; otherwise `started` (or
+    /// `exited`, when it cannot start) follows.
     AddContainer { container: Box<WireContainer> },
     /// Forget an ended container (its process and restarts are over);
-    /// `removed` follows, or an `error` naming why not.
+    /// `removed` follows, or `refused` naming why not.
     RemoveContainer { container: String },
 }
 
@@ -135,6 +135,9 @@ pub enum ContainerEvent {
     Restarting { restart_count: u32, backoff_ms: u64 },
     /// The container is gone from the pod (`remove_container`).
     Removed {},
+    /// An `add_container` or `remove_container` of this container was
+    /// refused; nothing changed.
+    Refused { message: String },
 }
 
 /// Pod phase, as in Kubernetes.
@@ -438,6 +441,13 @@ mod tests {
                 container: "late".into(),
                 init: false,
                 event: ContainerEvent::Removed {},
+            },
+            GuestMsg::ContainerEvent {
+                container: "late".into(),
+                init: false,
+                event: ContainerEvent::Refused {
+                    message: "the pod already has a container of that name".into(),
+                },
             },
             GuestMsg::Log {
                 container: "app".into(),

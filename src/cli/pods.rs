@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::attach::print_line;
 use super::Failure;
-use crate::sandbox::api::{self, Reply, Request};
+use crate::sandbox::api::{self, Request};
 use crate::sandbox::crilog::Follower;
 use crate::sandbox::state::now_ns;
 use crate::sandbox::state::ContainerInfo;
@@ -314,20 +314,13 @@ fn wait_monitor_gone(dir: &Path, limit: Duration) -> bool {
 }
 
 fn ask(dir: &Path, name: &str, req: &Request) -> Result<(), Failure> {
-    match api::call(dir, req) {
-        Ok(Reply::Ok {}) => Ok(()),
-        Ok(Reply::Error { message, usage: u }) => Err(if u {
-            Failure::Usage(anyhow!("{message}"))
+    api::ask(dir, name, req).map_err(|e| {
+        if e.usage {
+            Failure::Usage(e.into())
         } else {
-            Failure::Runtime(anyhow!("{message}"))
-        }),
-        Ok(other) => Err(Failure::Runtime(anyhow!(
-            "pod {name}: unexpected reply {other:?}"
-        ))),
-        Err(e) => Err(Failure::Runtime(
-            anyhow!(e).context(format!("pod {name}: cannot reach its monitor")),
-        )),
-    }
+            Failure::Runtime(e.into())
+        }
+    })
 }
 
 /// `peapod stop`.

@@ -7,7 +7,7 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use peapod_proto::{Connection, Stream};
+use peapod_proto::{Connection, Stream, WireContainer};
 use serde::{Deserialize, Serialize};
 
 /// How long a one-shot request may take.
@@ -41,6 +41,15 @@ pub enum Request {
     },
     /// The terminal of a tty exec session changed size.
     ExecResize { rows: u16, cols: u16 },
+    /// Add an app container to a running sandbox pod and start it;
+    /// answered once peapod-init has started it (or refused it).
+    AddContainer {
+        container: Box<WireContainer>,
+        /// Its image reference, for `ps` and `inspect`.
+        image: String,
+    },
+    /// Remove an ended container from a sandbox pod.
+    RemoveContainer { container: String },
 }
 
 /// Monitor to CLI.
@@ -100,6 +109,40 @@ pub fn call(pod_dir: &Path, req: &Request) -> io::Result<Reply> {
     conn.recv::<Reply>()
         .map_err(io::Error::other)?
         .ok_or_else(|| io::Error::other("the pod's monitor closed the connection"))
+}
+
+/// Why a request that wants `ok` did not get it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AskError {
+    /// What went wrong, naming the pod.
+    pub message: String,
+    /// The caller asked for something that does not exist or cannot be.
+    pub usage: bool,
+}
+
+impl std::fmt::Display for AskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AskError {}
+
+/// Ask pod `name` (its directory `pod_dir`) for something its monitor
+/// answers with `ok`: stop, kill, add or remove a container.
+pub fn ask(pod_dir: &Path, name: &str, req: &Request) -> Result<(), AskError> {
+    let runtime = |message: String| AskError {
+        message,
+        usage: false,
+    };
+    match call(pod_dir, req) {
+        Ok(Reply::Ok {}) => Ok(()),
+        Ok(Reply::Error { message, usage }) => Err(AskError { message, usage }),
+        Ok(other) => Err(runtime(format!("pod {name}: unexpected reply {other:?}"))),
+        Err(e) => Err(runtime(format!(
+            "pod {name}: cannot reach its monitor: {e}"
+        ))),
+    }
 }
 
 #[cfg(test)]

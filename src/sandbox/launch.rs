@@ -124,8 +124,74 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
         boot_timeout_s: opts.boot_timeout_s,
         deadline_s: plan.active_deadline_seconds,
         cli_started_ns: opts.started_ns,
+        monitor_exe: None,
     };
     Ok((plan, launch))
+}
+
+/// The resources of a sandbox pod, which has no spec to size it from (a
+/// CRI sandbox: its size comes from the runtime's annotations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxSize {
+    /// Memory for its containers, bytes (a VM adds its guest overhead).
+    pub memory: u64,
+    /// CPU, millicores.
+    pub millicpu: u64,
+}
+
+/// Describe a sandbox pod named `name`: it starts without containers and
+/// runs until it is stopped; containers join it (`add_container`) and
+/// leave it while it runs. Namespace isolation only for now: a VM sandbox
+/// needs a share for the joining containers' root filesystems.
+pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyhow::Result<Launch> {
+    if let Some(why) = crate::spec::dns_label_problem(name) {
+        return Err(anyhow!("sandbox name {name:?}: {why}"));
+    }
+    match opts.isolation {
+        Isolation::Namespace if !is_root() => return Err(anyhow!("{NEEDS_ROOT}")),
+        Isolation::Namespace => {}
+        Isolation::Vm => {
+            return Err(anyhow!(
+                "sandbox {name}: sandbox pods run in namespaces only for now (a VM sandbox \
+                 needs a share for the joining containers' root filesystems)"
+            ))
+        }
+    }
+    let init = artifacts::init(&opts.guest);
+    artifacts::read_init(&init)?;
+    let capacity = Capacity::resolve()?;
+    Ledger::new(super::runtime_dir()).check(name, size.memory, size.millicpu, &capacity)?;
+    let pod = WirePod {
+        name: name.to_owned(),
+        hostname: name.to_owned(),
+        init_containers: vec![],
+        containers: vec![],
+        volumes: vec![],
+        // Restarts are the kubelet's business for CRI pods.
+        restart_policy: peapod_proto::RestartPolicy::Never,
+        grace_period_s: 30,
+        backoff: peapod_proto::Backoff {
+            initial_ms: 10_000,
+            max_ms: 300_000,
+        },
+        share_process_namespace: false,
+        network: None,
+        sandbox: true,
+    };
+    Ok(Launch {
+        spec_file: PathBuf::new(),
+        pod,
+        images: vec![],
+        isolation: opts.isolation,
+        memory: size.memory,
+        millicpu: size.millicpu,
+        init: absolute(&init.path),
+        vm: None,
+        boot_timeout_s: opts.boot_timeout_s,
+        deadline_s: None,
+        cli_started_ns: opts.started_ns,
+        monitor_exe: None,
+    })
 }
 
 /// Parse `-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp|/tcp]`.

@@ -216,6 +216,10 @@ pub struct Launch {
     pub deadline_s: Option<u64>,
     /// When the CLI started (realtime ns), for `--timings`.
     pub cli_started_ns: u64,
+    /// The peapod executable whose `__monitor` runs the pod; `None`: this
+    /// process's own (the CLI). A client that is not peapod names it.
+    #[serde(default)]
+    pub monitor_exe: Option<PathBuf>,
 }
 
 /// Why a pod did not start.
@@ -260,8 +264,11 @@ pub fn start(launch: &Launch, spawned: impl FnOnce(u32)) -> Result<Started, (Sta
             0,
         )
     };
-    let exe = std::env::current_exe()
-        .map_err(|e| runtime(format!("cannot find the peapod executable: {e}")))?;
+    let exe = match &launch.monitor_exe {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| runtime(format!("cannot find the peapod executable: {e}")))?,
+    };
     let mut cmd = Command::new(exe);
     cmd.arg(MONITOR_COMMAND)
         .stdin(Stdio::piped())

@@ -27,6 +27,7 @@ mod env;
 mod error;
 mod expand;
 mod names;
+pub(crate) use names::dns_label_problem;
 mod plan;
 mod pod;
 pub mod quantity;

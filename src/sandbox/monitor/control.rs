@@ -46,8 +46,93 @@ pub(super) fn handle(m: &Arc<Monitor>, mut conn: Connection<UnixStream>, req: Re
             message: "no exec session on this connection".into(),
             usage: false,
         },
+        Request::AddContainer { container, image } => add_container(m, *container, image),
+        Request::RemoveContainer { container } => {
+            let msg = HostMsg::RemoveContainer {
+                container: container.clone(),
+            };
+            // What the state does not have, peapod-init does not either
+            // (and the monitor hears nothing from it of unknown containers).
+            let known = lock(&m.state).container(&container).is_some();
+            let answer = if known {
+                container_op(m, &container, &msg)
+            } else {
+                Err("the pod has no container of that name".into())
+            };
+            match answer {
+                Ok(()) => Reply::Ok {},
+                Err(message) => Reply::Error {
+                    message: format!(
+                        "pod {}: container {container}: {message}",
+                        m.launch.pod.name
+                    ),
+                    usage: true,
+                },
+            }
+        }
     };
     let _ = conn.send(&reply);
+}
+
+/// A container joins the sandbox: it is in the state (waiting) before
+/// peapod-init hears of it, so that its start finds it; a refusal takes it
+/// out again.
+fn add_container(m: &Arc<Monitor>, container: peapod_proto::WireContainer, image: String) -> Reply {
+    let pod = &m.launch.pod.name;
+    let name = container.name.clone();
+    if !m.launch.pod.sandbox {
+        return Reply::Error {
+            message: format!(
+                "pod {pod} is not a sandbox: containers join only pods started as one"
+            ),
+            usage: true,
+        };
+    }
+    let mut added = false;
+    m.update(|s| {
+        if s.container(&name).is_none() {
+            s.containers
+                .push(ContainerInfo::waiting(&name, false, &image));
+            added = true;
+        }
+    });
+    let msg = HostMsg::AddContainer {
+        container: Box::new(container),
+    };
+    match container_op(m, &name, &msg) {
+        Ok(()) => Reply::Ok {},
+        Err(message) => {
+            if added {
+                m.update(|s| s.containers.retain(|c| c.status.name != name));
+            }
+            Reply::Error {
+                message: format!("pod {pod}: container {name}: {message}"),
+                usage: true,
+            }
+        }
+    }
+}
+
+/// Send `msg` about container `name` to peapod-init and wait for its
+/// answer (see `Monitor::on_event`).
+fn container_op(m: &Arc<Monitor>, name: &str, msg: &HostMsg) -> Result<(), String> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    match lock(&m.container_ops).entry(name.to_owned()) {
+        std::collections::hash_map::Entry::Occupied(_) => {
+            return Err("another request for it is under way".into())
+        }
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(tx);
+        }
+    }
+    let answer = if m.send_guest(msg) {
+        rx.recv_timeout(CONTAINER_OP_TIMEOUT)
+            .unwrap_or_else(|_| Err("peapod-init did not answer".into()))
+    } else {
+        Err("the pod is not running".into())
+    };
+    lock(&m.container_ops).remove(name);
+    answer
 }
 
 pub(super) fn exec(

@@ -80,6 +80,9 @@ const GUEST_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After a stop's grace period, how long the guest has to end by itself
 /// before it is killed.
 const STOP_SLACK: Duration = Duration::from_secs(15);
+/// How long peapod-init has to answer an `add_container` or
+/// `remove_container`.
+const CONTAINER_OP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The one report to the CLI, on stdout; later reports are dropped.
 struct Reporter(Mutex<Option<std::fs::File>>);
@@ -136,6 +139,9 @@ struct Monitor {
     /// whose client does not read is ended, never buffered without limit).
     execs: Mutex<HashMap<ExecId, SyncSender<GuestMsg>>>,
     next_exec: AtomicU64,
+    /// Containers with an `add_container` or `remove_container` under way,
+    /// waiting for peapod-init's answer (one request per container).
+    container_ops: Mutex<HashMap<String, SyncSender<Result<(), String>>>>,
     killer: Mutex<Option<Killer>>,
     /// The pod's network as peapod-init configures it, once passt runs.
     network: Mutex<Option<WireNetwork>>,
@@ -329,9 +335,31 @@ impl Monitor {
     }
 
     fn on_event(&self, container: &str, event: ContainerEvent) {
-        if let ContainerEvent::Removed {} = event {
-            self.update(|s| s.containers.retain(|c| c.status.name != container));
-            return;
+        // A request about this container learns how it went, once the
+        // state shows it.
+        let answer = match &event {
+            ContainerEvent::Started { .. }
+            | ContainerEvent::Exited { .. }
+            | ContainerEvent::Removed {} => Some(Ok(())),
+            ContainerEvent::Refused { message } => Some(Err(message.clone())),
+            ContainerEvent::Restarting { .. } => None,
+        };
+        self.apply_event(container, event);
+        if let Some(answer) = answer {
+            if let Some(tx) = lock(&self.container_ops).remove(container) {
+                let _ = tx.try_send(answer);
+            }
+        }
+    }
+
+    fn apply_event(&self, container: &str, event: ContainerEvent) {
+        match event {
+            ContainerEvent::Removed {} => {
+                self.update(|s| s.containers.retain(|c| c.status.name != container));
+                return;
+            }
+            ContainerEvent::Refused { .. } => return,
+            _ => {}
         }
         if let ContainerEvent::Started { .. } = event {
             let restart = lock(&self.state)
@@ -382,7 +410,7 @@ impl Monitor {
                         reason: "CrashLoopBackOff".into(),
                     };
                 }
-                ContainerEvent::Removed {} => {}
+                ContainerEvent::Removed {} | ContainerEvent::Refused { .. } => {}
             }
         });
     }
@@ -534,6 +562,7 @@ fn prepare(
         guest: Mutex::new(None),
         execs: Mutex::default(),
         next_exec: AtomicU64::new(1),
+        container_ops: Mutex::new(HashMap::new()),
         killer: Mutex::new(None),
         network: Mutex::new(None),
         stopping: Mutex::new(None),

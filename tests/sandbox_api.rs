@@ -1,0 +1,193 @@
+//! The pod API as a second client (the containerd shim) uses it: a sandbox
+//! pod started through the library, containers joining and leaving it
+//! through its monitor, `peapod ps` seeing them. Namespace isolation, so
+//! root only.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{init_binary, is_root, peapod, sh, test_image, Run, TempDir};
+use peapod::sandbox::api::{self, Request};
+use peapod::sandbox::launch::{self, PodOptions, SandboxSize};
+use peapod::sandbox::{self, artifacts::GuestPaths, Isolation, PodState};
+use peapod_proto::{ContainerState, WireContainer};
+
+/// A busybox container of the test image, as a namespace pod names it
+/// (its root filesystem's host path, relative to `/`).
+fn container(name: &str, script: &str) -> WireContainer {
+    let rootfs = test_image().join("rootfs");
+    WireContainer {
+        rootfs: rootfs.to_str().unwrap().trim_start_matches('/').into(),
+        ..sh(name, script)
+    }
+}
+
+fn add(dir: &std::path::Path, c: WireContainer) -> Result<(), api::AskError> {
+    let req = Request::AddContainer {
+        container: Box::new(c),
+        image: "busybox:test".into(),
+    };
+    api::ask(dir, "sbx", &req)
+}
+
+/// Poll the pod's state until `done` holds (60 s at most).
+fn until(dir: &std::path::Path, what: &str, done: impl Fn(&PodState) -> bool) -> PodState {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = PodState::load(dir).unwrap();
+        if done(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn terminated_with(s: &PodState, name: &str, code: i32) -> bool {
+    s.container(name).is_some_and(
+        |c| matches!(&c.status.state, ContainerState::Terminated(t) if t.code == Some(code)),
+    )
+}
+
+#[test]
+fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
+    if !is_root() {
+        common::skip("sandbox pods run in namespaces, which needs root");
+        return;
+    }
+    test_image(); // built (or found) before PEAPOD_CACHE changes below
+    let env = TempDir::new("sandbox-api");
+    let run = env.0.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    // The library and the monitor it starts read these, as the CLI's do.
+    std::env::set_var("XDG_RUNTIME_DIR", &run);
+    std::env::set_var("PEAPOD_CACHE", env.0.join("cache"));
+    let opts = PodOptions {
+        isolation: Isolation::Namespace,
+        guest: GuestPaths {
+            kernel: None,
+            init: Some(init_binary().to_owned()),
+        },
+        no_network: true,
+        publish: vec![],
+        verbose_console: false,
+        console_log: None,
+        boot_timeout_s: 60,
+        force_boot: false,
+        started_ns: 0,
+    };
+    let size = SandboxSize {
+        memory: 256 << 20,
+        millicpu: 500,
+    };
+    let bad = launch::prepare_sandbox("Not_A_Label", size, &opts).unwrap_err();
+    assert!(
+        bad.to_string().contains("sandbox name \"Not_A_Label\""),
+        "{bad}"
+    );
+    let vm = PodOptions {
+        isolation: Isolation::Vm,
+        ..opts.clone()
+    };
+    let refused = launch::prepare_sandbox("sbx", size, &vm).unwrap_err();
+    assert!(
+        refused.to_string().contains("namespaces only for now"),
+        "{refused}"
+    );
+
+    let mut launch = launch::prepare_sandbox("sbx", size, &opts).unwrap();
+    launch.monitor_exe = Some(peapod());
+    let started = sandbox::start(&launch, |_| {}).unwrap_or_else(|(e, _)| panic!("{e:?}"));
+    let dir = started.dir.clone();
+    let mut monitor = started.monitor;
+
+    // Two containers join, one after the other, and talk over localhost.
+    add(
+        &dir,
+        container(
+            "server",
+            "mkfifo /tmp/in; nc -l -p 7071 < /tmp/in & exec 3> /tmp/in; wait $!",
+        ),
+    )
+    .unwrap();
+    add(
+        &dir,
+        container(
+            "client",
+            "until echo hello-over-localhost | nc 127.0.0.1 7071; do sleep 0.1; done",
+        ),
+    )
+    .unwrap();
+    let state = until(&dir, "both containers to end", |s| {
+        terminated_with(s, "client", 0) && terminated_with(s, "server", 0)
+    });
+    assert_eq!(state.phase, peapod_proto::PodPhase::Running, "{state:#?}");
+    let log = std::fs::read_to_string(sandbox::crilog::log_path(&dir, "server", 0)).unwrap();
+    assert!(log.ends_with(" stdout F hello-over-localhost\n"), "{log}");
+
+    // `peapod ps` sees the sandbox and what joined it.
+    let ps: Run = Command::new(peapod())
+        .args(["ps", "--output", "json"])
+        .output()
+        .unwrap()
+        .into();
+    let rows: serde_json::Value = serde_json::from_str(&ps.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "sbx", "{ps:?}");
+    assert_eq!(rows[0]["status"], "Running", "{ps:?}");
+    assert_eq!(rows[0]["container_statuses"][1]["name"], "client", "{ps:?}");
+    assert_eq!(
+        rows[0]["container_statuses"][1]["image"], "busybox:test",
+        "{ps:?}"
+    );
+
+    // Refused, with the reason and nothing changed: a taken name, a
+    // container that runs, one that is not there.
+    let taken = add(&dir, container("client", "true")).unwrap_err();
+    assert!(
+        taken.usage && taken.message.contains("already has a container"),
+        "{taken}"
+    );
+    add(&dir, container("idle", "exec sleep 1000")).unwrap();
+    let remove = |name: &str| {
+        let req = Request::RemoveContainer {
+            container: name.into(),
+        };
+        api::ask(&dir, "sbx", &req)
+    };
+    let running = remove("idle").unwrap_err();
+    assert!(running.message.contains("has not ended"), "{running}");
+    let ghost = remove("ghost").unwrap_err();
+    assert_eq!(
+        ghost.message,
+        "pod sbx: container ghost: the pod has no container of that name"
+    );
+
+    // An ended container leaves the pod.
+    remove("client").unwrap();
+    let names = |s: &PodState| -> Vec<String> {
+        s.containers.iter().map(|c| c.status.name.clone()).collect()
+    };
+    assert_eq!(names(&PodState::load(&dir).unwrap()), ["server", "idle"]);
+
+    // Only a stop ends it.
+    api::ask(
+        &dir,
+        "sbx",
+        &Request::Stop {
+            grace_period_s: Some(1),
+        },
+    )
+    .unwrap();
+    let status = monitor.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let state = PodState::load(&dir).unwrap();
+    assert!(state.ended(), "{state:#?}");
+    sandbox::remove(&dir).unwrap();
+    let ledger = std::fs::read_to_string(run.join("peapod/.ledger.json")).unwrap_or_default();
+    assert!(!ledger.contains("sbx"), "reservation left: {ledger}");
+}
