@@ -1,25 +1,45 @@
 //! The pod API as a second client (the containerd shim) uses it: a sandbox
 //! pod started through the library, containers joining and leaving it
-//! through its monitor, `peapod ps` seeing them. Namespace isolation, so
-//! root only.
+//! through its monitor, `peapod ps` seeing them; in namespaces (root) and
+//! in a VM (as the unprivileged test user, inside scripts/kvm-runner where
+//! this host's KVM cannot boot guests).
 
 mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{init_binary, is_root, peapod, sh, test_image, Run, TempDir};
+use common::{
+    guest_kernel, host_boots_guests, init_binary, is_root, on_guest_capable_kvm, peapod, sh,
+    test_image, Run, TempDir,
+};
 use peapod::sandbox::api::{self, Request};
 use peapod::sandbox::launch::{self, PodOptions, SandboxSize};
 use peapod::sandbox::{self, artifacts::GuestPaths, Isolation, PodState};
 use peapod_proto::{ContainerState, WireContainer};
 
-/// A busybox container of the test image, as a namespace pod names it
-/// (its root filesystem's host path, relative to `/`).
-fn container(name: &str, script: &str) -> WireContainer {
-    let rootfs = test_image().join("rootfs");
+/// A busybox container joining the sandbox in `dir`: a copy of the test
+/// image's root filesystem where the pod API says it goes.
+fn container(
+    dir: &std::path::Path,
+    isolation: Isolation,
+    name: &str,
+    script: &str,
+) -> WireContainer {
+    let (host, rootfs) = launch::joining_rootfs(dir, isolation, name);
+    if !host.exists() {
+        // As the unprivileged test user, the image's root-only /root stays
+        // behind (cp says so); the rest is what the container needs.
+        let _ = Command::new("cp")
+            .arg("-a")
+            .arg(test_image().join("rootfs"))
+            .arg(&host)
+            .status();
+        let busybox = host.join("bin/busybox");
+        assert!(busybox.is_file(), "no {} after cp -a", busybox.display());
+    }
     WireContainer {
-        rootfs: rootfs.to_str().unwrap().trim_start_matches('/').into(),
+        rootfs,
         ..sh(name, script)
     }
 }
@@ -57,9 +77,40 @@ fn terminated_with(s: &PodState, name: &str, code: i32) -> bool {
 #[test]
 fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
     if !is_root() {
-        common::skip("sandbox pods run in namespaces, which needs root");
+        common::skip("sandbox pods in namespaces need root");
         return;
     }
+    scenario(Isolation::Namespace);
+}
+
+/// Set when this test binary runs inside the emulated KVM host on behalf
+/// of a test outside it.
+const INNER: &str = "PEAPOD_TEST_INNER";
+
+#[test]
+fn test_sandbox_api_containers_join_a_running_vm() {
+    if std::env::var_os(INNER).is_none() && !host_boots_guests() {
+        let exe = std::env::current_exe().unwrap();
+        let script = format!(
+            "PEAPOD_INIT={} PEAPOD_TEST_IMAGE={} {INNER}=1 exec {} --exact \
+             test_sandbox_api_containers_join_a_running_vm --nocapture",
+            init_binary().display(),
+            test_image().display(),
+            exe.display()
+        );
+        let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.contains("1 passed"), "{out:?}");
+        return;
+    }
+    guest_kernel();
+    scenario(Isolation::Vm);
+}
+
+/// Two containers join a running sandbox one after the other and talk
+/// over localhost; refusals, a removal, `peapod ps`, and a stop that ends
+/// it and leaves nothing.
+fn scenario(isolation: Isolation) {
     test_image(); // built (or found) before PEAPOD_CACHE changes below
     let env = TempDir::new("sandbox-api");
     let run = env.0.join("run");
@@ -68,7 +119,7 @@ fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
     std::env::set_var("XDG_RUNTIME_DIR", &run);
     std::env::set_var("PEAPOD_CACHE", env.0.join("cache"));
     let opts = PodOptions {
-        isolation: Isolation::Namespace,
+        isolation,
         guest: GuestPaths {
             kernel: None,
             init: Some(init_binary().to_owned()),
@@ -77,7 +128,7 @@ fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
         publish: vec![],
         verbose_console: false,
         console_log: None,
-        boot_timeout_s: 60,
+        boot_timeout_s: 120,
         force_boot: false,
         started_ns: 0,
     };
@@ -90,15 +141,6 @@ fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
         bad.to_string().contains("sandbox name \"Not_A_Label\""),
         "{bad}"
     );
-    let vm = PodOptions {
-        isolation: Isolation::Vm,
-        ..opts.clone()
-    };
-    let refused = launch::prepare_sandbox("sbx", size, &vm).unwrap_err();
-    assert!(
-        refused.to_string().contains("namespaces only for now"),
-        "{refused}"
-    );
 
     let mut launch = launch::prepare_sandbox("sbx", size, &opts).unwrap();
     launch.monitor_exe = Some(peapod());
@@ -110,6 +152,8 @@ fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
     add(
         &dir,
         container(
+            &dir,
+            isolation,
             "server",
             "mkfifo /tmp/in; nc -l -p 7071 < /tmp/in & exec 3> /tmp/in; wait $!",
         ),
@@ -118,6 +162,8 @@ fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
     add(
         &dir,
         container(
+            &dir,
+            isolation,
             "client",
             "until echo hello-over-localhost | nc 127.0.0.1 7071; do sleep 0.1; done",
         ),
@@ -147,12 +193,12 @@ fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
 
     // Refused, with the reason and nothing changed: a taken name, a
     // container that runs, one that is not there.
-    let taken = add(&dir, container("client", "true")).unwrap_err();
+    let taken = add(&dir, container(&dir, isolation, "client", "true")).unwrap_err();
     assert!(
         taken.usage && taken.message.contains("already has a container"),
         "{taken}"
     );
-    add(&dir, container("idle", "exec sleep 1000")).unwrap();
+    add(&dir, container(&dir, isolation, "idle", "exec sleep 1000")).unwrap();
     let remove = |name: &str| {
         let req = Request::RemoveContainer {
             container: name.into(),

@@ -141,26 +141,61 @@ pub struct SandboxSize {
 
 /// Describe a sandbox pod named `name`: it starts without containers and
 /// runs until it is stopped; containers join it (`add_container`) and
-/// leave it while it runs. Namespace isolation only for now: a VM sandbox
-/// needs a share for the joining containers' root filesystems.
+/// leave it while it runs. A joining container's root filesystem is
+/// [`joining_rootfs`]: in a VM, the pod directory's `containers/<name>`,
+/// shared with the guest from boot, where the client puts it (the shim
+/// mounts containerd's snapshot there).
 pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyhow::Result<Launch> {
     if let Some(why) = crate::spec::dns_label_problem(name) {
         return Err(anyhow!("sandbox name {name:?}: {why}"));
     }
-    match opts.isolation {
-        Isolation::Namespace if !is_root() => return Err(anyhow!("{NEEDS_ROOT}")),
-        Isolation::Namespace => {}
-        Isolation::Vm => {
-            return Err(anyhow!(
-                "sandbox {name}: sandbox pods run in namespaces only for now (a VM sandbox \
-                 needs a share for the joining containers' root filesystems)"
-            ))
-        }
+    if opts.isolation == Isolation::Namespace && !is_root() {
+        return Err(anyhow!("{NEEDS_ROOT}"));
     }
     let init = artifacts::init(&opts.guest);
     artifacts::read_init(&init)?;
+    let vm = match opts.isolation {
+        Isolation::Namespace => None,
+        Isolation::Vm => {
+            let kernel = artifacts::kernel(&opts.guest);
+            boot::check_kernel(&kernel.path)
+                .map_err(|e| anyhow!(e).context(format!("kernel from {}", kernel.origin)))?;
+            let net = (!opts.no_network).then(|| NetLaunch {
+                publish: opts.publish.clone(),
+                host_aliases: vec![],
+                dns: Default::default(),
+            });
+            if net.is_some() && !passt_installed() {
+                return Err(anyhow!(
+                    "the pod network needs passt, which is not installed: apt install passt"
+                ));
+            }
+            Some(VmLaunch {
+                kernel: absolute(&kernel.path),
+                mem_bytes: size.memory + GUEST_MEMORY_OVERHEAD,
+                vcpus: size
+                    .millicpu
+                    .div_ceil(1000)
+                    .clamp(1, u64::from(boot::mptable::MAX_VCPUS)) as u8,
+                // The monitor adds the joining containers' share.
+                shares: vec![],
+                console_log: opts.console_log.as_deref().map(absolute),
+                verbose_console: opts.verbose_console,
+                net,
+            })
+        }
+    };
+    let memory = vm.as_ref().map_or(size.memory, |v| v.mem_bytes);
     let capacity = Capacity::resolve()?;
-    Ledger::new(super::runtime_dir()).check(name, size.memory, size.millicpu, &capacity)?;
+    Ledger::new(super::runtime_dir()).check(name, memory, size.millicpu, &capacity)?;
+    if vm.is_some() {
+        let kvm = kvm::open_kvm()?;
+        let flavour = kvm::detect_flavour(&kvm)
+            .map_err(|e| anyhow!(e).context("cannot query KVM's MSR list"))?;
+        if !flavour.can_boot_linux() && !opts.force_boot {
+            return Err(anyhow!("{PVM_ADVICE}"));
+        }
+    }
     let pod = WirePod {
         name: name.to_owned(),
         hostname: name.to_owned(),
@@ -183,10 +218,10 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
         pod,
         images: vec![],
         isolation: opts.isolation,
-        memory: size.memory,
+        memory,
         millicpu: size.millicpu,
         init: absolute(&init.path),
-        vm: None,
+        vm,
         boot_timeout_s: opts.boot_timeout_s,
         deadline_s: None,
         cli_started_ns: opts.started_ns,
@@ -372,6 +407,21 @@ pub fn vm_shares(pod: &mut WirePod) -> Vec<Share> {
         }
     }
     shares
+}
+
+/// Where a container joining sandbox `pod_dir` keeps its root filesystem,
+/// as the host sees it and as the pod names it
+/// ([`peapod_proto::WireContainer::rootfs`]). In a VM: the pod directory's
+/// `containers/<container>`, which the guest sees through the `ctr` share
+/// (read-only; peapod-init puts the container's writable overlay on top).
+/// In namespaces the same host directory, named from `/`.
+pub fn joining_rootfs(pod_dir: &Path, isolation: Isolation, container: &str) -> (PathBuf, String) {
+    let host = pod_dir.join(super::CONTAINERS_DIR).join(container);
+    let named = match isolation {
+        Isolation::Vm => format!("{}/{container}", super::CONTAINERS_SHARE),
+        Isolation::Namespace => host.to_string_lossy().trim_start_matches('/').to_owned(),
+    };
+    (host, named)
 }
 
 #[cfg(test)]

@@ -42,6 +42,14 @@ use crate::admission::Ledger;
 
 pub use state::PodState;
 
+/// The directory of a sandbox pod that holds its joining containers' root
+/// filesystems (`launch::joining_rootfs`).
+pub const CONTAINERS_DIR: &str = "containers";
+
+/// The tag under which a VM sandbox shares [`CONTAINERS_DIR`] with its
+/// guest.
+pub const CONTAINERS_SHARE: &str = "ctr";
+
 /// The hidden subcommand that runs a monitor.
 pub const MONITOR_COMMAND: &str = "__monitor";
 

@@ -523,11 +523,26 @@ fn prepare(
     redirect(2, Path::new(MONITOR_LOG));
     log::info!("monitor of pod {name} (pid {})", std::process::id());
 
-    let launch = &disk_empty_dirs(launch, &dir).map_err(|e| {
+    let mut launch = disk_empty_dirs(launch, &dir).map_err(|e| {
         cleanup(failed(
             e.context("cannot create the pod's emptyDir volumes"),
         ))
     })?;
+    if launch.pod.sandbox {
+        let containers = dir.join(super::CONTAINERS_DIR);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&containers)
+            .map_err(|e| cleanup(failed(anyhow!(e).context("cannot create containers/"))))?;
+        if let Some(vm) = launch.vm.as_mut() {
+            vm.shares.push(super::Share {
+                tag: super::CONTAINERS_SHARE.into(),
+                path: containers,
+                read_only: true,
+            });
+        }
+    }
+    let launch = &launch;
     let mut state = PodState::new(name, &launch.spec_file, launch.isolation.word());
     state.memory = launch.memory;
     state.millicpu = launch.millicpu;
