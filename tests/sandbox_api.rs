@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    guest_kernel, host_boots_guests, init_binary, is_root, on_guest_capable_kvm, peapod, sh,
-    test_image, Run, TempDir,
+    guest_kernel, init_binary, is_root, peapod, rerun_on_guest_capable_kvm, sh, test_image, Run,
+    TempDir,
 };
 use peapod::sandbox::api::{self, Request};
 use peapod::sandbox::launch::{self, PodOptions, SandboxSize};
@@ -83,24 +83,9 @@ fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
     scenario(Isolation::Namespace);
 }
 
-/// Set when this test binary runs inside the emulated KVM host on behalf
-/// of a test outside it.
-const INNER: &str = "PEAPOD_TEST_INNER";
-
 #[test]
 fn test_sandbox_api_containers_join_a_running_vm() {
-    if std::env::var_os(INNER).is_none() && !host_boots_guests() {
-        let exe = std::env::current_exe().unwrap();
-        let script = format!(
-            "PEAPOD_INIT={} PEAPOD_TEST_IMAGE={} {INNER}=1 exec {} --exact \
-             test_sandbox_api_containers_join_a_running_vm --nocapture",
-            init_binary().display(),
-            test_image().display(),
-            exe.display()
-        );
-        let out = on_guest_capable_kvm(&["sh", "-c", &script]);
-        assert_eq!(out.code, 0, "{out:?}");
-        assert!(out.stdout.contains("1 passed"), "{out:?}");
+    if rerun_on_guest_capable_kvm("test_sandbox_api_containers_join_a_running_vm") {
         return;
     }
     guest_kernel();

@@ -239,24 +239,11 @@ p ps --output json
     assert!(o.trim_end().ends_with("[]"), "{out:?}");
 }
 
-/// Set (to anything) when this test binary runs inside the emulated KVM
-/// host on behalf of a test outside it.
-const INNER: &str = "PEAPOD_TEST_INNER";
-
 #[test]
 fn test_vm_guest_mounts_virtio_fs_share() {
     // The VMM's in-process virtio-fs device serves a host directory that
     // the real guest kernel mounts: peapod-init lists it on the console.
-    if std::env::var_os(INNER).is_none() && !host_boots_guests() {
-        let exe = std::env::current_exe().unwrap();
-        let script = format!(
-            "PEAPOD_INIT={} {INNER}=1 exec {} --exact test_vm_guest_mounts_virtio_fs_share --nocapture",
-            init_binary().display(),
-            exe.display()
-        );
-        let out = on_guest_capable_kvm(&["sh", "-c", &script]);
-        assert_eq!(out.code, 0, "{out:?}");
-        assert!(out.stdout.contains("1 passed"), "{out:?}");
+    if rerun_on_guest_capable_kvm("test_vm_guest_mounts_virtio_fs_share") {
         return;
     }
     let kvm = peapod::vmm::vstate::kvm::open_kvm().unwrap();
@@ -305,17 +292,7 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
         Backoff, Connection, ContainerEvent, GuestMsg, HostMsg, PodPhase, RestartPolicy, Stream,
         WirePod,
     };
-    if std::env::var_os(INNER).is_none() && !host_boots_guests() {
-        let exe = std::env::current_exe().unwrap();
-        let script = format!(
-            "PEAPOD_INIT={} PEAPOD_TEST_IMAGE={} {INNER}=1 exec {} --exact test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs --nocapture",
-            init_binary().display(),
-            test_image().display(),
-            exe.display()
-        );
-        let out = on_guest_capable_kvm(&["sh", "-c", &script]);
-        assert_eq!(out.code, 0, "{out:?}");
-        assert!(out.stdout.contains("1 passed"), "{out:?}");
+    if rerun_on_guest_capable_kvm("test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs") {
         return;
     }
     const PORT: u32 = 1024;

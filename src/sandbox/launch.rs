@@ -71,15 +71,13 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
     //    under the ledger's lock) and would refuse the same way.
     let (memory, vm) = match opts.isolation {
         Isolation::Vm => {
-            let kernel = artifacts::kernel(&opts.guest);
-            boot::check_kernel(&kernel.path)
-                .map_err(|e| anyhow!(e).context(format!("kernel from {}", kernel.origin)))?;
+            let kernel = guest_kernel(opts)?;
             let mem_bytes = plan.effective_memory() + GUEST_MEMORY_OVERHEAD;
             let vcpus = plan.vcpus().min(u32::from(boot::mptable::MAX_VCPUS)) as u8;
             let shares = vm_shares(&mut pod);
             let net = pod_network(spec_file, opts, &plan)?;
             let vm = VmLaunch {
-                kernel: absolute(&kernel.path),
+                kernel,
                 mem_bytes,
                 vcpus,
                 shares,
@@ -98,12 +96,7 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
 
     // 4. The host's KVM.
     if vm.is_some() {
-        let kvm = kvm::open_kvm()?;
-        let flavour = kvm::detect_flavour(&kvm)
-            .map_err(|e| anyhow!(e).context("cannot query KVM's MSR list"))?;
-        if !flavour.can_boot_linux() && !opts.force_boot {
-            return Err(anyhow!("{PVM_ADVICE}"));
-        }
+        check_kvm(opts)?;
     }
 
     let images = plan
@@ -157,9 +150,7 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
     let vm = match opts.isolation {
         Isolation::Namespace => None,
         Isolation::Vm => {
-            let kernel = artifacts::kernel(&opts.guest);
-            boot::check_kernel(&kernel.path)
-                .map_err(|e| anyhow!(e).context(format!("kernel from {}", kernel.origin)))?;
+            let kernel = guest_kernel(opts)?;
             let net = (!opts.no_network).then(|| NetLaunch {
                 publish: opts.publish.clone(),
                 host_aliases: vec![],
@@ -171,7 +162,7 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
                 ));
             }
             Some(VmLaunch {
-                kernel: absolute(&kernel.path),
+                kernel,
                 mem_bytes: size.memory + GUEST_MEMORY_OVERHEAD,
                 vcpus: size
                     .millicpu
@@ -189,12 +180,7 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
     let capacity = Capacity::resolve()?;
     Ledger::new(super::runtime_dir()).check(name, memory, size.millicpu, &capacity)?;
     if vm.is_some() {
-        let kvm = kvm::open_kvm()?;
-        let flavour = kvm::detect_flavour(&kvm)
-            .map_err(|e| anyhow!(e).context("cannot query KVM's MSR list"))?;
-        if !flavour.can_boot_linux() && !opts.force_boot {
-            return Err(anyhow!("{PVM_ADVICE}"));
-        }
+        check_kvm(opts)?;
     }
     let pod = WirePod {
         name: name.to_owned(),
@@ -227,6 +213,27 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
         cli_started_ns: opts.started_ns,
         monitor_exe: None,
     })
+}
+
+/// The guest kernel the options pick, checked (absolute: the monitor works
+/// in the pod directory).
+fn guest_kernel(opts: &PodOptions) -> anyhow::Result<PathBuf> {
+    let kernel = artifacts::kernel(&opts.guest);
+    boot::check_kernel(&kernel.path)
+        .map_err(|e| anyhow!(e).context(format!("kernel from {}", kernel.origin)))?;
+    Ok(absolute(&kernel.path))
+}
+
+/// This host's KVM is usable and boots guest kernels (not PVM), unless
+/// `force_boot`.
+fn check_kvm(opts: &PodOptions) -> anyhow::Result<()> {
+    let kvm = kvm::open_kvm()?;
+    let flavour =
+        kvm::detect_flavour(&kvm).map_err(|e| anyhow!(e).context("cannot query KVM's MSR list"))?;
+    if !flavour.can_boot_linux() && !opts.force_boot {
+        return Err(anyhow!("{PVM_ADVICE}"));
+    }
+    Ok(())
 }
 
 /// Parse `-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp|/tcp]`.

@@ -256,6 +256,32 @@ pub fn on_guest_capable_kvm(cmd: &[&str]) -> Run {
     panic!("the emulated KVM host froze three times running {cmd:?}");
 }
 
+/// Set when a test binary runs inside the emulated KVM host on behalf of
+/// a test outside it.
+const INNER: &str = "PEAPOD_TEST_INNER";
+
+/// For a test that drives a VM from its own process: where this host's KVM
+/// cannot boot guests, run the test itself (this test binary, `--exact
+/// test`) on a guest-capable KVM (inside scripts/kvm-runner, as the
+/// unprivileged test user), check that it passed there, and return true:
+/// the caller is done. Returns false where the test is to run here.
+pub fn rerun_on_guest_capable_kvm(test: &str) -> bool {
+    if std::env::var_os(INNER).is_some() || host_boots_guests() {
+        return false;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let script = format!(
+        "PEAPOD_INIT={} PEAPOD_TEST_IMAGE={} {INNER}=1 exec {} --exact {test} --nocapture",
+        init_binary().display(),
+        test_image().display(),
+        exe.display()
+    );
+    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("1 passed"), "{out:?}");
+    true
+}
+
 fn whoami() -> String {
     let o = Command::new("id").arg("-un").output().expect("id -un");
     String::from_utf8_lossy(&o.stdout).trim().to_string()
