@@ -44,6 +44,19 @@ fn container(
     }
 }
 
+/// The sandbox's monitor, killed (and with it the pod) if the test fails
+/// before it stopped the pod.
+struct Monitor(std::process::Child);
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn add(dir: &std::path::Path, c: WireContainer) -> Result<(), api::AskError> {
     let req = Request::AddContainer {
         container: Box::new(c),
@@ -74,8 +87,42 @@ fn terminated_with(s: &PodState, name: &str, code: i32) -> bool {
     )
 }
 
+/// The scenario sets the environment the library reads (its runtime
+/// directory and cache): one test at a time, each putting it back.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Sets environment variables, and puts back what was there when dropped
+/// (also when the test fails).
+struct Env(Vec<(&'static str, Option<std::ffi::OsString>)>);
+
+impl Env {
+    fn set(vars: &[(&'static str, &std::path::Path)]) -> Env {
+        let saved = vars
+            .iter()
+            .map(|(k, v)| {
+                let old = std::env::var_os(k);
+                std::env::set_var(k, v);
+                (*k, old)
+            })
+            .collect();
+        Env(saved)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for (k, old) in &self.0 {
+            match old {
+                Some(v) => std::env::set_var(k, v),
+                None => std::env::remove_var(k),
+            }
+        }
+    }
+}
+
 #[test]
 fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !is_root() {
         common::skip("sandbox pods in namespaces need root");
         return;
@@ -85,6 +132,7 @@ fn test_sandbox_api_containers_join_and_leave_a_running_pod() {
 
 #[test]
 fn test_sandbox_api_containers_join_a_running_vm() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if rerun_on_guest_capable_kvm("test_sandbox_api_containers_join_a_running_vm") {
         return;
     }
@@ -101,8 +149,8 @@ fn scenario(isolation: Isolation) {
     let run = env.0.join("run");
     std::fs::create_dir_all(&run).unwrap();
     // The library and the monitor it starts read these, as the CLI's do.
-    std::env::set_var("XDG_RUNTIME_DIR", &run);
-    std::env::set_var("PEAPOD_CACHE", env.0.join("cache"));
+    let cache = env.0.join("cache");
+    let _env = Env::set(&[("XDG_RUNTIME_DIR", &run), ("PEAPOD_CACHE", &cache)]);
     let opts = PodOptions {
         isolation,
         guest: GuestPaths {
@@ -131,7 +179,7 @@ fn scenario(isolation: Isolation) {
     launch.monitor_exe = Some(peapod());
     let started = sandbox::start(&launch, |_| {}).unwrap_or_else(|(e, _)| panic!("{e:?}"));
     let dir = started.dir.clone();
-    let mut monitor = started.monitor;
+    let mut monitor = Monitor(started.monitor);
 
     // Two containers join, one after the other, and talk over localhost.
     add(
@@ -214,7 +262,7 @@ fn scenario(isolation: Isolation) {
         },
     )
     .unwrap();
-    let status = monitor.wait().unwrap();
+    let status = monitor.0.wait().unwrap();
     assert!(status.success(), "{status}");
     let state = PodState::load(&dir).unwrap();
     assert!(state.ended(), "{state:#?}");
