@@ -50,6 +50,11 @@ pub enum Request {
     },
     /// Remove an ended container from a sandbox pod.
     RemoveContainer { container: String },
+    /// Send a signal to one container's process, or to every container's.
+    Signal {
+        container: Option<String>,
+        signal: i32,
+    },
 }
 
 /// Monitor to CLI.

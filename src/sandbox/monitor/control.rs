@@ -47,6 +47,7 @@ pub(super) fn handle(m: &Arc<Monitor>, mut conn: Connection<UnixStream>, req: Re
             usage: false,
         },
         Request::AddContainer { container, image } => add_container(m, *container, image),
+        Request::Signal { container, signal } => signal_containers(m, container, signal),
         Request::RemoveContainer { container } => {
             let msg = HostMsg::RemoveContainer {
                 container: container.clone(),
@@ -72,6 +73,35 @@ pub(super) fn handle(m: &Arc<Monitor>, mut conn: Connection<UnixStream>, req: Re
         }
     };
     let _ = conn.send(&reply);
+}
+
+/// A signal for one container (which must exist) or all of them.
+fn signal_containers(m: &Arc<Monitor>, container: Option<String>, signal: i32) -> Reply {
+    if !(1..=64).contains(&signal) {
+        return Reply::Error {
+            message: format!("{signal} is not a signal number (1 to 64)"),
+            usage: true,
+        };
+    }
+    if let Some(name) = &container {
+        if lock(&m.state).container(name).is_none() {
+            return Reply::Error {
+                message: format!(
+                    "pod {}: container {name}: the pod has no container of that name",
+                    m.launch.pod.name
+                ),
+                usage: true,
+            };
+        }
+    }
+    if m.send_guest(&HostMsg::Signal { container, signal }) {
+        Reply::Ok {}
+    } else {
+        Reply::Error {
+            message: format!("pod {}: peapod-init is not reachable", m.launch.pod.name),
+            usage: false,
+        }
+    }
 }
 
 /// A container joins the sandbox: it is in the state (waiting) before
