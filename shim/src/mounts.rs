@@ -115,18 +115,6 @@ pub fn unmount_all(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape(r"/a\040b/c\134d"), "/a b/c\\d");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape(r"/end\04"), r"/end\04");
-    }
-}
-
 /// The process of a namespace-isolated pod that holds its mount namespace:
 /// the monitor's child whose mount namespace is not the shim's.
 pub fn pod_mount_ns_holder(monitor: u32) -> Option<u32> {
@@ -192,4 +180,16 @@ pub fn mount_in_namespace_of(
         run(args)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape(r"/a\040b/c\134d"), "/a b/c\\d");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert_eq!(unescape(r"/end\04"), r"/end\04");
+    }
 }

@@ -285,7 +285,10 @@ pub fn check(spec: &Spec) -> Result<(), String> {
 }
 
 /// The process part of a spec as peapod runs it.
-fn process_of(p: &Process) -> Result<(Vec<String>, Vec<(String, String)>, String), String> {
+/// A process's argv, environment and working directory.
+type ProcessParts = (Vec<String>, Vec<(String, String)>, String);
+
+fn process_of(p: &Process) -> Result<ProcessParts, String> {
     let args = p.args().clone().unwrap_or_default();
     if args.is_empty() {
         return Err("process.args: empty; the container needs a command".into());

@@ -4,14 +4,33 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The repository root.
+/// The repository root (also for the tests of a workspace member).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|d| d.join("scripts/kvm-runner").is_file())
+        .unwrap_or(here)
+        .to_owned()
 }
 
-/// The peapod binary under test.
+/// The peapod binary under test: cargo's for peapod's own tests, else the
+/// one `cargo test --workspace` built beside this test binary.
 pub fn peapod() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_peapod"))
+    if let Some(p) = option_env!("CARGO_BIN_EXE_peapod") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("peapod"))
+        .expect("target directory");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it (cargo build --bin peapod, or cargo test --workspace)",
+        bin.display()
+    );
+    bin
 }
 
 /// The unprivileged user tests run pods as. Created when the tests run as
@@ -192,6 +211,12 @@ pub fn guest_kernel() -> PathBuf {
 /// again in a fresh one, twice at most, and every restart is reported (and
 /// counted by scripts/test through `$PEAPOD_RUNNER_FREEZES`).
 pub fn on_guest_capable_kvm(cmd: &[&str]) -> Run {
+    on_guest_capable_kvm_as(false, cmd)
+}
+
+/// [`on_guest_capable_kvm`], as root when `as_root` (for what needs root
+/// beside KVM: containerd); the caller is root then.
+pub fn on_guest_capable_kvm_as(as_root: bool, cmd: &[&str]) -> Run {
     let kernel = guest_kernel();
     if host_boots_guests() {
         // As root, drop to the test user when it may open /dev/kvm (CI
@@ -199,7 +224,7 @@ pub fn on_guest_capable_kvm(cmd: &[&str]) -> Run {
         let kvm_for_all = std::fs::metadata("/dev/kvm").is_ok_and(|m| {
             std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o006 == 0o006
         });
-        let home = (is_root() && kvm_for_all && ensure_test_user())
+        let home = (!as_root && is_root() && kvm_for_all && ensure_test_user())
             .then(|| TempDir::with_mode("home", 0o777));
         let mut command = match &home {
             Some(home) => {
@@ -232,7 +257,9 @@ pub fn on_guest_capable_kvm(cmd: &[&str]) -> Run {
             .expect("run command")
             .into();
     }
-    let user = if ensure_test_user() {
+    let user = if as_root {
+        "root".to_string()
+    } else if ensure_test_user() {
         TEST_USER.to_string()
     } else {
         whoami()
@@ -266,6 +293,11 @@ const INNER: &str = "PEAPOD_TEST_INNER";
 /// unprivileged test user), check that it passed there, and return true:
 /// the caller is done. Returns false where the test is to run here.
 pub fn rerun_on_guest_capable_kvm(test: &str) -> bool {
+    rerun_on_guest_capable_kvm_as(false, test)
+}
+
+/// [`rerun_on_guest_capable_kvm`], as root when `as_root`.
+pub fn rerun_on_guest_capable_kvm_as(as_root: bool, test: &str) -> bool {
     if std::env::var_os(INNER).is_some() || host_boots_guests() {
         return false;
     }
@@ -276,7 +308,7 @@ pub fn rerun_on_guest_capable_kvm(test: &str) -> bool {
         test_image().display(),
         exe.display()
     );
-    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    let out = on_guest_capable_kvm_as(as_root, &["sh", "-c", &script]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("1 passed"), "{out:?}");
     true
