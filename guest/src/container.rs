@@ -152,6 +152,10 @@ fn setup(ctx: &PodContext<'_>, c: &WireContainer) -> io::Result<Never> {
     for m in &c.volume_mounts {
         mount_volume(&merged, m).map_err(ctx_err(format!("volume mount {}", m.mount_path)))?;
     }
+    for b in &c.binds {
+        mount_bind(ctx.share, &merged, b)
+            .map_err(ctx_err(format!("bind mount {}", b.destination)))?;
+    }
     let cwd = inside(&merged, &c.working_dir);
     fs::create_dir_all(&cwd).map_err(ctx_err(format!("create working dir {}", c.working_dir)))?;
     if c.read_only_rootfs {
@@ -340,6 +344,25 @@ fn mount_volume(root: &Path, m: &WireMount) -> io::Result<()> {
         }
     }
     sys::bind_mount(&src, &target, m.read_only)
+}
+
+/// A host file or directory the pod shares, bound into the container
+/// (opened beneath the share root: a symlink cannot lead out of it).
+fn mount_bind(share: &Path, root: &Path, b: &peapod_proto::WireBind) -> io::Result<()> {
+    let fd = open_beneath(share, &b.source, false)?;
+    let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    let target = inside(root, &b.destination);
+    if fs::metadata(&src)?.is_dir() {
+        fs::create_dir_all(&target)?;
+    } else {
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        if !target.exists() {
+            fs::File::create(&target)?;
+        }
+    }
+    sys::bind_mount(&src, &target, b.read_only)
 }
 
 pub fn set_user(uid: u32, gid: u32) -> io::Result<()> {

@@ -39,4 +39,6 @@ pub use msg::{
     GuestMsg, Hello, HostMsg, Message, PodPhase, PodStatus, Stream, Termination, PROTOCOL_VERSION,
 };
 pub use network::{WireHostEntry, WireNetwork};
-pub use pod::{Backoff, RestartPolicy, VolumeKind, WireContainer, WireMount, WirePod, WireVolume};
+pub use pod::{
+    Backoff, RestartPolicy, VolumeKind, WireBind, WireContainer, WireMount, WirePod, WireVolume,
+};

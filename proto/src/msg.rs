@@ -13,7 +13,7 @@ use crate::frame::MAX_FRAME;
 use crate::pod::{WireContainer, WirePod};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Identifies an exec session; chosen by the host, unique per pod.
 pub type ExecId = u64;

@@ -93,6 +93,22 @@ pub struct WireContainer {
     /// An init container with `restartPolicy: Always`: started in order with
     /// the init containers, then kept running for the life of the pod.
     pub sidecar: bool,
+    /// Files and directories of the host bound into the container (a
+    /// container that joined a sandbox pod: the shim's CRI mounts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<WireBind>,
+}
+
+/// A host file or directory, shared with the pod, bound into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireBind {
+    /// Share path of the file or directory.
+    pub source: String,
+    /// Absolute path in the container.
+    pub destination: String,
+    /// Mount read-only.
+    pub read_only: bool,
 }
 
 /// A volume mounted into a container.
@@ -290,6 +306,11 @@ impl WireContainer {
                 check_share_path(at("sub_path"), sub)?;
             }
         }
+        for (j, b) in self.binds.iter().enumerate() {
+            let at = |field: &str| at(&format!("binds[{j}].{field}"));
+            check_share_path(at("source"), &b.source)?;
+            check_absolute(at("destination"), &b.destination)?;
+        }
         Ok(())
     }
 }
@@ -372,6 +393,7 @@ pub(crate) mod tests {
             stdin: false,
             stdin_once: false,
             sidecar: false,
+            binds: vec![],
         }
     }
 

@@ -100,5 +100,14 @@ fn send_stderr_to_containerd_log() {
 }
 
 fn main() {
-    containerd_shim::run::<Shim>(RUNTIME, None);
+    // No reaper: the library's would collect every child with
+    // waitpid(-1), racing the shim's own waits (nsenter, the monitor's
+    // start); the shim reaps its monitors itself. No subreaper: a monitor's
+    // helpers (passt) have nothing to report to the shim.
+    let config = Config {
+        no_reaper: true,
+        no_sub_reaper: true,
+        ..Config::default()
+    };
+    containerd_shim::run::<Shim>(RUNTIME, Some(config));
 }

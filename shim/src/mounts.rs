@@ -13,32 +13,134 @@ fn cstr(p: &Path) -> Result<CString, String> {
 }
 
 /// Mount the snapshot `mounts` on `target` (nothing when containerd gave
-/// none: `ctr run --rootfs` fills `bundle/rootfs` itself).
+/// none: `ctr run --rootfs` fills `bundle/rootfs` itself). mount(2) from
+/// this process (no fork: the shim has threads, and waits for no child
+/// it did not start itself).
 pub fn mount_rootfs(mounts: &[Mount], target: &Path) -> Result<(), String> {
     for m in mounts {
-        containerd_shim::mount::mount_rootfs(
-            Some(m.type_.as_str()).filter(|t| !t.is_empty()),
-            Some(m.source.as_str()).filter(|s| !s.is_empty()),
-            &m.options,
-            target,
-        )
-        .map_err(|e| {
+        let (flags, data) = mount_options(&m.options);
+        let describe = || {
             format!(
-                "rootfs: cannot mount {} ({}, options {}) on {}: {e}",
+                "rootfs: cannot mount {} ({}, options {}) on {}",
                 m.source,
                 m.type_,
                 m.options.join(","),
                 target.display()
             )
-        })?;
+        };
+        // The kernel takes one page of options (a long overlay lowerdir
+        // list is longer); say so rather than fail obscurely.
+        if data.len() >= 4000 {
+            return Err(format!(
+                "{}: {} bytes of options, more than a page (an image with very many layers)",
+                describe(),
+                data.len()
+            ));
+        }
+        let source = CString::new(m.source.as_str()).map_err(|_| describe())?;
+        let fstype = CString::new(m.type_.as_str()).map_err(|_| describe())?;
+        let data_c = CString::new(data).map_err(|_| describe())?;
+        let target_c = cstr(target)?;
+        // SAFETY: valid NUL-terminated strings; data is the file system's
+        // option string.
+        let rc = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target_c.as_ptr(),
+                if m.type_.is_empty() || flags & libc::MS_BIND != 0 {
+                    std::ptr::null()
+                } else {
+                    fstype.as_ptr()
+                },
+                flags,
+                data_c.as_ptr().cast(),
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "{}: {}",
+                describe(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        // A read-only bind takes a remount to be read-only.
+        if flags & libc::MS_BIND != 0 && flags & libc::MS_RDONLY != 0 {
+            // SAFETY: as above.
+            let rc = unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    target_c.as_ptr(),
+                    std::ptr::null(),
+                    flags | libc::MS_REMOUNT,
+                    std::ptr::null(),
+                )
+            };
+            if rc != 0 {
+                return Err(format!(
+                    "{}: {}",
+                    describe(),
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
     }
     Ok(())
 }
 
-/// Bind `source` on `target` (created, an empty directory).
+/// mount(8)-style options split into mount flags and the file system's
+/// own options.
+fn mount_options(options: &[String]) -> (libc::c_ulong, String) {
+    let mut flags: libc::c_ulong = 0;
+    let mut data = Vec::new();
+    for o in options {
+        let (set, clear) = match o.as_str() {
+            "ro" => (libc::MS_RDONLY, 0),
+            "rw" => (0, libc::MS_RDONLY),
+            "bind" => (libc::MS_BIND, 0),
+            "rbind" => (libc::MS_BIND | libc::MS_REC, 0),
+            "nosuid" => (libc::MS_NOSUID, 0),
+            "suid" => (0, libc::MS_NOSUID),
+            "nodev" => (libc::MS_NODEV, 0),
+            "dev" => (0, libc::MS_NODEV),
+            "noexec" => (libc::MS_NOEXEC, 0),
+            "exec" => (0, libc::MS_NOEXEC),
+            "noatime" => (libc::MS_NOATIME, 0),
+            "relatime" => (libc::MS_RELATIME, 0),
+            "strictatime" => (libc::MS_STRICTATIME, 0),
+            "nodiratime" => (libc::MS_NODIRATIME, 0),
+            "sync" => (libc::MS_SYNCHRONOUS, 0),
+            "remount" => (libc::MS_REMOUNT, 0),
+            "defaults" | "async" | "atime" | "diratime" => (0, 0),
+            other => {
+                data.push(other.to_owned());
+                (0, 0)
+            }
+        };
+        flags = (flags | set) & !clear;
+    }
+    (flags, data.join(","))
+}
+
+/// Create `target` as a mount point for `source`: an empty directory, or
+/// an empty file for a file.
+pub fn mount_point_for(source: &Path, target: &Path) -> Result<(), String> {
+    let made = if source.is_dir() {
+        std::fs::create_dir_all(target)
+    } else {
+        target
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::File::create(target).map(drop))
+    };
+    made.map_err(|e| format!("cannot create {}: {e}", target.display()))
+}
+
+/// Bind `source` (a directory or a file) on `target` (created).
 pub fn bind(source: &Path, target: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(target)
-        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    if !source.exists() {
+        return Err(format!("{}: no such file or directory", source.display()));
+    }
+    mount_point_for(source, target)?;
     let (s, t) = (cstr(source)?, cstr(target)?);
     // SAFETY: valid NUL-terminated paths; a bind mount takes no data.
     let rc = unsafe {
@@ -140,8 +242,7 @@ pub fn mount_in_namespace_of(
     fallback: &Path,
     target: &Path,
 ) -> Result<(), String> {
-    std::fs::create_dir_all(target)
-        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    mount_point_for(fallback, target)?;
     let ns = format!("--mount=/proc/{pid}/ns/mnt");
     let run = |args: Vec<String>| -> Result<(), String> {
         let out = std::process::Command::new("nsenter")
@@ -185,6 +286,23 @@ pub fn mount_in_namespace_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_mount_options_split_into_flags_and_data() {
+        let o = |v: &[&str]| mount_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            o(&["index=off", "workdir=/w", "upperdir=/u", "lowerdir=/a:/b"]),
+            (0, "index=off,workdir=/w,upperdir=/u,lowerdir=/a:/b".into())
+        );
+        assert_eq!(
+            o(&["rbind", "ro"]),
+            (
+                libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY,
+                String::new()
+            )
+        );
+        assert_eq!(o(&["ro", "rw", "nosuid"]), (libc::MS_NOSUID, String::new()));
+    }
 
     #[test]
     fn test_mountinfo_paths_are_unescaped() {

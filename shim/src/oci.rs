@@ -276,12 +276,59 @@ pub fn check(spec: &Spec) -> Result<(), String> {
             .as_ref()
             .map(|s| s.display().to_string())
             .unwrap_or_default();
-        return Err(format!(
-            "config.json: mounts[{i}] ({source} on {dest}, type {typ:?}): host mounts \
-             are not shared into peapod pods yet; use a volume of the pod"
-        ));
+        if !is_bind(m) {
+            return Err(format!(
+                "config.json: mounts[{i}] ({source} on {dest}, type {typ:?}): only bind \
+                 mounts of host files and directories reach a peapod pod"
+            ));
+        }
+        if !source.starts_with('/') || !dest.starts_with('/') {
+            return Err(format!(
+                "config.json: mounts[{i}] ({source} on {dest}): source and destination \
+                 must be absolute paths"
+            ));
+        }
     }
     Ok(())
+}
+
+fn is_bind(m: &oci_spec::runtime::Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|o| o == "bind" || o == "rbind"))
+}
+
+/// A host file or directory to bind into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostBind {
+    pub source: std::path::PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+/// The host binds of a spec that passed [`check`] (CRI's volumes: an
+/// emptyDir, a configMap, a service account token ...).
+pub fn host_binds(spec: &Spec) -> Vec<HostBind> {
+    spec.mounts()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| {
+            let typ = m.typ().clone().unwrap_or_default();
+            !provided_by_guest(&m.destination().to_string_lossy(), &typ) && is_bind(m)
+        })
+        .filter_map(|m| {
+            Some(HostBind {
+                source: m.source().clone()?,
+                destination: m.destination().to_string_lossy().into_owned(),
+                read_only: m
+                    .options()
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|o| o == "ro")),
+            })
+        })
+        .collect()
 }
 
 /// The process part of a spec as peapod runs it.
@@ -341,6 +388,7 @@ pub fn container(spec: &Spec, name: &str, rootfs: String) -> Result<WireContaine
         stdin: false,
         stdin_once: false,
         sidecar: false,
+        binds: vec![],
     };
     c.validate("config.json", &Default::default())
         .map_err(|e| e.to_string())?;
@@ -460,8 +508,23 @@ mod tests {
         assert!(e.contains("linux.devices[1] (/dev/sda)"), "{e}");
         let mut j = base();
         j["mounts"][1]["destination"] = "/data".into();
+        j["mounts"][1]["options"] = serde_json::json!(["rbind", "ro"]);
+        check(&spec(j.clone())).unwrap();
+        assert_eq!(
+            host_binds(&spec(j.clone())),
+            [HostBind {
+                source: "/var/lib/x/hosts".into(),
+                destination: "/data".into(),
+                read_only: true
+            }]
+        );
+        j["mounts"][1]["type"] = "nfs".into();
+        j["mounts"][1]["options"] = serde_json::json!([]);
         let e = check(&spec(j)).unwrap_err();
-        assert!(e.contains("mounts[1] (/var/lib/x/hosts on /data"), "{e}");
+        assert!(
+            e.contains("mounts[1] (/var/lib/x/hosts on /data, type \"nfs\")"),
+            "{e}"
+        );
         let mut j = base();
         j["process"]["args"] = serde_json::json!([]);
         let e = container(&spec(j), "app", "r".into()).unwrap_err();

@@ -48,6 +48,41 @@ pub const POD_FILE: &str = "peapod-pod";
 /// filesystem is bound in the pod directory.
 pub const BIND_FILE: &str = "peapod-rootfs";
 
+/// A container's mounts, made at Create.
+struct Prepared {
+    name: String,
+    wire: Option<WireContainer>,
+    /// Its root filesystem in the pod directory.
+    bound: PathBuf,
+    /// `bundle/rootfs`, when the snapshot was mounted there.
+    rootfs: Option<PathBuf>,
+    /// Its host binds in the pod directory.
+    binds_dir: PathBuf,
+}
+
+fn bind_of(b: &oci::HostBind, source: String) -> peapod_proto::WireBind {
+    peapod_proto::WireBind {
+        source,
+        destination: b.destination.clone(),
+        read_only: b.read_only,
+    }
+}
+
+/// Unmount a container's binds, its root filesystem in the pod directory
+/// and its snapshot, and remove the mount points.
+fn release(rootfs: &mut Option<PathBuf>, bound: &Path, binds: &Path) -> Result<(), String> {
+    if !binds.as_os_str().is_empty() {
+        mounts::unmount_all(binds)?;
+        let _ = std::fs::remove_dir_all(binds);
+    }
+    mounts::unmount_all(bound)?;
+    let _ = std::fs::remove_dir(bound);
+    if let Some(r) = rootfs.take() {
+        mounts::unmount_all(&r)?;
+    }
+    Ok(())
+}
+
 /// Exit status of a task whose pod went away under it (as SIGKILL).
 const KILLED: u32 = 137;
 
@@ -116,10 +151,22 @@ struct Task {
     image: String,
     /// Where its root filesystem is bound in the pod directory.
     bound: Option<PathBuf>,
+    /// Where its host binds are bound in the pod directory.
+    binds_dir: Option<PathBuf>,
     /// `bundle/rootfs` when the shim mounted the snapshot there.
     rootfs: Option<PathBuf>,
     pump: Option<LogPump>,
     execs: BTreeMap<String, Exec>,
+}
+
+impl Task {
+    fn prepared(&mut self, p: Prepared) {
+        self.name = Some(p.name);
+        self.wire = p.wire;
+        self.bound = Some(p.bound);
+        self.rootfs = p.rootfs;
+        self.binds_dir = Some(p.binds_dir);
+    }
 }
 
 struct Pod {
@@ -298,7 +345,9 @@ impl Service {
         })
     }
 
-    /// Mount a container's root filesystem and describe it.
+    /// Mount a container's root filesystem and its host binds where the
+    /// pod sees them, and describe the container; on an error nothing is
+    /// left mounted.
     fn prepare_container(
         &self,
         t: &Tasks,
@@ -306,7 +355,7 @@ impl Service {
         spec: &Spec,
         pod: (&str, &Path),
         solo_name: Option<&str>,
-    ) -> Result<(String, WireContainer, PathBuf, Option<PathBuf>), ttrpc::Error> {
+    ) -> Result<Prepared, ttrpc::Error> {
         oci::check(spec).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
         let ann = spec.annotations().clone().unwrap_or_default();
         let taken = |n: &str| t.tasks.values().any(|x| x.name.as_deref() == Some(n));
@@ -314,14 +363,9 @@ impl Service {
             Some(n) => n.to_owned(),
             None => oci::container_name(&ann, &req.id, &taken),
         };
-        let cfg = self.config()?;
-        let isolation = if cfg.isolation == "namespace" {
-            Isolation::Namespace
-        } else {
-            Isolation::Vm
-        };
+        let isolation = self.isolation()?;
         let (bound, share) = launch::joining_rootfs(pod.1, isolation, &name);
-        let wire =
+        let mut wire =
             oci::container(spec, &name, share).map_err(|e| err(Code::INVALID_ARGUMENT, e))?;
         let bundle = Path::new(&req.bundle);
         let root = spec
@@ -334,49 +378,88 @@ impl Service {
         } else {
             bundle.join(root)
         };
+        let binds_dir = pod.1.join(sandbox::BINDS_DIR).join(&name);
+        let mut p = Prepared {
+            name: name.clone(),
+            wire: None,
+            bound: bound.clone(),
+            rootfs: None,
+            binds_dir: binds_dir.clone(),
+        };
+        let notes = format!("{}\n{}\n", bound.display(), binds_dir.display());
+        let _ = std::fs::write(bundle.join(BIND_FILE), notes);
+        let mounted = self.mount_container(t, req, spec, &rootfs, &mut p, &mut wire, isolation);
+        if let Err(e) = mounted {
+            let _ = release(&mut p.rootfs, &p.bound, &p.binds_dir);
+            return Err(err(Code::INVALID_ARGUMENT, e));
+        }
+        log::info!(
+            "container {name} of pod {}: root filesystem and binds mounted",
+            pod.0
+        );
+        p.wire = Some(wire);
+        Ok(p)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mount_container(
+        &self,
+        t: &Tasks,
+        req: &api::CreateTaskRequest,
+        spec: &Spec,
+        rootfs: &Path,
+        p: &mut Prepared,
+        wire: &mut WireContainer,
+        isolation: Isolation,
+    ) -> Result<(), String> {
+        let binds = oci::host_binds(spec);
+        let pod_dir = p
+            .binds_dir
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"));
         if isolation == Isolation::Namespace {
             // The pod's mounts are private: mount in its namespace, where
             // the pod's end takes the mounts with it.
-            let holder = mounts::pod_mount_ns_holder(t.pid())
-                .ok_or_else(|| err(Code::FAILED_PRECONDITION, "the pod's namespaces are gone"))?;
-            mounts::mount_in_namespace_of(holder, &req.rootfs, &rootfs, &bound).map_err(|e| {
-                let _ = std::fs::remove_dir(&bound);
-                err(Code::INVALID_ARGUMENT, e)
-            })?;
-            return Ok((name, wire, bound, None));
-        }
-        let mounted = if req.rootfs.is_empty() {
-            None
-        } else {
-            std::fs::create_dir_all(&rootfs)
-                .map_err(|e| err(Code::INTERNAL, format!("{}: {e}", rootfs.display())))?;
-            mounts::mount_rootfs(&req.rootfs, &rootfs).map_err(|e| {
-                let _ = mounts::unmount_all(&rootfs);
-                err(Code::INVALID_ARGUMENT, e)
-            })?;
-            Some(rootfs.clone())
-        };
-        if let Err(e) = mounts::bind(&rootfs, &bound) {
-            if let Some(r) = &mounted {
-                let _ = mounts::unmount_all(r);
+            let holder =
+                mounts::pod_mount_ns_holder(t.pid()).ok_or("the pod's namespaces are gone")?;
+            mounts::mount_in_namespace_of(holder, &req.rootfs, rootfs, &p.bound)?;
+            for (i, b) in binds.iter().enumerate() {
+                let (host, share) = launch::joining_bind(pod_dir, isolation, &p.name, i);
+                mounts::mount_in_namespace_of(holder, &[], &b.source, &host)?;
+                wire.binds.push(bind_of(b, share));
             }
-            let _ = std::fs::remove_dir(&bound);
-            return Err(err(Code::INTERNAL, e));
+            return Ok(());
         }
-        let _ = std::fs::write(bundle.join(BIND_FILE), bound.as_os_str().as_encoded_bytes());
-        log::info!("container {name} of pod {}: root filesystem bound", pod.0);
-        Ok((name, wire, bound, mounted))
+        if !req.rootfs.is_empty() {
+            std::fs::create_dir_all(rootfs).map_err(|e| format!("{}: {e}", rootfs.display()))?;
+            p.rootfs = Some(rootfs.to_owned());
+            mounts::mount_rootfs(&req.rootfs, rootfs)?;
+        }
+        mounts::bind(rootfs, &p.bound)?;
+        for (i, b) in binds.iter().enumerate() {
+            let (host, share) = launch::joining_bind(pod_dir, isolation, &p.name, i);
+            mounts::bind(&b.source, &host)
+                .map_err(|e| format!("config.json: mounts ({}): {e}", b.destination))?;
+            wire.binds.push(bind_of(b, share));
+        }
+        Ok(())
     }
 
-    /// Undo a container's mounts (its bind in the pod directory, then the
-    /// snapshot).
+    fn isolation(&self) -> Result<Isolation, ttrpc::Error> {
+        Ok(if self.config()?.isolation == "namespace" {
+            Isolation::Namespace
+        } else {
+            Isolation::Vm
+        })
+    }
+
+    /// Undo a container's mounts (its binds and root filesystem in the pod
+    /// directory, then the snapshot).
     fn release_rootfs(task: &mut Task) -> Result<(), String> {
         if let Some(b) = task.bound.take() {
-            mounts::unmount_all(&b)?;
-            let _ = std::fs::remove_dir(&b);
-        }
-        if let Some(r) = task.rootfs.take() {
-            mounts::unmount_all(&r)?;
+            let binds = task.binds_dir.take().unwrap_or_default();
+            release(&mut task.rootfs, &b, &binds)?;
         }
         Ok(())
     }
@@ -390,9 +473,14 @@ impl Service {
     fn watch(&self) {
         loop {
             std::thread::sleep(WATCH_EVERY);
-            let Some(dir) = lock(&self.inner.state).pod.as_ref().map(|p| p.dir.clone()) else {
+            let Some((dir, pid)) = lock(&self.inner.state)
+                .pod
+                .as_ref()
+                .map(|p| (p.dir.clone(), p.pid))
+            else {
                 return;
             };
+            reap(pid);
             let state = PodState::load(&dir).ok();
             let gone = state
                 .as_ref()
@@ -593,11 +681,15 @@ impl Service {
             pod.killed = true;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while PodState::load(&pod.dir).is_ok_and(|s| s.monitor_alive()) {
+        while {
+            reap(pod.pid);
+            PodState::load(&pod.dir).is_ok_and(|s| s.monitor_alive())
+        } {
             if Instant::now() > deadline {
                 // SAFETY: kill has no memory preconditions.
                 unsafe { libc::kill(pod.pid as libc::pid_t, libc::SIGKILL) };
                 std::thread::sleep(Duration::from_millis(200));
+                reap(pod.pid);
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -608,10 +700,19 @@ impl Service {
         }
         let pod = t.pod.take().expect("pod checked above");
         mounts::unmount_all(&pod.dir.join(sandbox::CONTAINERS_DIR))?;
+        mounts::unmount_all(&pod.dir.join(sandbox::BINDS_DIR))?;
         sandbox::remove(&pod.dir).map_err(|e| format!("{e:#}"))?;
         log::info!("pod {} removed", pod.name);
         Ok(())
     }
+}
+
+/// Collect the monitor `pid` if it exited (the shim is its parent; a
+/// zombie would look alive).
+fn reap(pid: u32) {
+    let mut status = 0;
+    // SAFETY: waitpid writes only the status integer given.
+    unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
 }
 
 /// Copy an exec's stdin fifo to its session (EOF included).
@@ -694,6 +795,7 @@ impl containerd_shim::Task for Service {
             wire: None,
             image: ann.get(oci::IMAGE_NAME).cloned().unwrap_or_default(),
             bound: None,
+            binds_dir: None,
             rootfs: None,
             pump: None,
             execs: BTreeMap::new(),
@@ -715,12 +817,7 @@ impl containerd_shim::Task for Service {
                 t.pod = Some(pod);
                 if kind == Kind::Solo {
                     match self.prepare_container(&t, &req, &spec, (&name, &dir), Some(&name)) {
-                        Ok((cname, wire, bound, rootfs)) => {
-                            task.name = Some(cname);
-                            task.wire = Some(wire);
-                            task.bound = Some(bound);
-                            task.rootfs = rootfs;
-                        }
+                        Ok(p) => task.prepared(p),
                         Err(e) => {
                             if let Err(why) = self.end_pod(&mut t) {
                                 log::warn!("pod {name}: {why}");
@@ -748,12 +845,8 @@ impl containerd_shim::Task for Service {
                         ))
                     }
                 };
-                let (cname, wire, bound, rootfs) =
-                    self.prepare_container(&t, &req, &spec, (&name, &dir), None)?;
-                task.name = Some(cname);
-                task.wire = Some(wire);
-                task.bound = Some(bound);
-                task.rootfs = rootfs;
+                let p = self.prepare_container(&t, &req, &spec, (&name, &dir), None)?;
+                task.prepared(p);
             }
         }
         let pid = t.pid();
@@ -1190,10 +1283,12 @@ impl containerd_shim::Task for Service {
 /// `delete` after the shim died: end the pod of this bundle's task and
 /// undo its mounts, from what the bundle notes.
 pub fn cleanup_bundle(bundle: &Path) -> Result<(), String> {
-    if let Ok(bound) = std::fs::read(bundle.join(BIND_FILE)) {
-        let bound = PathBuf::from(String::from_utf8_lossy(&bound).into_owned());
-        mounts::unmount_all(&bound)?;
-        let _ = std::fs::remove_dir(&bound);
+    if let Ok(notes) = std::fs::read_to_string(bundle.join(BIND_FILE)) {
+        // The container's root filesystem, then its binds, in the pod.
+        for path in notes.lines().filter(|l| l.starts_with('/')) {
+            mounts::unmount_all(Path::new(path))?;
+            let _ = std::fs::remove_dir(path);
+        }
     }
     let rootfs = bundle.join("rootfs");
     mounts::unmount_all(&rootfs)?;
@@ -1214,6 +1309,7 @@ pub fn cleanup_bundle(bundle: &Path) -> Result<(), String> {
         }
         if dir.exists() {
             mounts::unmount_all(&dir.join(sandbox::CONTAINERS_DIR))?;
+            mounts::unmount_all(&dir.join(sandbox::BINDS_DIR))?;
             sandbox::remove(&dir).map_err(|e| format!("{e:#}"))?;
         }
     }

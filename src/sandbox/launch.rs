@@ -431,6 +431,27 @@ pub fn joining_rootfs(pod_dir: &Path, isolation: Isolation, container: &str) -> 
     (host, named)
 }
 
+/// Where the `index`th host file or directory bound into a container
+/// joining sandbox `pod_dir` is bound in the pod directory, as the host
+/// sees it and as the pod names it ([`peapod_proto::WireBind::source`]):
+/// `binds/<container>/<index>`, the guest's `bnd` share in a VM.
+pub fn joining_bind(
+    pod_dir: &Path,
+    isolation: Isolation,
+    container: &str,
+    index: usize,
+) -> (PathBuf, String) {
+    let host = pod_dir
+        .join(super::BINDS_DIR)
+        .join(container)
+        .join(index.to_string());
+    let named = match isolation {
+        Isolation::Vm => format!("{}/{container}/{index}", super::BINDS_SHARE),
+        Isolation::Namespace => host.to_string_lossy().trim_start_matches('/').to_owned(),
+    };
+    (host, named)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

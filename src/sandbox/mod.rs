@@ -50,6 +50,14 @@ pub const CONTAINERS_DIR: &str = "containers";
 /// guest.
 pub const CONTAINERS_SHARE: &str = "ctr";
 
+/// The directory of a sandbox pod that holds the host files and
+/// directories bound into its joining containers (`launch::joining_bind`).
+pub const BINDS_DIR: &str = "binds";
+
+/// The tag under which a VM sandbox shares [`BINDS_DIR`] (read-write: a
+/// Kubernetes emptyDir is such a bind).
+pub const BINDS_SHARE: &str = "bnd";
+
 /// The hidden subcommand that runs a monitor.
 pub const MONITOR_COMMAND: &str = "__monitor";
 
@@ -340,6 +348,16 @@ pub fn start(launch: &Launch, spawned: impl FnOnce(u32)) -> Result<Started, (Sta
 /// Remove a pod directory whose monitor is gone, and prune the ledger of
 /// dead reservations.
 pub fn remove(dir: &Path) -> anyhow::Result<()> {
+    // Never through a mount: a containerd container's root filesystem or
+    // volume bound into a shim's pod is not the pod's to delete.
+    if let Some(m) = mounted_under(dir).first() {
+        anyhow::bail!(
+            "cannot remove {}: {} is mounted there (a containerd container's root \
+             filesystem or volume; its shim unmounts it when containerd deletes the task)",
+            dir.display(),
+            m.display()
+        );
+    }
     let removed = match std::fs::remove_dir_all(dir) {
         // A container may have left directories it cannot be entered or
         // changed (mode 0555, 0000) in a volume: we own them, so open
@@ -354,6 +372,18 @@ pub fn remove(dir: &Path) -> anyhow::Result<()> {
     // Reclaims the reservation of a monitor that died without releasing it.
     Ledger::new(runtime_dir()).entries()?;
     Ok(())
+}
+
+/// Mount points at or under `dir` in this process's mount namespace.
+fn mounted_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return vec![];
+    };
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect()
 }
 
 /// Give the owner rwx on every directory under `root` (not following

@@ -318,6 +318,7 @@ fn container(c: &ContainerPlan, field: &str, store: &ImageStore) -> anyhow::Resu
         stdin: c.stdin,
         stdin_once: c.stdin_once,
         sidecar: c.sidecar,
+        binds: vec![],
     })
 }
 

@@ -442,5 +442,6 @@ pub fn sh(name: &str, script: &str) -> peapod_proto::WireContainer {
         stdin: false,
         stdin_once: false,
         sidecar: false,
+        binds: vec![],
     }
 }

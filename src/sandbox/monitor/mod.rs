@@ -529,17 +529,24 @@ fn prepare(
         ))
     })?;
     if launch.pod.sandbox {
-        let containers = dir.join(super::CONTAINERS_DIR);
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&containers)
-            .map_err(|e| cleanup(failed(anyhow!(e).context("cannot create containers/"))))?;
-        if let Some(vm) = launch.vm.as_mut() {
-            vm.shares.push(super::Share {
-                tag: super::CONTAINERS_SHARE.into(),
-                path: containers,
-                read_only: true,
-            });
+        for (sub, tag, read_only) in [
+            (super::CONTAINERS_DIR, super::CONTAINERS_SHARE, true),
+            (super::BINDS_DIR, super::BINDS_SHARE, false),
+        ] {
+            let path = dir.join(sub);
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&path)
+                .map_err(|e| {
+                    cleanup(failed(anyhow!(e).context(format!("cannot create {sub}/"))))
+                })?;
+            if let Some(vm) = launch.vm.as_mut() {
+                vm.shares.push(super::Share {
+                    tag: tag.into(),
+                    path,
+                    read_only,
+                });
+            }
         }
     }
     let launch = &launch;
