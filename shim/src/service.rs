@@ -664,9 +664,12 @@ impl Service {
         let mut t = lock(&self.inner.state);
         let pid = t.pid();
         if let Some(e) = t.tasks.get_mut(id).and_then(|x| x.execs.get_mut(exec_id)) {
-            e.proc_.exit(code);
             e.writer = None;
-            self.publish(exit_event(id, exec_id, pid, &e.proc_));
+            // (Already ended when its pod was ended under it.)
+            if e.proc_.status == Status::Running {
+                e.proc_.exit(code);
+                self.publish(exit_event(id, exec_id, pid, &e.proc_));
+            }
         }
         self.inner.changed.notify_all();
     }
@@ -695,9 +698,26 @@ impl Service {
             std::thread::sleep(Duration::from_millis(20));
         }
         pod.gone = true;
-        for task in t.tasks.values_mut() {
+        // Whatever still ran ended with the pod: its waiters return.
+        let pid = pod.pid;
+        for (id, task) in t.tasks.iter_mut() {
+            if task.proc_.status == Status::Running {
+                if let Some(p) = task.pump.as_mut() {
+                    p.finish();
+                }
+                task.pump = None;
+                task.proc_.exit(KILLED);
+                self.publish(exit_event(id, "", pid, &task.proc_));
+            }
+            for (exec_id, e) in task.execs.iter_mut() {
+                if e.proc_.status == Status::Running {
+                    e.proc_.exit(KILLED);
+                    self.publish(exit_event(id, exec_id, pid, &e.proc_));
+                }
+            }
             Self::release_rootfs(task)?;
         }
+        self.inner.changed.notify_all();
         let pod = t.pod.take().expect("pod checked above");
         mounts::unmount_all(&pod.dir.join(sandbox::CONTAINERS_DIR))?;
         mounts::unmount_all(&pod.dir.join(sandbox::BINDS_DIR))?;
