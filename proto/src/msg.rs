@@ -544,7 +544,7 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (
                 encode(&HostMsg::Hello(Hello::new("peapod"))).unwrap(),
-                r#"{"type":"hello","version":2,"agent":"peapod"}"#,
+                r#"{"type":"hello","version":3,"agent":"peapod"}"#,
             ),
             (
                 encode(&HostMsg::StatusQuery {}).unwrap(),
@@ -689,11 +689,11 @@ mod tests {
         .unwrap_err();
         assert!(matches!(
             err,
-            ProtoError::VersionMismatch { ours: 2, theirs: 1 }
+            ProtoError::VersionMismatch { ours: 3, theirs: 1 }
         ));
         let text = err.to_string();
         assert!(
-            text.contains("version 2") && text.contains("version 1"),
+            text.contains("version 3") && text.contains("version 1"),
             "{text}"
         );
     }
