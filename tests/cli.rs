@@ -402,3 +402,42 @@ fn test_cli_host_port_in_use_or_without_network_is_refused() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("-p 80"), "{out:?}");
 }
+
+/// A runtime directory another user could have made (here: one open to
+/// everyone, as a shared /tmp/peapod-UID made first by someone else would
+/// be): no command trusts its pods or sockets, not only `run`.
+#[test]
+fn test_cli_every_command_refuses_a_runtime_directory_that_is_not_private() {
+    let dir = TempDir::new("untrusted-runtime");
+    let runtime = dir.0.join("peapod");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    // A pod planted there: a command that trusted the directory would act on it.
+    std::fs::create_dir(runtime.join("planted")).unwrap();
+    for args in [
+        vec!["ps"],
+        vec!["logs", "planted"],
+        vec!["exec", "planted", "--", "true"],
+        vec!["inspect", "planted"],
+        vec!["stop", "planted"],
+        vec!["rm", "planted"],
+        vec!["wait", "planted", "--for=running", "--timeout", "1s"],
+    ] {
+        let out: Run = Command::new(peapod())
+            .args(&args)
+            .env("XDG_RUNTIME_DIR", &dir.0)
+            .output()
+            .unwrap()
+            .into();
+        assert_ne!(out.code, 0, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains("not a private directory of this user"),
+            "{args:?}: {out:?}"
+        );
+    }
+    assert!(runtime.join("planted").is_dir(), "nothing touched");
+}

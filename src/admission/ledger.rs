@@ -60,7 +60,7 @@ fn io_err<'a>(
 
 /// The runtime directory must be ours and private: in a shared temp
 /// directory, another user could have made it first.
-fn check_private(dir: &Path) -> Result<(), AdmissionError> {
+pub fn check_private(dir: &Path) -> Result<(), AdmissionError> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
     // SAFETY: getuid has no preconditions.

@@ -11,7 +11,7 @@ mod capacity;
 mod ledger;
 
 pub use capacity::{Capacity, CapacitySource};
-pub use ledger::{process_start_time, Entry, Ledger, Reservation};
+pub use ledger::{check_private, process_start_time, Entry, Ledger, Reservation};
 
 use std::path::PathBuf;
 

@@ -194,6 +194,7 @@ fn age(ns: u64) -> String {
 /// `peapod ps`.
 pub fn ps(args: PsArgs) -> Result<ExitCode, Failure> {
     let pods: Vec<PodState> = sandbox::list()
+        .map_err(Failure::Usage)?
         .into_iter()
         .filter_map(|(dir, s)| match s {
             Ok(s) => Some(s),

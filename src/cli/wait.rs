@@ -124,7 +124,9 @@ fn check(condition: Condition, name: &str, state: Option<&PodState>) -> Verdict 
 
 /// `peapod wait`.
 pub fn wait(args: WaitArgs) -> Result<ExitCode, Failure> {
-    let dir = sandbox::pod_dir(&args.pod);
+    let dir = sandbox::trusted_runtime_dir()
+        .map_err(Failure::Usage)?
+        .join(&args.pod);
     // A pod that is not there at all is an error unless it is meant to go.
     if args.condition != Condition::Deleted {
         sandbox::find(&args.pod).map_err(Failure::Usage)?;

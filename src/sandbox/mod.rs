@@ -71,9 +71,20 @@ pub fn pod_dir(name: &str) -> PathBuf {
     runtime_dir().join(name)
 }
 
+/// The runtime directory, once it is known to be this user's own and
+/// private (when it exists): in a shared temp directory another user could
+/// have made it, and its pods and sockets would be theirs.
+pub fn trusted_runtime_dir() -> anyhow::Result<PathBuf> {
+    let dir = runtime_dir();
+    if std::fs::symlink_metadata(&dir).is_ok() {
+        crate::admission::check_private(&dir)?;
+    }
+    Ok(dir)
+}
+
 /// Every pod directory (one with a state file), sorted by name.
-pub fn list() -> Vec<(PathBuf, std::io::Result<PodState>)> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(runtime_dir())
+pub fn list() -> anyhow::Result<Vec<(PathBuf, std::io::Result<PodState>)>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(trusted_runtime_dir()?)
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.path())
@@ -82,18 +93,19 @@ pub fn list() -> Vec<(PathBuf, std::io::Result<PodState>)> {
         })
         .unwrap_or_default();
     dirs.sort();
-    dirs.into_iter()
+    Ok(dirs
+        .into_iter()
         .map(|d| {
             let s = PodState::load(&d);
             (d, s)
         })
-        .collect()
+        .collect())
 }
 
 /// A pod directory that exists, with its state; the error says the pod is
 /// not there.
 pub fn find(name: &str) -> anyhow::Result<(PathBuf, PodState)> {
-    let dir = pod_dir(name);
+    let dir = trusted_runtime_dir()?.join(name);
     match PodState::load(&dir) {
         Ok(s) => Ok((dir, s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
