@@ -441,3 +441,88 @@ fn test_cli_every_command_refuses_a_runtime_directory_that_is_not_private() {
     }
     assert!(runtime.join("planted").is_dir(), "nothing touched");
 }
+
+/// A pod whose container wrote terminal escape sequences and a long line
+/// without a newline (its log fabricated as the monitor writes it).
+fn hostile_log_pod(dir: &TempDir) {
+    use peapod::sandbox::crilog::Writer;
+    use peapod::sandbox::state::{ContainerInfo, PodState};
+    use std::os::unix::fs::DirBuilderExt;
+    let runtime = dir.0.join("peapod");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&runtime)
+        .unwrap();
+    let pod = runtime.join("evil");
+    std::fs::create_dir(&pod).unwrap();
+    let mut state = PodState::new("evil", std::path::Path::new("evil.yaml"), "namespace");
+    state.phase = peapod_proto::PodPhase::Succeeded;
+    state.containers = vec![ContainerInfo::waiting("app", false, "busybox")];
+    state.store(&pod).unwrap();
+    let mut w = Writer::default();
+    w.start(&pod, "app", 0).unwrap();
+    let evil = b"\x1b]0;pwned\x07title\x1b[2J\xc2\x9bdone\n";
+    w.write(&pod, "app", 1, peapod_proto::Stream::Stdout, evil, false)
+        .unwrap();
+    let chunk = vec![b'y'; 16 << 10];
+    for i in 0..64 {
+        w.write(
+            &pod,
+            "app",
+            2 + i,
+            peapod_proto::Stream::Stdout,
+            &chunk,
+            true,
+        )
+        .unwrap();
+    }
+    w.write(
+        &pod,
+        "app",
+        99,
+        peapod_proto::Stream::Stdout,
+        b"tail\n",
+        false,
+    )
+    .unwrap();
+}
+
+/// On a terminal, `logs` shows a container's control characters escaped
+/// (it cannot retitle the window or clear the screen); into a pipe every
+/// byte is kept, and a 1 MiB line comes whole.
+#[test]
+fn test_cli_logs_escape_control_characters_on_a_terminal_only() {
+    let dir = TempDir::new("hostile-log");
+    hostile_log_pod(&dir);
+    let piped = Command::new(peapod())
+        .args(["logs", "evil"])
+        .env("XDG_RUNTIME_DIR", &dir.0)
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{piped:?}");
+    let mut want = b"\x1b]0;pwned\x07title\x1b[2J\xc2\x9bdone\n".to_vec();
+    want.extend(std::iter::repeat_n(b'y', 64 << 14));
+    want.extend_from_slice(b"tail\n");
+    assert!(
+        piped.stdout == want,
+        "the bytes as written, the long line whole"
+    );
+    // A terminal: `script` gives the command a pty.
+    let cmd = format!("{} logs evil", peapod().display());
+    let tty = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("XDG_RUNTIME_DIR", &dir.0)
+        .output()
+        .expect("script (bsdutils)");
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        shown.contains(r"\x1b]0;pwned\x07title\x1b[2J\xc2\x9bdone"),
+        "{:?}",
+        &shown[..shown.len().min(200)]
+    );
+    assert!(
+        !tty.stdout.contains(&0x1b),
+        "no raw escape reaches the terminal"
+    );
+}

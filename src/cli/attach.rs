@@ -6,7 +6,7 @@
 //! reads it: what the terminal shows is what the logs hold.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,20 +29,54 @@ const POLL: Duration = Duration::from_millis(50);
 /// Print one line of a container's output.
 pub fn print_line(prefix: Option<&str>, timestamps: bool, line: &Line) {
     let mut text = Vec::with_capacity(line.content.len() + 64);
-    if let Some(p) = prefix {
-        text.extend_from_slice(format!("[{p}] ").as_bytes());
+    if !line.continued {
+        if let Some(p) = prefix {
+            text.extend_from_slice(format!("[{p}] ").as_bytes());
+        }
+        if timestamps {
+            text.extend_from_slice(line.timestamp.as_bytes());
+            text.push(b' ');
+        }
     }
-    if timestamps {
-        text.extend_from_slice(line.timestamp.as_bytes());
-        text.push(b' ');
+    let to_terminal = match line.stream {
+        Stream::Stdout => std::io::stdout().is_terminal(),
+        Stream::Stderr => std::io::stderr().is_terminal(),
+    };
+    if to_terminal {
+        escape_controls(&line.content, &mut text);
+    } else {
+        text.extend_from_slice(&line.content);
     }
-    text.extend_from_slice(&line.content);
-    text.push(b'\n');
+    if !line.continues {
+        text.push(b'\n');
+    }
     // A closed stdout (`| head`) must not stop the pod's supervision.
     let _ = match line.stream {
         Stream::Stdout => std::io::stdout().lock().write_all(&text),
         Stream::Stderr => std::io::stderr().lock().write_all(&text),
     };
+}
+
+/// Guest output as a terminal may show it: control characters (C0 but
+/// tab, DEL, and C1 written as UTF-8) become `\xNN`, so a container cannot
+/// move the cursor, retitle the window or answer for the user. Output to a
+/// file or pipe, and `-t` sessions, keep every byte.
+pub fn escape_controls(data: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < data.len() {
+        let b = data[i];
+        let c1 = b == 0xc2 && data.get(i + 1).is_some_and(|n| (0x80..0xa0).contains(n));
+        if c1 {
+            out.extend_from_slice(format!("\\x{b:02x}\\x{:02x}", data[i + 1]).as_bytes());
+            i += 2;
+        } else if (b < 0x20 && b != b'\t' && b != b'\n') || b == 0x7f {
+            out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+            i += 1;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
 }
 
 /// What SIGINT (Ctrl-C) and SIGTERM do to an attached run.

@@ -2,7 +2,7 @@
 //! container, through the pod's monitor and peapod-init, and exit with its
 //! exit code (128 + the signal when a signal ended it).
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
@@ -147,6 +147,21 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode, Failure> {
                 }
             }
             Reply::ExecOutput { stream, data } => {
+                // Without -t, a terminal shows the bytes escaped (see
+                // attach::escape_controls); with -t they are the session's.
+                let shown = |to_terminal: bool| {
+                    if to_terminal && !args.tty {
+                        let mut text = Vec::with_capacity(data.len());
+                        super::attach::escape_controls(&data, &mut text);
+                        std::borrow::Cow::Owned(text)
+                    } else {
+                        std::borrow::Cow::Borrowed(&data[..])
+                    }
+                };
+                let data = match stream {
+                    Stream::Stdout => shown(std::io::stdout().is_terminal()),
+                    Stream::Stderr => shown(std::io::stderr().is_terminal()),
+                };
                 let _ = match stream {
                     Stream::Stdout => {
                         let mut out = std::io::stdout().lock();

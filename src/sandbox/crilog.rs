@@ -195,7 +195,12 @@ pub fn parse_record(line: &[u8]) -> Option<Record> {
     })
 }
 
-/// A whole line of a container's output, partial records joined.
+/// The most of one line a [`Follower`] holds: a longer line (a container
+/// writing megabytes without a newline) comes out in pieces of this size.
+pub const MAX_LINE: usize = 64 << 10;
+
+/// A whole line of a container's output, partial records joined (or a
+/// piece of a line longer than [`MAX_LINE`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     /// The timestamp of its first record.
@@ -204,6 +209,10 @@ pub struct Line {
     pub stream: Stream,
     /// The line, without the newline.
     pub content: Vec<u8>,
+    /// A later piece of a long line (not its start).
+    pub continued: bool,
+    /// The line goes on in the next piece of this stream.
+    pub continues: bool,
 }
 
 /// Follows one container's log files from the start: the current run's
@@ -309,7 +318,7 @@ impl Follower {
                 continue;
             };
             let slot = &mut self.joining[rec.stream as usize];
-            let joined = match slot.take() {
+            let mut joined = match slot.take() {
                 Some(mut l) => {
                     l.content.extend_from_slice(&rec.content);
                     l
@@ -318,12 +327,26 @@ impl Follower {
                     timestamp: rec.timestamp,
                     stream: rec.stream,
                     content: rec.content,
+                    continued: false,
+                    continues: false,
                 },
             };
-            if rec.partial {
-                *slot = Some(joined);
-            } else {
+            if !rec.partial {
                 out.push(joined);
+            } else if joined.content.len() >= MAX_LINE {
+                // Bounded: pass on what there is, keep joining the rest.
+                let rest = Line {
+                    timestamp: joined.timestamp.clone(),
+                    stream: joined.stream,
+                    content: Vec::new(),
+                    continued: true,
+                    continues: false,
+                };
+                joined.continues = true;
+                out.push(joined);
+                *slot = Some(rest);
+            } else {
+                *slot = Some(joined);
             }
         }
         self.pending.drain(..start);
@@ -442,6 +465,34 @@ mod tests {
         assert!(f.poll(false).is_empty());
         let lines: Vec<_> = f.poll(true).into_iter().map(|l| l.content).collect();
         assert_eq!(lines, [b"cut".to_vec()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A container that writes megabytes without a newline: the follower
+    /// (`logs -f`, an attached `run`) holds at most MAX_LINE of it, passing
+    /// on pieces that say the line goes on.
+    #[test]
+    fn test_follower_passes_on_a_long_line_in_bounded_pieces() {
+        let dir = std::env::temp_dir().join(format!("peapod-crilog-long-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut w = Writer::default();
+        w.start(&dir, "c", 0).unwrap();
+        let chunk = vec![b'x'; 16 << 10];
+        for i in 0..256 {
+            w.write(&dir, "c", i, Stream::Stdout, &chunk, true).unwrap();
+        }
+        w.write(&dir, "c", 999, Stream::Stdout, b"end\n", false)
+            .unwrap();
+        let mut f = Follower::new(&dir, "c", false);
+        let pieces = f.poll(false);
+        let longest = pieces.iter().map(|l| l.content.len()).max().unwrap();
+        assert!(longest <= MAX_LINE + chunk.len(), "{longest}");
+        let total: usize = pieces.iter().map(|l| l.content.len()).sum();
+        assert_eq!(total, 256 * chunk.len() + 3);
+        assert!(!pieces[0].continued && pieces[0].continues);
+        let last = pieces.last().unwrap();
+        assert!(last.continued && !last.continues && last.content.ends_with(b"end"));
+        assert!(pieces[..pieces.len() - 1].iter().all(|l| l.continues));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
