@@ -515,3 +515,66 @@ fn test_native_cli_wait_logs_all_containers_and_ps_json() {
     assert_eq!(deleted.stdout, "ci: deleted\n", "{deleted:?}");
     env.assert_clean();
 }
+
+/// Threads of process `pid`.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+}
+
+/// A guest that repeats `pod_exited` (2,000 times) gets one end and one
+/// watchdog from its monitor, not a thread per message (threads count
+/// against the user's process limit: every process of the user would then
+/// fail to fork).
+#[test]
+fn test_native_hostile_guest_pod_exited_flood_makes_no_threads() {
+    if skip_unless_root() {
+        return;
+    }
+    let env = Env::new();
+    let pod = env.dir.write(
+        "pod.yaml",
+        &pod_yaml(
+            "flood",
+            &format!(
+                "  - name: app\n    image: {}\n    command: [\"true\"]\n",
+                rootfs_image()
+            ),
+            "",
+        ),
+    );
+    let out: Run = env
+        .command(&["run", "-d", "--isolation=namespace", pod.to_str().unwrap()])
+        .env("PEAPOD_INIT", common::nettool_binary())
+        .env("PEAPOD_HOSTILE", "pod-exited-flood")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "{out:?}");
+    let state_file = env.dir.0.join("run/peapod/flood/state.json");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    let monitor = state["monitor_pid"].as_u64().unwrap() as u32;
+    // The flood arrives; count the monitor's threads while its watchdogs
+    // (15 s each) would still be alive.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut most = 0;
+    loop {
+        most = most.max(threads(monitor));
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap_or_default())
+                .unwrap_or_default();
+        if s["phase"] == "Failed" || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    most = most.max(threads(monitor));
+    assert!(most < 32, "the monitor ran {most} threads");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    assert_eq!(s["reason"], "flood 0", "the first end counts: {s}");
+    let rm = env.peapod(&["rm", "-f", "flood"]);
+    assert_eq!(rm.code, 0, "{rm:?}");
+    env.assert_clean();
+}

@@ -153,6 +153,9 @@ struct Monitor {
     me: Mutex<std::sync::Weak<Monitor>>,
     /// The guest (VM or native init) has ended.
     guest_ended: AtomicBool,
+    /// peapod-init said the pod ended: what it says after that is ignored
+    /// (one end, one watchdog, however many times a guest repeats it).
+    pod_exited: AtomicBool,
     started: Instant,
 }
 
@@ -251,6 +254,15 @@ impl Monitor {
 
     /// A message from peapod-init.
     fn on_guest(&self, msg: GuestMsg) {
+        if self.pod_exited.load(Ordering::SeqCst) {
+            self.guest_warnings.warn(|| {
+                format!(
+                    "peapod-init sent `{}` after the pod ended: ignored",
+                    peapod_proto::Message::kind(&msg)
+                )
+            });
+            return;
+        }
         match msg {
             GuestMsg::Log { ref container, .. }
             | GuestMsg::ContainerEvent { ref container, .. }
@@ -293,6 +305,7 @@ impl Monitor {
                 }
             }
             GuestMsg::PodExited { phase, reason } => {
+                self.pod_exited.store(true, Ordering::SeqCst);
                 // The guest resets right after; one that does not is ended.
                 if let Some(me) = self.me.lock().unwrap_or_else(|e| e.into_inner()).upgrade() {
                     let _ = std::thread::Builder::new()
@@ -592,6 +605,7 @@ fn prepare(
         guest_warnings: WarnLimit::default(),
         me: Mutex::new(std::sync::Weak::new()),
         guest_ended: AtomicBool::new(false),
+        pod_exited: AtomicBool::new(false),
         started: Instant::now(),
     });
     *lock(&monitor.me) = Arc::downgrade(&monitor);

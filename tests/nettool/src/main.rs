@@ -379,11 +379,64 @@ fn run(command: Command) -> Result<(), Error> {
     }
 }
 
+/// Run as a pod's peapod-init (the monitor starts its init as `INIT
+/// --native --socket SOCKET --share ROOT`): a hostile guest for the
+/// hardening tests. It speaks the guest protocol as a container that
+/// became root in the guest kernel could, then does what
+/// `$PEAPOD_HOSTILE` names, and stays connected.
+///   pod-exited-flood   2,000 `pod_exited` messages
+fn hostile_init(args: &[String]) -> ExitCode {
+    use peapod_proto::{Connection, GuestMsg, HostMsg, PodPhase};
+    let Some(socket) = args
+        .iter()
+        .position(|a| a == "--socket")
+        .and_then(|i| args.get(i + 1))
+    else {
+        eprintln!("hostile init: no --socket");
+        return ExitCode::from(2);
+    };
+    let stream = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hostile init: {socket}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut conn = Connection::new(stream);
+    let attack = std::env::var("PEAPOD_HOSTILE").unwrap_or_default();
+    let result = conn
+        .handshake_guest("hostile-init")
+        .and_then(|_| conn.send(&GuestMsg::Ready { uptime_ms: 0 }))
+        .and_then(|()| conn.recv::<HostMsg>().map(drop))
+        .and_then(|()| match attack.as_str() {
+            "pod-exited-flood" => (0..2000).try_for_each(|i| {
+                conn.send(&GuestMsg::PodExited {
+                    phase: PodPhase::Failed,
+                    reason: format!("flood {i}"),
+                })
+            }),
+            _ => Ok(()),
+        });
+    if let Err(e) = result {
+        eprintln!("hostile init: {e}");
+    }
+    eprintln!("hostile init: {attack} sent");
+    // Stay: the test looks at the monitor meanwhile, then removes the pod.
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 fn main() -> ExitCode {
     let raw: Result<Vec<String>, _> = std::env::args_os()
         .skip(1)
         .map(|a| a.into_string())
         .collect();
+    if let Ok(args) = &raw {
+        if args.first().is_some_and(|a| a == "--native") {
+            return hostile_init(args);
+        }
+    }
     let command = match raw {
         Ok(raw) => parse_command(&raw),
         Err(arg) => Err(format!("argument {arg:?} is not UTF-8")),
