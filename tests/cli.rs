@@ -526,3 +526,113 @@ fn test_cli_logs_escape_control_characters_on_a_terminal_only() {
         "no raw escape reaches the terminal"
     );
 }
+
+/// A pod file from the internet reaches no host path the user did not
+/// allow: hostPath volumes and path-based images are refused, naming the
+/// field, the path and the three ways to allow a directory, and nothing
+/// is created; an allowed directory (flag, environment, settings file)
+/// passes.
+#[test]
+fn test_cli_pod_file_reaches_no_host_path_the_user_did_not_allow() {
+    let dir = TempDir::new("host-paths");
+    let home = dir.0.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let made = dir.0.join("data/made-by-pod");
+    let pod = |name: &str, volumes: &str, image: &str| {
+        dir.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n  - \
+                 name: c\n    image: {image}\n{volumes}"
+            ),
+        )
+    };
+    let run = |file: &std::path::Path, extra: &[&str], env: &[(&str, &std::path::Path)]| -> Run {
+        let mut c = Command::new(peapod());
+        c.arg("run")
+            .args(extra)
+            .args(["--kernel", "/nonexistent/vmlinux"])
+            .arg(file)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_RUNTIME_DIR", &dir.0)
+            .env_remove("PEAPOD_ALLOW_HOST_PATHS");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap().into()
+    };
+    let root_volume = "  volumes: [{name: v, hostPath: {path: /, type: Directory}}]\n";
+    let create = format!(
+        "  volumes: [{{name: v, hostPath: {{path: {}, type: DirectoryOrCreate}}}}]\n",
+        made.display()
+    );
+    let cases = [
+        (
+            pod("root", root_volume, "busybox"),
+            "spec.volumes[0].hostPath.path: / is outside",
+        ),
+        (
+            pod("create", &create, "busybox"),
+            "spec.volumes[0].hostPath.path: ",
+        ),
+        (
+            pod("homedir", "", &format!("rootfs:{}", home.display())),
+            "spec.containers[0].image: ",
+        ),
+        (
+            pod("passwd", "", "docker-archive:/etc/passwd"),
+            "spec.containers[0].image: /etc/passwd is outside",
+        ),
+    ];
+    for (file, needle) in &cases {
+        let out = run(file, &[], &[]);
+        assert_eq!(out.code, 2, "{out:?}");
+        for n in [
+            needle,
+            "--allow-host-path",
+            "PEAPOD_ALLOW_HOST_PATHS",
+            "allowHostPaths",
+            file.to_str().unwrap(),
+        ] {
+            assert!(out.stderr.contains(n), "{n:?} not in {out:?}");
+        }
+    }
+    assert!(
+        !made.exists() && !dir.0.join("data").exists(),
+        "nothing created"
+    );
+
+    // Allowed: the check passes (this run then stops at the kernel).
+    let data = dir.0.join("data");
+    let passes = |out: Run| {
+        assert!(
+            !out.stderr.contains("is outside the directories"),
+            "{out:?}"
+        );
+    };
+    let file = &cases[1].0;
+    passes(run(
+        file,
+        &["--allow-host-path", data.to_str().unwrap()],
+        &[],
+    ));
+    passes(run(file, &[], &[("PEAPOD_ALLOW_HOST_PATHS", &dir.0)]));
+    std::fs::create_dir_all(home.join(".config/peapod")).unwrap();
+    std::fs::write(
+        home.join(".config/peapod/config.yaml"),
+        format!("allowHostPaths: [{}]\n", data.display()),
+    )
+    .unwrap();
+    passes(run(file, &[], &[]));
+    std::fs::write(
+        home.join(".config/peapod/config.yaml"),
+        "allowHostPath: [/]\n",
+    )
+    .unwrap();
+    let out = run(file, &[], &[]);
+    assert!(
+        out.code == 2 && out.stderr.contains("config.yaml") && out.stderr.contains("allowHostPath"),
+        "{out:?}"
+    );
+}

@@ -164,6 +164,7 @@ fn scenario(isolation: Isolation) {
         boot_timeout_s: 120,
         force_boot: false,
         started_ns: 0,
+        allow_host_paths: vec![],
     };
     let size = SandboxSize {
         memory: 256 << 20,

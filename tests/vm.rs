@@ -494,9 +494,10 @@ fn test_vm_virtio_fs_keeps_containers_inside_the_share() {
         ),
     );
     let script = format!(
-        "cd {}; exec env {} run escape.yaml",
+        "cd {}; exec env {} run --allow-host-path {} escape.yaml",
         dir.0.display(),
-        peapod_env()
+        peapod_env(),
+        img.display()
     );
     let out = on_guest_capable_kvm(&["sh", "-c", &script]);
     assert!(out.stdout.contains("[c] checked"), "{out:?}");
@@ -551,8 +552,8 @@ spec:
     // What the guest wrote is checked where peapod ran (the runner's /tmp
     // is its own overlay).
     let script = format!(
-        "cd {d}; env {p} run pod.yaml; echo rc=$?; echo host-sees=$(cat {h}/from-guest.txt); \
-         ls {h}",
+        "cd {d}; env {p} run --allow-host-path {h} pod.yaml; echo rc=$?; \
+         echo host-sees=$(cat {h}/from-guest.txt); ls {h}",
         d = dir.0.display(),
         p = peapod_env(),
         h = host.display()
@@ -745,7 +746,7 @@ p() {{ env {env} "$@"; }}
 T={dir}/tools/peapod-nettool
 $T udp-echo 127.0.0.1:18998 & e=$!
 {dns}
-p run -d udp.yaml; echo "run=$?"
+p run -d --allow-host-path {dir}/tools udp.yaml; echo "run=$?"
 for i in $(seq 1 120); do p logs net-udp -c client 2>/dev/null | grep -q '^client-done' && break; sleep 0.5; done
 sleep 1
 p logs net-udp -c client

@@ -313,6 +313,8 @@ impl Service {
             boot_timeout_s: cfg.boot_timeout_s,
             force_boot: false,
             started_ns: sandbox::state::now_ns(),
+            // A sandbox has no pod file; its mounts are containerd's.
+            allow_host_paths: vec![],
         };
         let mut launch = launch::prepare_sandbox(&name, size, &opts)
             .map_err(|e| err(Code::INVALID_ARGUMENT, format!("pod {name}: {e:#}")))?;

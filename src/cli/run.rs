@@ -48,6 +48,12 @@ pub struct RunArgs {
     /// (in addition to the spec's hostPorts).
     #[arg(short, long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
+    /// Let the pod file reach host paths under DIR (hostPath volumes,
+    /// `oci:`/`oci-archive:`/`docker-archive:`/`rootfs:` images); also
+    /// PEAPOD_ALLOW_HOST_PATHS and `allowHostPaths` in
+    /// ~/.config/peapod/config.yaml. Repeatable.
+    #[arg(long = "allow-host-path", value_name = "DIR")]
+    pub allow_host_paths: Vec<std::path::PathBuf>,
     /// Start the pod and return: it keeps running (`peapod ps`, `logs`,
     /// `exec`, `stop`, `rm`).
     #[arg(short, long)]
@@ -102,6 +108,7 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
         boot_timeout_s: args.boot_timeout,
         force_boot: args.force_boot,
         started_ns,
+        allow_host_paths: args.allow_host_paths.clone(),
     };
     let (plan, launch) = launch::prepare(&args.pod, &opts).map_err(Failure::Usage)?;
     let name = plan.name.clone();

@@ -47,6 +47,9 @@ pub struct PodOptions {
     pub force_boot: bool,
     /// When the client started (realtime ns), for `--timings`.
     pub started_ns: u64,
+    /// Directories the pod file may reach besides those of the
+    /// environment and the settings file (`--allow-host-path`).
+    pub allow_host_paths: Vec<PathBuf>,
 }
 
 /// Check everything that can be checked before a pod starts, and describe
@@ -56,6 +59,9 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
     // 1. The spec and its images first: a bad file gets the same answer on
     //    every machine, before any look at the host.
     let plan = crate::spec::load(spec_file)?;
+    // Before anything reads or creates a host path the pod file names.
+    let allowed = super::host_paths::AllowedPaths::load(&opts.allow_host_paths)?;
+    check_host_paths(&plan, &allowed).map_err(|e| anyhow!("{}: {e}", spec_file.display()))?;
     if opts.isolation == Isolation::Namespace && !is_root() {
         return Err(anyhow!("{NEEDS_ROOT}"));
     }
@@ -120,6 +126,30 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
         monitor_exe: None,
     };
     Ok((plan, launch))
+}
+
+/// Every host path of the pod file (hostPath volumes, path-based image
+/// references) must lie under an allowed directory.
+fn check_host_paths(
+    plan: &PodPlan,
+    allowed: &super::host_paths::AllowedPaths,
+) -> Result<(), String> {
+    for (i, v) in plan.volumes.iter().enumerate() {
+        if let crate::spec::VolumeSource::HostPath { path, .. } = &v.source {
+            allowed.check(&format!("spec.volumes[{i}].hostPath.path"), path)?;
+        }
+    }
+    for (field, list) in [
+        ("initContainers", &plan.init_containers),
+        ("containers", &plan.containers),
+    ] {
+        for (i, c) in list.iter().enumerate() {
+            if let Some(path) = c.image.path() {
+                allowed.check(&format!("spec.{field}[{i}].image"), path)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The resources of a sandbox pod, which has no spec to size it from (a

@@ -24,6 +24,7 @@
 pub mod api;
 pub mod artifacts;
 pub mod crilog;
+pub mod host_paths;
 pub mod launch;
 pub mod monitor;
 pub mod state;
