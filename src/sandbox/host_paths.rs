@@ -97,6 +97,11 @@ impl AllowedPaths {
                 dirs.extend(c.allow_host_paths);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Someone else's home (HOME kept across a user switch): no
+            // settings of ours; failing closed, the pod may reach less.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                log::warn!("{}: {e}; its allowHostPaths are not used", file.display());
+            }
             Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", file.display())),
         }
         // peapod's caches: this run's, the user's default, the system's.
