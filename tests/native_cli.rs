@@ -578,3 +578,59 @@ fn test_native_hostile_guest_pod_exited_flood_makes_no_threads() {
     assert_eq!(rm.code, 0, "{rm:?}");
     env.assert_clean();
 }
+
+/// The monitor raises its soft open-file limit to the hard one: the VMM
+/// holds a descriptor per inode a guest looks up, and the 1024 of an
+/// ordinary session is soon reached (then `stop` and `exec` cannot
+/// connect). Started here under a soft limit of 256.
+#[test]
+fn test_native_monitor_raises_its_open_file_limit() {
+    if skip_unless_root() {
+        return;
+    }
+    let env = Env::new();
+    let pod = env.dir.write(
+        "pod.yaml",
+        &pod_yaml(
+            "nofile",
+            &format!(
+                "  - name: app\n    image: {}\n    command: [sleep, \"600\"]\n",
+                rootfs_image()
+            ),
+            "",
+        ),
+    );
+    let script = format!(
+        "ulimit -Sn 256 && exec \"$0\" run -d --isolation=namespace {}",
+        pod.display()
+    );
+    let out: Run = Command::new("sh")
+        .args(["-c", &script])
+        .arg(peapod())
+        .current_dir(&env.dir.0)
+        .env("PEAPOD_CACHE", env.dir.0.join("cache"))
+        .env("XDG_RUNTIME_DIR", env.dir.0.join("run"))
+        .env("PEAPOD_INIT", init_binary())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "{out:?}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.dir.0.join("run/peapod/nofile/state.json")).unwrap(),
+    )
+    .unwrap();
+    let monitor = state["monitor_pid"].as_u64().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{monitor}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_owned();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let rm = env.peapod(&["rm", "-f", "nofile"]);
+    assert_eq!(rm.code, 0, "{rm:?}");
+    env.assert_clean();
+    assert_eq!(f[3], f[4], "soft limit raised to the hard one: {line}");
+    assert_ne!(f[3], "256", "{line}");
+}

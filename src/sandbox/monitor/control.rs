@@ -4,8 +4,24 @@
 use super::*;
 
 pub(super) fn serve_api(m: &Arc<Monitor>, listener: &UnixListener) {
+    let mut failing = false;
     for conn in listener.incoming() {
-        let Ok(stream) = conn else { continue };
+        let stream = match conn {
+            Ok(s) => {
+                failing = false;
+                s
+            }
+            // Out of descriptors (EMFILE) or memory: the error repeats at
+            // once, so back off rather than spin a CPU; said once.
+            Err(e) => {
+                if !failing {
+                    log::warn!("api.sock: cannot accept a connection: {e}");
+                    failing = true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
         let m = m.clone();
         let _ = std::thread::Builder::new()
             .name("api-conn".into())

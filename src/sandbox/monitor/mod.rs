@@ -431,6 +431,30 @@ impl Monitor {
 
 /// `peapod __monitor`: read the launch from stdin, run the pod, exit when
 /// it ended.
+/// The soft limit of open files up to the hard one: the VMM holds a
+/// descriptor per guest-visible inode of its virtio-fs shares and the
+/// sockets of the pod (the soft 1024 of an ordinary session is soon
+/// reached by a guest that walks a large image, and then `stop` and `exec`
+/// cannot connect).
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read the one struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::warn!(
+                    "cannot raise the open-file limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     // Descriptors the caller left open (a held lock, a pipe) must not live
     // as long as the pod, nor reach passt or peapod-init.
@@ -444,6 +468,7 @@ pub fn main() -> ExitCode {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
+    raise_nofile();
     let mut input = Vec::new();
     let launch: Launch = match std::io::stdin()
         .read_to_end(&mut input)
