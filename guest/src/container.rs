@@ -331,38 +331,31 @@ pub fn open_beneath(root: &Path, sub: &str, create: bool) -> io::Result<OwnedFd>
 fn mount_volume(root: &Path, m: &WireMount) -> io::Result<()> {
     let vol = Path::new(VOLUMES_DIR).join(&m.volume);
     let fd = open_beneath(&vol, m.sub_path.as_deref().unwrap_or(""), true)?;
-    let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    let target = inside(root, &m.mount_path);
-    if fs::metadata(&src)?.is_dir() {
-        fs::create_dir_all(&target)?;
-    } else {
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        if !target.exists() {
-            fs::File::create(&target)?;
-        }
-    }
-    sys::bind_mount(&src, &target, m.read_only)
+    bind_opened(&fd, &inside(root, &m.mount_path), m.read_only)
 }
 
 /// A host file or directory the pod shares, bound into the container
 /// (opened beneath the share root: a symlink cannot lead out of it).
 fn mount_bind(share: &Path, root: &Path, b: &peapod_proto::WireBind) -> io::Result<()> {
     let fd = open_beneath(share, &b.source, false)?;
+    bind_opened(&fd, &inside(root, &b.destination), b.read_only)
+}
+
+/// Bind the file or directory `fd` (an `O_PATH` descriptor) on `target`,
+/// created as a directory or an empty file to match.
+fn bind_opened(fd: &OwnedFd, target: &Path, read_only: bool) -> io::Result<()> {
     let src = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    let target = inside(root, &b.destination);
     if fs::metadata(&src)?.is_dir() {
-        fs::create_dir_all(&target)?;
+        fs::create_dir_all(target)?;
     } else {
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent)?;
         }
         if !target.exists() {
-            fs::File::create(&target)?;
+            fs::File::create(target)?;
         }
     }
-    sys::bind_mount(&src, &target, b.read_only)
+    sys::bind_mount(&src, target, read_only)
 }
 
 pub fn set_user(uid: u32, gid: u32) -> io::Result<()> {

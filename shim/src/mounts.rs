@@ -3,7 +3,7 @@
 //! which the pod's VM shares with peapod-init from boot.
 
 use std::ffi::CString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use containerd_shim::protos::api::Mount;
 
@@ -163,42 +163,11 @@ pub fn bind(source: &Path, target: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether something is mounted on `path` (or under it).
-pub fn mounted_under(path: &Path) -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return vec![];
-    };
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape)
-        .map(PathBuf::from)
-        .filter(|m| m.starts_with(path))
-        .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Unmount everything on and under `path`, deepest first (lazily: a
 /// file still open does not keep it), then remove `path` if it is an
 /// empty directory left by [`bind`]. Errors name what stayed mounted.
 pub fn unmount_all(path: &Path) -> Result<(), String> {
-    let mut mounts = mounted_under(path);
+    let mut mounts = peapod::sandbox::mounted_under(path);
     mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
     for m in &mounts {
         let c = cstr(m)?;
@@ -210,7 +179,7 @@ pub fn unmount_all(path: &Path) -> Result<(), String> {
             }
         }
     }
-    let left = mounted_under(path);
+    let left = peapod::sandbox::mounted_under(path);
     if !left.is_empty() {
         return Err(format!("{} is still mounted", left[0].display()));
     }
@@ -302,12 +271,5 @@ mod tests {
             )
         );
         assert_eq!(o(&["ro", "rw", "nosuid"]), (libc::MS_NOSUID, String::new()));
-    }
-
-    #[test]
-    fn test_mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape(r"/a\040b/c\134d"), "/a b/c\\d");
-        assert_eq!(unescape("/plain"), "/plain");
-        assert_eq!(unescape(r"/end\04"), r"/end\04");
     }
 }

@@ -189,6 +189,22 @@ impl Tasks {
     fn pid(&self) -> u32 {
         self.pod.as_ref().map_or(0, |p| p.pid)
     }
+
+    /// Task `id` and its process: the task's own, or exec `exec_id`'s.
+    fn process(&self, id: &str, exec_id: &str) -> Result<(&Task, &Proc), ttrpc::Error> {
+        let task = self
+            .tasks
+            .get(id)
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("task {id} not found")))?;
+        if exec_id.is_empty() {
+            return Ok((task, &task.proc_));
+        }
+        let e = task
+            .execs
+            .get(exec_id)
+            .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {exec_id} not found")))?;
+        Ok((task, &e.proc_))
+    }
 }
 
 enum Event {
@@ -959,19 +975,7 @@ impl containerd_shim::Task for Service {
     fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
         let mut t = lock(&self.inner.state);
         loop {
-            let task = t
-                .tasks
-                .get(&req.id)
-                .ok_or_else(|| err(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
-            let p = if req.exec_id.is_empty() {
-                &task.proc_
-            } else {
-                &task
-                    .execs
-                    .get(&req.exec_id)
-                    .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
-                    .proc_
-            };
+            let (_, p) = t.process(&req.id, &req.exec_id)?;
             if p.status == Status::Stopped {
                 return Ok(api::WaitResponse {
                     exit_status: p.exit_code,
@@ -993,19 +997,7 @@ impl containerd_shim::Task for Service {
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
         let t = lock(&self.inner.state);
-        let task = t
-            .tasks
-            .get(&req.id)
-            .ok_or_else(|| err(Code::NOT_FOUND, format!("task {} not found", req.id)))?;
-        let p = if req.exec_id.is_empty() {
-            &task.proc_
-        } else {
-            &task
-                .execs
-                .get(&req.exec_id)
-                .ok_or_else(|| err(Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?
-                .proc_
-        };
+        let (task, p) = t.process(&req.id, &req.exec_id)?;
         let status = match p.status {
             Status::Created => api::Status::CREATED,
             Status::Running => api::Status::RUNNING,

@@ -13,10 +13,9 @@ mod common;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{is_root, rerun_on_guest_capable_kvm_as, skip, test_image, TempDir};
+use common::{test_image, TempDir};
 use support::{processes, Containerd, RUNTIME};
 
 /// A spec for `ctr run --config`: the test image's root filesystem (read
@@ -43,19 +42,7 @@ fn spec_file(dir: &Path, name: &str, script: &str, extra: serde_json::Value) -> 
 
 #[test]
 fn test_containerd_runs_tasks_in_peapod_pods() {
-    if !is_root() {
-        skip("containerd runs as root");
-        return;
-    }
-    if Command::new("containerd")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        skip("containerd is not installed (apt-get install containerd)");
-        return;
-    }
-    if rerun_on_guest_capable_kvm_as(true, "test_containerd_runs_tasks_in_peapod_pods") {
+    if !support::runs_here("test_containerd_runs_tasks_in_peapod_pods") {
         return;
     }
     let dir = TempDir::new("containerd");

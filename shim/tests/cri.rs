@@ -12,10 +12,9 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{is_root, rerun_on_guest_capable_kvm_as, skip, TempDir};
+use common::TempDir;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
@@ -179,19 +178,7 @@ const CONTAINER_EXITED: i32 = 2;
 
 #[test]
 fn test_cri_pod_sandbox_is_one_peapod_vm() {
-    if !is_root() {
-        skip("containerd runs as root");
-        return;
-    }
-    if Command::new("containerd")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        skip("containerd is not installed (apt-get install containerd)");
-        return;
-    }
-    if rerun_on_guest_capable_kvm_as(true, "test_cri_pod_sandbox_is_one_peapod_vm") {
+    if !support::runs_here("test_cri_pod_sandbox_is_one_peapod_vm") {
         return;
     }
     let dir = TempDir::new("cri");

@@ -388,15 +388,37 @@ pub fn remove(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Mount points at or under `dir` in this process's mount namespace.
-fn mounted_under(dir: &Path) -> Vec<PathBuf> {
+pub fn mounted_under(dir: &Path) -> Vec<PathBuf> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return vec![];
     };
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
         .filter(|p| p.starts_with(dir))
         .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as octal
+/// escapes (`\040`).
+fn unescape_mountinfo(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|d| (b'0'..=b'7').contains(d));
+        if octal {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::ffi::OsString::from_vec(out)
 }
 
 /// Give the owner rwx on every directory under `root` (not following
@@ -423,5 +445,17 @@ fn open_up_dirs(root: &Path) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo(r"/a\040b/c\134d"), "/a b/c\\d");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");
     }
 }

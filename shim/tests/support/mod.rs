@@ -5,7 +5,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{init_binary, peapod, test_image, Run};
+use crate::common::{
+    init_binary, is_root, peapod, rerun_on_guest_capable_kvm_as, skip, test_image, Run,
+};
+
+/// Whether containerd test `test` runs here: it needs root and containerd
+/// (else it is skipped, a failure under CI), and where this host's KVM
+/// cannot boot guests it runs inside the emulated KVM host instead (as
+/// root there), and the caller is done.
+pub fn runs_here(test: &str) -> bool {
+    if !is_root() {
+        skip("containerd runs as root");
+        return false;
+    }
+    if Command::new("containerd")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("containerd is not installed (apt-get install containerd)");
+        return false;
+    }
+    !rerun_on_guest_capable_kvm_as(true, test)
+}
 
 pub const RUNTIME: &str = "io.containerd.peapod.v2";
 pub const IMAGE: &str = "docker.io/library/busybox:latest";
