@@ -579,6 +579,91 @@ fn test_native_hostile_guest_pod_exited_flood_makes_no_threads() {
     env.assert_clean();
 }
 
+/// `VmHWM` (peak resident memory) of process `pid`, KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A guest that answers an exec with output faster than its client reads
+/// (69 MiB at once) makes the monitor queue at most its byte bound for the
+/// session, which is then dropped (the bound was 1,024 messages, of up to
+/// 1 MiB each); data over the 64 KiB chunk limit is refused at decode.
+#[test]
+fn test_native_hostile_guest_exec_flood_is_bounded_in_bytes() {
+    if skip_unless_root() {
+        return;
+    }
+    let env = Env::new();
+    let pod = env.dir.write(
+        "pod.yaml",
+        &pod_yaml(
+            "execflood",
+            &format!(
+                "  - name: app\n    image: {}\n    command: [sleep, \"600\"]\n",
+                rootfs_image()
+            ),
+            "",
+        ),
+    );
+    let out: Run = env
+        .command(&["run", "-d", "--isolation=namespace", pod.to_str().unwrap()])
+        .env("PEAPOD_INIT", common::nettool_binary())
+        .env("PEAPOD_HOSTILE", "exec-flood")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "{out:?}");
+    let pod_dir = env.dir.0.join("run/peapod/execflood");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pod_dir.join("state.json")).unwrap())
+            .unwrap();
+    let monitor = state["monitor_pid"].as_u64().unwrap() as u32;
+    let before = peak_rss_kib(monitor);
+    // A client that does not read: its stdout is a pipe nobody drains yet.
+    let exec = env
+        .command(&["exec", "execflood", "-c", "app", "--", "cat"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = pod_dir.join("monitor.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains("chunk limit")) {
+        assert!(
+            Instant::now() < deadline,
+            "the oversized chunk was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let grew = peak_rss_kib(monitor).saturating_sub(before);
+    let done = exec.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        grew < 32 << 10,
+        "the monitor's peak memory grew {grew} KiB for one slow exec client"
+    );
+    assert_ne!(done.status.code(), Some(0), "{stderr}");
+    // Dropped for its backlog, or ended with the guest's connection, which
+    // the oversized chunk broke (whichever the monitor saw first).
+    assert!(
+        stderr.contains("not read fast enough") || stderr.contains("ended"),
+        "{stderr}"
+    );
+    assert!(
+        done.stdout.len() < 16 << 20,
+        "the client got {} bytes",
+        done.stdout.len()
+    );
+    let rm = env.peapod(&["rm", "-f", "execflood"]);
+    assert_eq!(rm.code, 0, "{rm:?}");
+    env.assert_clean();
+}
+
 /// The monitor raises its soft open-file limit to the hard one: the VMM
 /// holds a descriptor per inode a guest looks up, and the 1024 of an
 /// ordinary session is soon reached (then `stop` and `exec` cannot

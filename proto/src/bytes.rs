@@ -6,7 +6,9 @@
 //! misplaced padding and non-zero trailing bits are all rejected, so every
 //! byte string has exactly one encoding.
 //!
-//! Use on a `Vec<u8>` field with `#[serde(with = "crate::bytes")]`.
+//! Use on a `Vec<u8>` field with `#[serde(with = "crate::bytes")]`, or
+//! `#[serde(with = "crate::bytes::chunk")]` for data a peer streams, which
+//! is refused at decode beyond [`crate::MAX_CHUNK`] bytes.
 
 use std::fmt;
 
@@ -121,6 +123,33 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>
     decode(&text).map_err(serde::de::Error::custom)
 }
 
+/// Streamed data (logs, exec input and output): at most
+/// [`crate::MAX_CHUNK`] bytes, checked on the encoded length before
+/// anything is decoded. A peer that sends more is refused, so a receiver
+/// can bound what it queues by counting chunks.
+pub mod chunk {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::MAX_CHUNK;
+
+    /// serde `with` hook: as [`super::serialize`].
+    pub fn serialize<S: Serializer>(data: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        super::serialize(data, serializer)
+    }
+
+    /// serde `with` hook: base64 of at most [`MAX_CHUNK`] bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        if text.len() > MAX_CHUNK.div_ceil(3) * 4 {
+            return Err(serde::de::Error::custom(format!(
+                "data of about {} bytes is over the {MAX_CHUNK}-byte chunk limit",
+                text.len() / 4 * 3
+            )));
+        }
+        super::decode(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +236,25 @@ mod tests {
         assert_eq!(serde_json::from_str::<Chunk>(escaped).unwrap(), chunk);
         let err = serde_json::from_str::<Chunk>(r#"{"data":"a"}"#).unwrap_err();
         assert!(err.to_string().contains("not a multiple of 4"), "{err}");
+    }
+
+    #[test]
+    fn test_chunk_refuses_data_over_the_limit_at_decode() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+        struct Chunk {
+            #[serde(with = "crate::bytes::chunk")]
+            data: Vec<u8>,
+        }
+        let most = Chunk {
+            data: vec![7; crate::MAX_CHUNK],
+        };
+        let json = serde_json::to_string(&most).unwrap();
+        assert_eq!(serde_json::from_str::<Chunk>(&json).unwrap(), most);
+        let over = serde_json::to_string(&Chunk {
+            data: vec![7; crate::MAX_CHUNK + 1],
+        })
+        .unwrap();
+        let err = serde_json::from_str::<Chunk>(&over).unwrap_err();
+        assert!(err.to_string().contains("chunk limit"), "{err}");
     }
 }

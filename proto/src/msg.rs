@@ -76,7 +76,7 @@ pub enum HostMsg {
     /// Input for an exec session; at most [`crate::MAX_CHUNK`] bytes.
     ExecStdin {
         exec_id: ExecId,
-        #[serde(with = "crate::bytes")]
+        #[serde(with = "crate::bytes::chunk")]
         data: Vec<u8>,
         /// Close stdin after this data.
         eof: bool,
@@ -222,7 +222,7 @@ pub enum GuestMsg {
         /// in the next chunk, or, at the end of the stream, was never
         /// finished (CRI logs mark both `P`, as containerd does).
         partial: bool,
-        #[serde(with = "crate::bytes")]
+        #[serde(with = "crate::bytes::chunk")]
         data: Vec<u8>,
     },
     /// The exec session's process runs.
@@ -231,7 +231,7 @@ pub enum GuestMsg {
     ExecOutput {
         exec_id: ExecId,
         stream: Stream,
-        #[serde(with = "crate::bytes")]
+        #[serde(with = "crate::bytes::chunk")]
         data: Vec<u8>,
     },
     /// The exec session's process ended; no output follows.

@@ -35,7 +35,7 @@ pub enum Request {
     },
     /// Input for the exec session of this connection.
     ExecStdin {
-        #[serde(with = "peapod_proto::bytes")]
+        #[serde(with = "peapod_proto::bytes::chunk")]
         data: Vec<u8>,
         eof: bool,
     },
@@ -71,7 +71,7 @@ pub enum Reply {
     /// Exec output.
     ExecOutput {
         stream: Stream,
-        #[serde(with = "peapod_proto::bytes")]
+        #[serde(with = "peapod_proto::bytes::chunk")]
         data: Vec<u8>,
     },
     /// The exec process ended.

@@ -3,6 +3,61 @@
 
 use super::*;
 
+/// The guest side of an exec session: what peapod-init sends for it,
+/// queued until the session's client takes it, bounded in bytes
+/// ([`EXEC_BACKLOG_BYTES`]) however the guest splits its output.
+#[derive(Clone)]
+pub(super) struct ExecTx {
+    tx: mpsc::Sender<GuestMsg>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The client side of an exec session's queue.
+pub(super) struct ExecRx {
+    rx: Receiver<GuestMsg>,
+    queued: Arc<AtomicUsize>,
+}
+
+fn exec_cost(msg: &GuestMsg) -> usize {
+    match msg {
+        GuestMsg::ExecOutput { data, .. } => EXEC_MSG_COST + data.len(),
+        _ => EXEC_MSG_COST,
+    }
+}
+
+pub(super) fn exec_queue() -> (ExecTx, ExecRx) {
+    let (tx, rx) = mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        ExecTx {
+            tx,
+            queued: queued.clone(),
+        },
+        ExecRx { rx, queued },
+    )
+}
+
+impl ExecTx {
+    /// Queue `msg`; false when the session is over its bound (or gone):
+    /// `msg` is dropped and so should the session be.
+    pub(super) fn offer(&self, msg: GuestMsg) -> bool {
+        let cost = exec_cost(&msg);
+        let before = self.queued.fetch_add(cost, Ordering::SeqCst);
+        if before + cost > EXEC_BACKLOG_BYTES {
+            return false;
+        }
+        self.tx.send(msg).is_ok()
+    }
+}
+
+impl ExecRx {
+    fn recv_timeout(&self, timeout: Duration) -> Result<GuestMsg, mpsc::RecvTimeoutError> {
+        let msg = self.rx.recv_timeout(timeout)?;
+        self.queued.fetch_sub(exec_cost(&msg), Ordering::SeqCst);
+        Ok(msg)
+    }
+}
+
 pub(super) fn serve_api(m: &Arc<Monitor>, listener: &UnixListener) {
     let mut failing = false;
     for conn in listener.incoming() {
@@ -229,7 +284,7 @@ pub(super) fn exec(
         return refuse(&mut conn, "no command to run".into());
     }
     let exec_id = m.next_exec.fetch_add(1, Ordering::SeqCst);
-    let (tx, rx): (SyncSender<GuestMsg>, Receiver<GuestMsg>) = mpsc::sync_channel(EXEC_BACKLOG);
+    let (tx, rx) = exec_queue();
     lock(&m.execs).insert(exec_id, tx);
     let sent = m.send_guest(&HostMsg::Exec {
         exec_id,

@@ -27,8 +27,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -71,8 +71,12 @@ const INIT_SOCKET: &str = "init.sock";
 pub const CONSOLE_LOG: &str = "console.log";
 /// The monitor's own log in the pod directory.
 pub const MONITOR_LOG: &str = "monitor.log";
-/// Exec output messages buffered per session before it is dropped.
-const EXEC_BACKLOG: usize = 1024;
+/// Exec output bytes queued per session (its client reads slower than its
+/// process writes) before the session is dropped.
+const EXEC_BACKLOG_BYTES: usize = 8 << 20;
+/// What a queued exec message costs beyond its data, so that a flood of
+/// empty messages is bounded too.
+const EXEC_MSG_COST: usize = 256;
 /// How long a guest that said the pod ended may take to end its VM.
 const END_GRACE: Duration = Duration::from_secs(15);
 /// Longest a write to the guest may block before the guest counts as hung.
@@ -137,7 +141,7 @@ struct Monitor {
     guest: Mutex<Option<Connection<UnixStream>>>,
     /// Exec sessions waiting for the guest's replies (bounded: a session
     /// whose client does not read is ended, never buffered without limit).
-    execs: Mutex<HashMap<ExecId, SyncSender<GuestMsg>>>,
+    execs: Mutex<HashMap<ExecId, control::ExecTx>>,
     next_exec: AtomicU64,
     /// Containers with an `add_container` or `remove_container` under way,
     /// waiting for peapod-init's answer (one request per container).
@@ -294,10 +298,7 @@ impl Monitor {
             | GuestMsg::ExecExited { exec_id, .. } => {
                 let ended = matches!(msg, GuestMsg::ExecExited { .. });
                 let mut execs = lock(&self.execs);
-                let full = match execs.get(&exec_id) {
-                    Some(tx) => matches!(tx.try_send(msg), Err(TrySendError::Full(_))),
-                    None => false,
-                };
+                let full = execs.get(&exec_id).is_some_and(|tx| !tx.offer(msg));
                 if ended || full {
                     // Dropping the sender ends a session that does not keep
                     // up: its client hears so.
@@ -340,7 +341,7 @@ impl Monitor {
                     .and_then(|rest| rest.split_once(':'))
                     .and_then(|(id, _)| id.parse::<ExecId>().ok());
                 if let Some(tx) = id.and_then(|id| lock(&self.execs).get(&id).cloned()) {
-                    let _ = tx.try_send(GuestMsg::Error { message });
+                    tx.offer(GuestMsg::Error { message });
                 }
             }
             other => log::debug!("from peapod-init: {other:?}"),

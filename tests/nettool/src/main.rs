@@ -385,8 +385,11 @@ fn run(command: Command) -> Result<(), Error> {
 /// became root in the guest kernel could, then does what
 /// `$PEAPOD_HOSTILE` names, and stays connected.
 ///   pod-exited-flood   2,000 `pod_exited` messages
+///   exec-flood         its first container runs; each exec gets 69 MiB
+///                      of output at once (1,100 messages of 64 KiB), then
+///                      one message with 256 KiB of data
 fn hostile_init(args: &[String]) -> ExitCode {
-    use peapod_proto::{Connection, GuestMsg, HostMsg, PodPhase};
+    use peapod_proto::{Connection, ContainerEvent, GuestMsg, HostMsg, PodPhase, Stream};
     let Some(socket) = args
         .iter()
         .position(|a| a == "--socket")
@@ -407,14 +410,48 @@ fn hostile_init(args: &[String]) -> ExitCode {
     let result = conn
         .handshake_guest("hostile-init")
         .and_then(|_| conn.send(&GuestMsg::Ready { uptime_ms: 0 }))
-        .and_then(|()| conn.recv::<HostMsg>().map(drop))
-        .and_then(|()| match attack.as_str() {
+        .and_then(|()| conn.recv::<HostMsg>())
+        .and_then(|pod| match attack.as_str() {
             "pod-exited-flood" => (0..2000).try_for_each(|i| {
                 conn.send(&GuestMsg::PodExited {
                     phase: PodPhase::Failed,
                     reason: format!("flood {i}"),
                 })
             }),
+            "exec-flood" => {
+                let Some(HostMsg::RunPod(pod)) = pod else {
+                    return Ok(());
+                };
+                let Some(first) = pod.containers.first() else {
+                    return Ok(());
+                };
+                conn.send(&GuestMsg::ContainerEvent {
+                    container: first.name.clone(),
+                    init: false,
+                    event: ContainerEvent::Started { pid: 2 },
+                })?;
+                loop {
+                    let exec_id = match conn.recv::<HostMsg>()? {
+                        None => return Ok(()),
+                        Some(HostMsg::Exec { exec_id, .. }) => exec_id,
+                        Some(_) => continue,
+                    };
+                    conn.send(&GuestMsg::ExecStarted { exec_id })?;
+                    let data = vec![b'x'; peapod_proto::MAX_CHUNK];
+                    for _ in 0..1100 {
+                        conn.send(&GuestMsg::ExecOutput {
+                            exec_id,
+                            stream: Stream::Stdout,
+                            data: data.clone(),
+                        })?;
+                    }
+                    conn.send(&GuestMsg::ExecOutput {
+                        exec_id,
+                        stream: Stream::Stdout,
+                        data: vec![b'y'; 4 * peapod_proto::MAX_CHUNK],
+                    })?;
+                }
+            }
             _ => Ok(()),
         });
     if let Err(e) = result {
