@@ -153,3 +153,61 @@ fn test_image_missing_tag_error() {
     assert!(err.contains("no image tagged \"v9\""), "{err}");
     assert!(err.contains("available tags: latest"), "{err}");
 }
+
+/// The store is private and owner-checked: the test image's /tmp keeps its
+/// tar's mode 1777 in the store, and another local user cannot reach it to
+/// change a root filesystem pods run from; a store root that others can
+/// write to, or another user's, is refused naming the fix.
+#[test]
+fn test_image_store_is_private_and_owner_checked() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = TempDir::with_mode("image-private", 0o755);
+    let img = test_image(&dir);
+    let root = dir.0.join("cache/images");
+    let store = ImageStore::new(&root);
+    store.load(&img.join("busybox.tar")).unwrap();
+    let got = resolve(&store, "busybox:latest").unwrap();
+    let tmp = got.rootfs.join("tmp");
+    assert_eq!(std::fs::metadata(&tmp).unwrap().mode() & 0o7777, 0o1777);
+    for made in [&root, &dir.0.join("cache")] {
+        let mode = std::fs::metadata(made).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", made.display());
+    }
+    if !common::is_root() || !common::ensure_test_user() {
+        return common::skip("another user's access is tried as root, with the test user");
+    }
+    let touch = Command::new("setpriv")
+        .args(["--reuid", common::TEST_USER, "--regid", common::TEST_USER])
+        .args(["--init-groups", "--", "touch"])
+        .arg(tmp.join("planted"))
+        .output()
+        .unwrap();
+    assert!(!touch.status.success(), "another user wrote into the store");
+    assert!(!tmp.join("planted").exists());
+    // A root others can write to.
+    std::fs::set_permissions(&root, PermissionsExt::from_mode(0o777)).unwrap();
+    for err in [
+        store.list().unwrap_err().to_string(),
+        resolve(&store, "busybox:latest").unwrap_err().to_string(),
+    ] {
+        assert!(
+            err.contains(root.to_str().unwrap())
+                && err.contains("mode 0777")
+                && err.contains("chmod go-w"),
+            "{err}"
+        );
+    }
+    // Another user's store.
+    std::fs::set_permissions(&root, PermissionsExt::from_mode(0o700)).unwrap();
+    let chown = Command::new("chown")
+        .arg(common::TEST_USER)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let err = store.list().unwrap_err().to_string();
+    assert!(
+        err.contains("belongs to uid") && err.contains("PEAPOD_CACHE"),
+        "{err}"
+    );
+}

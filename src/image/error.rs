@@ -176,6 +176,16 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
+    /// The store's root is another user's, or others may write to it.
+    #[error("peapod's image store {} is not safe to use: {why}; {fix}", path.display())]
+    UntrustedStore {
+        /// The store's root.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+        /// How to fix it.
+        fix: String,
+    },
     /// A digest peapod cannot check (only sha256 is supported).
     #[error(
         "image {image}: digest {digest:?} is not a sha256 digest; peapod verifies sha256 only"

@@ -96,6 +96,9 @@ impl ImageStore {
     /// unpacking layers into the cache the first time.
     pub fn resolve(&self, image: &ImageRef) -> Result<ResolvedImage, ImageError> {
         let name = image.to_string();
+        if !matches!(image, ImageRef::Rootfs { .. }) {
+            self.open_root(&name)?;
+        }
         match image {
             ImageRef::Rootfs { path } => {
                 if !path.is_dir() {
@@ -208,6 +211,7 @@ impl ImageStore {
     /// after the archive file (`busybox-oci.tar` -> `busybox-oci:latest`).
     pub fn load(&self, archive: &Path) -> Result<Vec<String>, ImageError> {
         let image = archive.display().to_string();
+        self.open_root(&image)?;
         let imported = archive::import(self, archive, &image)?;
         let stem = file_stem_name(archive);
         let mut loaded: Vec<(String, Digest)> = Vec::new();
@@ -258,6 +262,9 @@ impl ImageStore {
     /// The tagged images of the store: (`name:tag` in short form, manifest
     /// digest), sorted by name.
     pub fn list(&self) -> Result<Vec<(String, String)>, ImageError> {
+        if self.root.exists() {
+            self.check_root()?;
+        }
         let mut out: Vec<(String, String)> = self
             .read_refs()?
             .refs
@@ -266,6 +273,67 @@ impl ImageStore {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Makes the store's root if it is missing, mode 0700 (as are the
+    /// parents it makes): unpacked trees keep the modes of their tars,
+    /// world-writable directories included, so no other user may reach
+    /// them. Then [`Self::check_root`].
+    fn open_root(&self, image: &str) -> Result<(), ImageError> {
+        use std::os::unix::fs::DirBuilderExt;
+        if !self.root.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.root)
+                .map_err(|e| self.write_err(image, &self.root, e))?;
+        }
+        self.check_root()
+    }
+
+    /// The store's root must be a directory of this user or root that no
+    /// one else can write to: anyone who could would change the root
+    /// filesystems pods run from.
+    fn check_root(&self) -> Result<(), ImageError> {
+        use std::os::unix::fs::MetadataExt;
+        let untrusted = |why: String, fix: String| ImageError::UntrustedStore {
+            path: self.root.clone(),
+            why,
+            fix,
+        };
+        let meta = fs::metadata(&self.root).map_err(|e| {
+            untrusted(
+                format!("cannot inspect it ({e})"),
+                "set PEAPOD_CACHE to a directory of yours".to_owned(),
+            )
+        })?;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if !meta.is_dir() {
+            return Err(untrusted(
+                "it is not a directory".to_owned(),
+                "remove it or set PEAPOD_CACHE to a directory of yours".to_owned(),
+            ));
+        }
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(untrusted(
+                format!(
+                    "it belongs to uid {}, not to you (uid {me}) or root",
+                    meta.uid()
+                ),
+                "remove it or set PEAPOD_CACHE to a directory of yours".to_owned(),
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(untrusted(
+                format!(
+                    "other users can write to it (mode {:04o})",
+                    meta.mode() & 0o7777
+                ),
+                format!("chmod go-w {} (peapod makes it 0700)", self.root.display()),
+            ));
+        }
+        Ok(())
     }
 
     fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
