@@ -8,5 +8,6 @@ pub mod cli;
 pub mod hostinfo;
 pub mod image;
 pub mod sandbox;
+pub mod settings;
 pub mod spec;
 pub mod vmm;

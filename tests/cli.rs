@@ -401,6 +401,25 @@ fn test_cli_host_port_in_use_or_without_network_is_refused() {
     let out = run(&["-p", "80"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("-p 80"), "{out:?}");
+    // The host-loopback annotation takes "true" or "false", nothing else.
+    std::fs::write(
+        &pod,
+        GOOD.replace(
+            "  name: web\n",
+            "  name: web\n  annotations: {peapod.io/host-loopback: \"yes\"}\n",
+        ),
+    )
+    .unwrap();
+    let out = run(&[]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("pod.yaml")
+            && out
+                .stderr
+                .contains("metadata.annotations[\"peapod.io/host-loopback\"]")
+            && out.stderr.contains("\"true\""),
+        "{out:?}"
+    );
 }
 
 /// A runtime directory another user could have made (here: one open to

@@ -664,6 +664,76 @@ fn test_native_hostile_guest_exec_flood_is_bounded_in_bytes() {
     env.assert_clean();
 }
 
+/// A guest that writes without end and says it restarted its container
+/// billions of times fills no disk: each container keeps at most
+/// `containerLogMaxFiles` files of `containerLogMaxSize` (here 3 x 1Mi,
+/// from the settings file), and the restart count is the monitor's own.
+#[test]
+fn test_native_hostile_guest_log_flood_is_rotated_and_capped() {
+    if skip_unless_root() {
+        return;
+    }
+    let env = Env::new();
+    let config = env.dir.0.join("config");
+    std::fs::create_dir_all(config.join("peapod")).unwrap();
+    std::fs::write(
+        config.join("peapod/config.yaml"),
+        "containerLogMaxSize: 1Mi\ncontainerLogMaxFiles: 3\n",
+    )
+    .unwrap();
+    let pod = env.dir.write(
+        "pod.yaml",
+        &pod_yaml(
+            "logflood",
+            &format!(
+                "  - name: app\n    image: {}\n    command: [sleep, \"600\"]\n",
+                rootfs_image()
+            ),
+            "",
+        ),
+    );
+    let out: Run = env
+        .command(&["run", "-d", "--isolation=namespace", pod.to_str().unwrap()])
+        .env("PEAPOD_INIT", common::nettool_binary())
+        .env("PEAPOD_HOSTILE", "log-flood")
+        .env("XDG_CONFIG_HOME", &config)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "{out:?}");
+    let pod_dir = env.dir.0.join("run/peapod/logflood");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let logs = env.peapod(&["logs", "logflood"]);
+        if logs.stdout.contains("run 49") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flood did not arrive: {logs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let files: Vec<_> = std::fs::read_dir(pod_dir.join("logs/app"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
+    let total: u64 = files.iter().map(|e| e.metadata().unwrap().len()).sum();
+    let names: Vec<_> = files.iter().map(|e| e.file_name()).collect();
+    assert!(files.len() <= 3, "{names:?}");
+    assert!(total <= 3 << 20, "{total} bytes in {names:?}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pod_dir.join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        state["containers"][0]["status"]["restart_count"], 50,
+        "{state}"
+    );
+    let rm = env.peapod(&["rm", "-f", "logflood"]);
+    assert_eq!(rm.code, 0, "{rm:?}");
+    env.assert_clean();
+}
+
 /// The monitor raises its soft open-file limit to the hard one: the VMM
 /// holds a descriptor per inode a guest looks up, and the 1024 of an
 /// ordinary session is soon reached (then `stop` and `exec` cannot

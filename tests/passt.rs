@@ -207,6 +207,42 @@ fn dhcp_discover() -> Vec<u8> {
     f
 }
 
+/// An IPv4 UDP datagram from `src:sport` to `dst:dport` (no UDP checksum,
+/// which IPv4 allows), addressed to `dst_mac`.
+fn udp_frame(
+    dst_mac: [u8; 6],
+    (src, sport): (Ipv4Addr, u16),
+    (dst, dport): (Ipv4Addr, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = ipv4_checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The payload of a UDP datagram to `port` in frame `f`.
+fn udp_payload_to(f: &[u8], port: u16) -> Option<&[u8]> {
+    if f.len() < 14 + 20 + 8 || f[12..14] != [0x08, 0x00] || f[23] != 17 {
+        return None;
+    }
+    let udp = &f[14 + usize::from(f[14] & 0xf) * 4..];
+    (udp.len() >= 8 && udp[2..4] == port.to_be_bytes()).then(|| &udp[8..])
+}
+
 /// DHCP options: (code, value).
 type DhcpOptions = Vec<(u8, Vec<u8>)>;
 
@@ -351,6 +387,124 @@ fn test_passt_forwards_a_host_port_to_the_guest() {
             && f[47] & 0x02 != 0
     });
     assert_eq!(&syn[..6], &MAC);
+}
+
+/// Send "ping" from the guest to the gateway's `port`, where a UDP echo
+/// server listens on the host's 127.0.0.1, and return what came back.
+fn ping_host_loopback_through_gateway(host_loopback: bool) -> Option<Vec<u8>> {
+    let echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = echo.local_addr().unwrap().port();
+    echo.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let dir = TempDir::new("passt-gw");
+    let mut passt = start(&dir, |c| c.host_loopback = host_loopback);
+    let ip = passt.guest_ipv4();
+    let mem = create_guest_memory(16 << 20).unwrap();
+    let mut guest = Guest::new(&mem, &mut passt);
+    guest.send(&arp_request(ip.address, ip.gateway));
+    let (gw_mac, ..) =
+        arp_reply(&guest.recv_until("ARP reply", |f| arp_reply(f).is_some())).unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        guest.send(&udp_frame(
+            gw_mac,
+            (ip.address, 40000),
+            (ip.gateway, port),
+            b"ping",
+        ));
+        let mut buf = [0u8; 64];
+        if let Ok((n, from)) = echo.recv_from(&mut buf) {
+            echo.send_to(&buf[..n], from).unwrap();
+            let reply = guest.recv_until("the echo", |f| udp_payload_to(f, 40000).is_some());
+            return udp_payload_to(&reply, 40000).map(<[u8]>::to_vec);
+        }
+    }
+    None
+}
+
+#[test]
+fn test_passt_gateway_reaches_the_host_loopback_only_when_asked() {
+    // A pod reaches no service that listens only on the host's 127.0.0.1
+    // (the attack: passt maps the gateway address there by default)...
+    if !passt_installed() {
+        return;
+    }
+    assert_eq!(ping_host_loopback_through_gateway(false), None);
+    // ...unless the pod asks for it (peapod.io/host-loopback: "true").
+    assert_eq!(
+        ping_host_loopback_through_gateway(true).as_deref(),
+        Some(&b"ping"[..])
+    );
+}
+
+#[test]
+fn test_passt_forwards_dns_to_a_loopback_resolver_without_mapping_the_loopback() {
+    // With the gateway no longer mapped to the host's loopback, a host
+    // whose resolver listens there (dnsmasq, unbound on 127.0.0.1) still
+    // resolves for the pod: DNS to the gateway is forwarded to it. Runs in
+    // a private mount namespace (root) with a resolv.conf of its own.
+    const INNER: &str = "PEAPOD_TEST_PASST_DNS_INNER";
+    let name = "test_passt_forwards_dns_to_a_loopback_resolver_without_mapping_the_loopback";
+    if !passt_installed() {
+        return;
+    }
+    if std::env::var_os(INNER).is_none() {
+        if !common::is_root() {
+            return common::skip("a private mount namespace for resolv.conf needs root");
+        }
+        let out = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture"])
+            .env(INNER, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains("1 passed"), "{out:?}");
+        return;
+    }
+    let dir = TempDir::new("passt-dns");
+    let conf = dir.0.join("resolv.conf");
+    std::fs::write(&conf, "nameserver 127.0.0.1\n").unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["--bind"])
+        .args([&conf, std::path::Path::new("/etc/resolv.conf")])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "bind-mount a resolv.conf");
+    // The host's resolver: answers each query with its header's QR bit set.
+    let resolver = std::net::UdpSocket::bind("127.0.0.1:53").expect("127.0.0.1:53 is free");
+    resolver
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = resolver.recv_from(&mut buf) {
+            buf[2] |= 0x80;
+            let _ = resolver.send_to(&buf[..n], from);
+        }
+    });
+    let mut passt = start(&dir, |_| {});
+    let ip = passt.guest_ipv4();
+    let mem = create_guest_memory(16 << 20).unwrap();
+    let mut guest = Guest::new(&mem, &mut passt);
+    guest.send(&arp_request(ip.address, ip.gateway));
+    let (gw_mac, ..) =
+        arp_reply(&guest.recv_until("ARP reply", |f| arp_reply(f).is_some())).unwrap();
+    let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    query.extend_from_slice(b"\x07example\x00\x00\x01\x00\x01");
+    guest.send(&udp_frame(
+        gw_mac,
+        (ip.address, 40001),
+        (ip.gateway, 53),
+        &query,
+    ));
+    let reply = guest.recv_until("the resolver's answer", |f| {
+        udp_payload_to(f, 40001).is_some()
+    });
+    let answer = udp_payload_to(&reply, 40001).unwrap();
+    assert_eq!(&answer[..3], &[0x12, 0x34, 0x81], "{answer:?}");
+    assert_eq!(&answer[3..], &query[3..]);
 }
 
 #[test]

@@ -161,9 +161,26 @@ fn test_vm_pod_lifecycle_detached_exec_logs_stop_rm() {
     // logs, logs -f, a second run of the name refused, stop with the grace
     // period, rm (also of directories a container left locked in the
     // volume); then a monitor killed with -9 shows as Dead and rm cleans up
-    // its state and reservation.
+    // its state and reservation. The disk emptyDir lives in the user's data
+    // directory, not the runtime tmpfs, and goes with the pod; a pod whose
+    // emptyDir outgrows its sizeLimit is evicted, as the kubelet does.
     let dir = TempDir::with_mode("vm-life", 0o777);
     dir.write("web.yaml", WEB_POD);
+    dir.write(
+        "evict.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: evict}
+spec:
+  terminationGracePeriodSeconds: 1
+  volumes: [{name: data, emptyDir: {sizeLimit: 1Mi}}]
+  containers:
+    - name: filler
+      image: busybox:latest
+      command: [sh, -c, "dd if=/dev/zero of=/data/f bs=1M count=4 && sync && exec sleep 3600"]
+      volumeMounts: [{name: data, mountPath: /data}]
+"#,
+    );
     let script = format!(
         r#"set -u
 p() {{ env {env} "$@"; }}
@@ -171,12 +188,15 @@ cd {dir}
 p run -d web.yaml; echo "run-d=$?"
 for i in $(seq 1 100); do p logs web -c writer 2>/dev/null | grep -q 'tick 2' && break; sleep 0.5; done
 p ps
+vol=$(p inspect web | sed -n 's/^ *"path": "\(.*\/html\)",$/\1/p')
+case "$vol" in "$HOME"/.local/share/peapod/pods/web-*/html) echo volume-in-data-dir ;; *) echo "volume at $vol" ;; esac
+test -f "$vol/index.html" && echo volume-on-disk
 p exec web -c writer -- wget -q -O - http://127.0.0.1:8080/; echo "exec-wget=$?"
 p exec web -c writer -- sh -c 'echo out-$(hostname); exit 7'; echo "exec-rc=$?"
 p exec web -c nope -- true; echo "exec-missing=$?"
 echo stdin-data | p exec -i web -c httpd -- cat; echo "exec-stdin=$?"
 p exec -t web -c writer -- sh -c 'tty; exit 3'; echo "exec-tty=$?"
-p exec web -c writer -- sh -c 'mkdir -p /html/locked/sub && touch /html/locked/sub/f && chmod 555 /html/locked/sub && chmod 0 /html/locked'; echo "locked=$?"
+p exec web -c writer -- sh -c 'mkdir -p /www/locked/sub && touch /www/locked/sub/f && chmod 555 /www/locked/sub && chmod 0 /www/locked'; echo "locked=$?"
 p logs web -c writer | head -3
 p run -d web.yaml; echo "run-again=$?"
 p logs -f web -c writer > follow.txt 2>&1 &
@@ -186,12 +206,18 @@ tail -2 follow.txt
 p ps --output json
 p exec web -c writer -- true; echo "exec-ended=$?"
 p rm web; echo "rm=$?"
+test -e "$vol" || echo volume-removed
 p logs web; echo "logs-gone=$?"
 p run -d web.yaml; echo "run-d2=$?"
 pid=$(p inspect web | sed -n 's/.*"monitor_pid": \([0-9]*\).*/\1/p')
 kill -9 "$pid"; sleep 1
 p ps
 p rm web; echo "rm-dead=$?"
+p run -d evict.yaml; echo "evict-run=$?"
+p wait evict --for=completed --timeout 120; echo "evict-wait=$?"
+p inspect evict | grep -o '"reason": "Evicted: emptyDir volume \\"data\\" uses [0-9]* bytes'
+p rm evict; echo "evict-rm=$?"
+ls "$HOME/.local/share/peapod/pods" | wc -l | sed 's/^/volumes-left: /'
 p ps --output json
 "#,
         env = peapod_env(),
@@ -221,6 +247,14 @@ p ps --output json
         "logs-gone=2",
         "run-d2=0",
         "rm-dead=0",
+        "volume-in-data-dir",
+        "volume-on-disk",
+        "volume-removed",
+        "evict-run=0",
+        "evict-wait=1",
+        "\"reason\": \"Evicted: emptyDir volume \\\"data\\\" uses ",
+        "evict-rm=0",
+        "volumes-left: 0",
     ]);
     assert!(
         out.stderr.contains("pod web has no container nope"),
@@ -577,7 +611,8 @@ spec:
 fn test_vm_pod_network_through_passt() {
     // The pod network without root: a virtio-net device backed by passt.
     // Out: a container reaches a server on the host's loopback through the
-    // gateway address. In: busybox httpd in the pod, published as
+    // gateway address when its pod asks (peapod.io/host-loopback), and
+    // not otherwise. In: busybox httpd in the pod, published as
     // hostPort 18080, serves from the host what another container wrote
     // into their shared volume (the seed's web example, whole). Two pods at
     // once on different host ports; a third asking for a taken port is
@@ -588,12 +623,13 @@ fn test_vm_pod_network_through_passt() {
     let dir = TempDir::with_mode("vm-net", 0o777);
     std::fs::create_dir(dir.0.join("www")).unwrap();
     std::fs::write(dir.0.join("www/index.html"), "served-by-the-host\n").unwrap();
-    let pod = |name: &str, port: u16| {
+    let pod = |name: &str, port: u16, loopback: bool| {
         format!(
             r#"apiVersion: v1
 kind: Pod
 metadata:
   name: {name}
+  annotations: {{peapod.io/host-loopback: "{loopback}"}}
 spec:
   terminationGracePeriodSeconds: 1
   volumes: [{{name: html, emptyDir: {{}}}}]
@@ -612,16 +648,16 @@ spec:
         - |
           echo page-of-{name} > /html/index.html
           gw=$(ip route | awk '/^default/ {{print $3}}')
-          wget -q -O - http://$gw:18999/ && echo host-reached
+          timeout 10 wget -q -O - http://$gw:18999/ && echo host-reached || echo host-not-reached
           exec sleep 3600
       volumeMounts: [{{name: html, mountPath: /html}}]
       resources: {{limits: {{cpu: 250m, memory: 32Mi}}}}
 "#
         )
     };
-    dir.write("a.yaml", &pod("net-a", 18080));
-    dir.write("b.yaml", &pod("net-b", 18081));
-    dir.write("clash.yaml", &pod("net-c", 18080));
+    dir.write("a.yaml", &pod("net-a", 18080, false));
+    dir.write("b.yaml", &pod("net-b", 18081, true));
+    dir.write("clash.yaml", &pod("net-c", 18080, false));
     dir.write(
         "none.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata: {name: net-none}\nspec:\n  restartPolicy: Never\n  \
@@ -636,7 +672,9 @@ p run -d a.yaml; echo "run-a=$?"
 p run -d b.yaml; echo "run-b=$?"
 p run -d clash.yaml; echo "run-clash=$?"
 for i in $(seq 1 120); do p logs net-b -c writer 2>/dev/null | grep -q host-reached && break; sleep 0.5; done
-p logs net-a -c writer
+for i in $(seq 1 120); do p logs net-a -c writer 2>/dev/null | grep -q host-not-reached && break; sleep 0.5; done
+p logs net-a -c writer | sed 's/^/net-a: /'
+p logs net-b -c writer | sed 's/^/net-b: /'
 busybox wget -q -O - http://127.0.0.1:18080/
 busybox wget -q -O - http://127.0.0.1:18081/
 p rm -f net-a net-b
@@ -659,8 +697,9 @@ p wait web --for=deleted --timeout 60; echo "web-deleted=$?"
         "run-a=0",
         "run-b=0",
         "run-clash=2",
-        "served-by-the-host",
-        "host-reached",
+        "net-a: host-not-reached",
+        "net-b: served-by-the-host",
+        "net-b: host-reached",
         "page-of-net-a",
         "page-of-net-b",
         "[c] links: lo",
@@ -688,7 +727,7 @@ p wait web --for=deleted --timeout 60; echo "web-deleted=$?"
 #[test]
 fn test_vm_pod_network_udp_dns_and_passt_exit() {
     // UDP both ways: a container's datagram to the host's loopback (through
-    // the gateway address) comes back from an echo server there, and one
+    // the gateway address, which the pod asks for) comes back from an echo server there, and one
     // sent from the host to hostPort 18997/UDP is echoed by a container.
     // DNS: a container looks up a name that only the test's resolver knows
     // (on the runner's 127.0.0.1:53, the host's resolver there) through its
@@ -705,7 +744,7 @@ fn test_vm_pod_network_udp_dns_and_passt_exit() {
         &format!(
             r#"apiVersion: v1
 kind: Pod
-metadata: {{name: net-udp}}
+metadata: {{name: net-udp, annotations: {{peapod.io/host-loopback: "true"}}}}
 spec:
   terminationGracePeriodSeconds: 1
   dnsConfig: {{searches: [peapod.example], options: [{{name: ndots, value: "1"}}]}}

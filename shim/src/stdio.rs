@@ -7,10 +7,9 @@
 //! for a reader here); an exec's from its monitor connection.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use peapod::sandbox::crilog;
@@ -151,8 +150,7 @@ impl Sink {
 
 /// A container's stdout and stderr, from its CRI log file to its fifos.
 pub struct LogPump {
-    log: PathBuf,
-    offset: u64,
+    log: crilog::Tail,
     pending: Vec<u8>,
     out: Sink,
     err: Sink,
@@ -170,8 +168,7 @@ impl LogPump {
         terminal: bool,
     ) -> LogPump {
         LogPump {
-            log: crilog::log_path(pod_dir, name, 0),
-            offset: 0,
+            log: crilog::Tail::new(pod_dir, name, false),
             pending: Vec::new(),
             out: Sink::new(stdout),
             err: Sink::new(stderr),
@@ -181,20 +178,16 @@ impl LogPump {
 
     /// Move what the log gained since the last call to the fifos.
     pub fn pump(&mut self) {
-        if let Ok(mut f) = File::open(&self.log) {
-            if f.seek(SeekFrom::Start(self.offset)).is_ok() {
-                let mut chunk = vec![0u8; 256 << 10];
-                // Bounded per call: the pod keeps its pace, the shim its.
-                for _ in 0..16 {
-                    match f.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            self.offset += n as u64;
-                            self.pending.extend_from_slice(&chunk[..n]);
-                            self.records();
-                        }
-                    }
+        let mut chunk = vec![0u8; 256 << 10];
+        // Bounded per call: the pod keeps its pace, the shim its.
+        for _ in 0..16 {
+            match self.log.read(&mut chunk) {
+                crilog::TailRead::Data(n) => {
+                    self.pending.extend_from_slice(&chunk[..n]);
+                    self.records();
                 }
+                crilog::TailRead::Next { .. } => self.pending.clear(),
+                crilog::TailRead::Idle => break,
             }
         }
         self.out.flush();
@@ -230,6 +223,7 @@ impl LogPump {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn test_sink_never_blocks_without_a_reader_and_delivers_to_one() {

@@ -1,7 +1,6 @@
 //! How much memory and CPU this host gives to pods.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 use super::AdmissionError;
 use crate::spec::quantity::{parse_bytes, parse_millicores};
@@ -42,21 +41,6 @@ pub struct Capacity {
     pub source: CapacitySource,
 }
 
-/// The capacity section of peapod's config file (`config.yaml`).
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[serde(default)]
-    capacity: CapacityConfig,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CapacityConfig {
-    memory: Option<serde_yaml::Value>,
-    cpus: Option<serde_yaml::Value>,
-}
-
 fn value_text(v: &serde_yaml::Value) -> String {
     match v {
         serde_yaml::Value::String(s) => s.clone(),
@@ -65,19 +49,8 @@ fn value_text(v: &serde_yaml::Value) -> String {
     }
 }
 
-/// peapod's config file: `$PEAPOD_CONFIG`, else `$XDG_CONFIG_HOME/peapod/config.yaml`
-/// (`~/.config/peapod/config.yaml`).
-pub fn config_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("PEAPOD_CONFIG") {
-        return p.into();
-    }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(&std::env::var_os("HOME").unwrap_or_else(|| "/".into())).join(".config")
-        });
-    base.join("peapod/config.yaml")
-}
+/// peapod's config file (see [`crate::settings`]).
+pub use crate::settings::config_file as config_path;
 
 fn mem_available() -> Option<u64> {
     crate::hostinfo::proc_kib_field("/proc/meminfo", "MemAvailable")
@@ -96,14 +69,14 @@ impl Capacity {
     pub fn resolve() -> Result<Capacity, AdmissionError> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let path = config_path();
-        let file = match std::fs::read_to_string(&path) {
+        let file: crate::settings::Settings = match std::fs::read_to_string(&path) {
             Ok(text) => {
-                serde_yaml::from_str::<ConfigFile>(&text).map_err(|e| AdmissionError::Config {
+                crate::settings::Settings::parse(&text).map_err(|e| AdmissionError::Config {
                     origin: path.display().to_string(),
-                    problem: format!("{e}; expected e.g. `capacity: {{memory: 4Gi, cpus: 2}}`"),
+                    problem: format!("{e:#}"),
                 })?
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConfigFile::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
             Err(e) => return Err(AdmissionError::ReadConfig { path, source: e }),
         };
         let file_origin = format!("{} capacity", path.display());
@@ -166,11 +139,11 @@ mod tests {
 
     #[test]
     fn test_capacity_config_file_schema() {
-        let c: ConfigFile =
-            serde_yaml::from_str("capacity:\n  memory: 1.25Gi\n  cpus: 2\n").unwrap();
+        use crate::settings::Settings;
+        let c = Settings::parse("capacity:\n  memory: 1.25Gi\n  cpus: 2\n").unwrap();
         assert_eq!(value_text(c.capacity.memory.as_ref().unwrap()), "1.25Gi");
         assert_eq!(value_text(c.capacity.cpus.as_ref().unwrap()), "2");
-        assert!(serde_yaml::from_str::<ConfigFile>("capacity:\n  mem: 1Gi\n").is_err());
+        assert!(Settings::parse("capacity:\n  mem: 1Gi\n").is_err());
     }
 
     #[test]

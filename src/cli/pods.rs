@@ -419,13 +419,9 @@ pub fn inspect(args: InspectArgs) -> Result<ExitCode, Failure> {
         .iter()
         .map(|c| {
             let name = &c.status.name;
-            let files = sandbox::crilog::restarts(&dir, name)
+            let files = sandbox::crilog::log_files(&dir, name)
                 .into_iter()
-                .map(|r| {
-                    sandbox::crilog::log_path(&dir, name, r)
-                        .display()
-                        .to_string()
-                })
+                .map(|k| k.path(&dir, name).display().to_string())
                 .collect();
             (name.clone(), files)
         })

@@ -37,6 +37,25 @@ pub fn cache_dir() -> PathBuf {
     Path::new(&home).join(".cache/peapod")
 }
 
+/// peapod's data directory, for what takes disk and is not a cache (a VM
+/// pod's disk emptyDir volumes): `$PEAPOD_DATA`, `/var/lib/peapod` for
+/// root, else `$XDG_DATA_HOME/peapod` or `~/.local/share/peapod`. Never the
+/// runtime directory, which is a tmpfs: host memory no reservation counts.
+pub fn data_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("PEAPOD_DATA").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        return PathBuf::from("/var/lib/peapod");
+    }
+    if let Some(p) = std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()) {
+        return Path::new(&p).join("peapod");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+    Path::new(&home).join(".local/share/peapod")
+}
+
 /// Where a guest artifact came from, for messages.
 #[derive(Debug, Clone)]
 pub struct Located {

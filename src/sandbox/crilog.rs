@@ -7,10 +7,17 @@
 //! The monitor writes ([`Writer`]); `peapod logs` and attached `peapod run`
 //! read and follow ([`Follower`]) the same files, so every reader sees the
 //! same bytes in the same order.
+//!
+//! A container's logs are bounded as the kubelet bounds them
+//! (`containerLogMaxSize`, `containerLogMaxFiles`: [`LogLimits`]): a file
+//! that would grow past the size is rotated to `<restart>.log.<n>`, and the
+//! oldest files (earlier runs', then rotated ones) are removed beyond the
+//! count. Readers follow a file by its descriptor through a rotation
+//! ([`Tail`]).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use peapod_proto::Stream;
@@ -30,13 +37,10 @@ pub fn is_container_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-/// The log file of a container's `restart`th run. `container` must pass
-/// [`is_container_name`] (the writer checks).
+/// The current log file of a container's `restart`th run. `container`
+/// must pass [`is_container_name`] (the writer checks).
 pub fn log_path(pod_dir: &Path, container: &str, restart: u32) -> PathBuf {
-    pod_dir
-        .join(LOGS_DIR)
-        .join(container)
-        .join(format!("{restart}.log"))
+    LogKey::current(restart).path(pod_dir, container)
 }
 
 fn bad_name(container: &str) -> io::Error {
@@ -46,12 +50,66 @@ fn bad_name(container: &str) -> io::Error {
     )
 }
 
-/// The restart numbers that have a log file, in order.
-pub fn restarts(pod_dir: &Path, container: &str) -> Vec<u32> {
-    let mut found: Vec<u32> = std::fs::read_dir(pod_dir.join(LOGS_DIR).join(container))
+/// One log file of a container: run `run`'s current file (`seg` is
+/// [`CURRENT`]) or one of its rotated segments (`seg` counts from 1).
+/// Keys sort oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogKey {
+    /// The restart number of the run.
+    pub run: u32,
+    /// The segment; [`CURRENT`] for the file being written.
+    pub seg: u64,
+}
+
+/// [`LogKey::seg`] of a run's current file.
+pub const CURRENT: u64 = u64::MAX;
+
+impl LogKey {
+    fn current(run: u32) -> LogKey {
+        LogKey { run, seg: CURRENT }
+    }
+
+    /// The file's name: `<run>.log`, or `<run>.log.<seg>` once rotated.
+    fn file_name(self) -> String {
+        if self.seg == CURRENT {
+            format!("{}.log", self.run)
+        } else {
+            format!("{}.log.{}", self.run, self.seg)
+        }
+    }
+
+    fn parse(name: &str) -> Option<LogKey> {
+        let (run, seg) = match name.split_once(".log") {
+            Some((run, "")) => (run, CURRENT),
+            Some((run, rest)) => (run, rest.strip_prefix('.')?.parse().ok()?),
+            None => return None,
+        };
+        let canonical = |t: &str| !t.is_empty() && (t == "0" || !t.starts_with('0'));
+        if !canonical(run) || seg == 0 {
+            return None;
+        }
+        let key = LogKey {
+            run: run.parse().ok()?,
+            seg,
+        };
+        (key.file_name() == name).then_some(key)
+    }
+
+    /// Its path in `pod_dir`.
+    pub fn path(self, pod_dir: &Path, container: &str) -> PathBuf {
+        pod_dir
+            .join(LOGS_DIR)
+            .join(container)
+            .join(self.file_name())
+    }
+}
+
+/// Every log file of `container`, oldest first.
+pub fn log_files(pod_dir: &Path, container: &str) -> Vec<LogKey> {
+    let mut found: Vec<LogKey> = std::fs::read_dir(pod_dir.join(LOGS_DIR).join(container))
         .map(|d| {
             d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+                .filter_map(|e| LogKey::parse(e.file_name().to_str()?))
                 .collect()
         })
         .unwrap_or_default();
@@ -115,28 +173,76 @@ pub fn encode_chunk(out: &mut Vec<u8>, ts_ns: u64, stream: Stream, data: &[u8], 
     }
 }
 
-/// Writes each container's log files.
+/// How much log each container keeps, as the kubelet's
+/// `containerLogMaxSize` and `containerLogMaxFiles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLimits {
+    /// A file is rotated before it grows past this many bytes.
+    pub max_size: u64,
+    /// Files kept per container, the one being written included.
+    pub max_files: u32,
+}
+
+impl Default for LogLimits {
+    /// The kubelet's defaults: 10 MiB x 5.
+    fn default() -> Self {
+        LogLimits {
+            max_size: 10 << 20,
+            max_files: 5,
+        }
+    }
+}
+
+/// The smallest `max_size`: a few of the guest's largest chunks.
+pub const MIN_LOG_SIZE: u64 = 1 << 20;
+
+struct OpenLog {
+    run: u32,
+    file: File,
+    size: u64,
+}
+
+/// Writes each container's log files, within [`LogLimits`].
 #[derive(Default)]
 pub struct Writer {
-    open: BTreeMap<String, (u32, File)>,
+    limits: LogLimits,
+    open: BTreeMap<String, OpenLog>,
 }
 
 impl Writer {
+    /// A writer keeping each container's logs within `limits`.
+    pub fn new(limits: LogLimits) -> Writer {
+        Writer {
+            limits,
+            open: BTreeMap::new(),
+        }
+    }
+
     /// Start the log of `container`'s `restart`th run (closing the last).
     pub fn start(&mut self, pod_dir: &Path, container: &str, restart: u32) -> io::Result<()> {
         if !is_container_name(container) {
             return Err(bad_name(container));
         }
-        let path = log_path(pod_dir, container, restart);
+        let path = LogKey::current(restart).path(pod_dir, container);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        self.open.insert(container.to_owned(), (restart, file));
+        let size = file.metadata()?.len();
+        self.open.insert(
+            container.to_owned(),
+            OpenLog {
+                run: restart,
+                file,
+                size,
+            },
+        );
+        self.prune(pod_dir, container);
         Ok(())
     }
 
-    /// Append a chunk of `container`'s output.
+    /// Append a chunk of `container`'s output, rotating first when it
+    /// would take the file past the size limit.
     pub fn write(
         &mut self,
         pod_dir: &Path,
@@ -154,8 +260,46 @@ impl Writer {
         }
         let mut buf = Vec::with_capacity(data.len() + 48);
         encode_chunk(&mut buf, ts_ns, stream, data, partial);
-        let (_, file) = self.open.get_mut(container).expect("opened above");
-        file.write_all(&buf)
+        let max_size = self.limits.max_size.max(MIN_LOG_SIZE);
+        let open = self.open.get(container).expect("opened above");
+        if open.size > 0 && open.size + buf.len() as u64 > max_size {
+            self.rotate(pod_dir, container)?;
+        }
+        let open = self.open.get_mut(container).expect("opened above");
+        open.file.write_all(&buf)?;
+        open.size += buf.len() as u64;
+        Ok(())
+    }
+
+    /// `<run>.log` becomes `<run>.log.<n>` (one past its last segment) and
+    /// a new `<run>.log` is started; then the oldest files go.
+    fn rotate(&mut self, pod_dir: &Path, container: &str) -> io::Result<()> {
+        let run = self.open.get(container).expect("open").run;
+        let seg = log_files(pod_dir, container)
+            .into_iter()
+            .filter(|k| k.run == run && k.seg != CURRENT)
+            .map(|k| k.seg)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let current = LogKey::current(run).path(pod_dir, container);
+        std::fs::rename(&current, LogKey { run, seg }.path(pod_dir, container))?;
+        self.start(pod_dir, container, run)
+    }
+
+    /// Remove the oldest files of `container` beyond the count limit,
+    /// never the one being written.
+    fn prune(&self, pod_dir: &Path, container: &str) {
+        let keep = self.limits.max_files.max(2) as usize;
+        let writing = self.open.get(container).map(|o| LogKey::current(o.run));
+        let mut files = log_files(pod_dir, container);
+        files.retain(|k| Some(*k) != writing);
+        let excess = (files.len() + 1).saturating_sub(keep);
+        for key in &files[..excess.min(files.len())] {
+            if let Err(e) = std::fs::remove_file(key.path(pod_dir, container)) {
+                log::warn!("cannot remove an old log of {container}: {e}");
+            }
+        }
     }
 }
 
@@ -215,13 +359,116 @@ pub struct Line {
     pub continues: bool,
 }
 
-/// Follows one container's log files from the start: the current run's
-/// file, then the next run's when a restart starts one.
-pub struct Follower {
+/// What [`Tail::read`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TailRead {
+    /// This many bytes.
+    Data(usize),
+    /// The file read so far is complete and the next one is open: a
+    /// record cut short in the last one ends there; `new_run` when the
+    /// next belongs to a later run (its lines do not continue the last's).
+    Next { new_run: bool },
+    /// Nothing new yet.
+    Idle,
+}
+
+struct Reading {
+    key: LogKey,
+    file: File,
+    ino: u64,
+}
+
+/// Reads one container's log files as they are written, oldest first,
+/// following each file by its descriptor through a rotation, then on to
+/// the next file once a newer one exists.
+pub struct Tail {
     pod_dir: PathBuf,
     container: String,
-    /// The restart number being read and where in its file.
-    current: Option<(u32, u64)>,
+    latest_only: bool,
+    reading: Option<Reading>,
+}
+
+fn ino(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+impl Tail {
+    /// Follow `container` from its oldest file (or from the latest run's
+    /// oldest, with `latest_only`).
+    pub fn new(pod_dir: &Path, container: &str, latest_only: bool) -> Tail {
+        Tail {
+            pod_dir: pod_dir.to_owned(),
+            container: container.to_owned(),
+            latest_only,
+            reading: None,
+        }
+    }
+
+    fn open(&mut self, key: LogKey) -> bool {
+        let path = key.path(&self.pod_dir, &self.container);
+        let Ok(file) = File::open(&path) else {
+            return false;
+        };
+        let Ok(meta) = file.metadata() else {
+            return false;
+        };
+        self.reading = Some(Reading {
+            key,
+            file,
+            ino: std::os::unix::fs::MetadataExt::ino(&meta),
+        });
+        true
+    }
+
+    /// Read what follows into `buf`.
+    pub fn read(&mut self, buf: &mut [u8]) -> TailRead {
+        if self.reading.is_none() {
+            let files = log_files(&self.pod_dir, &self.container);
+            let first = match (self.latest_only, files.last()) {
+                (true, Some(last)) => files.iter().find(|k| k.run == last.run),
+                _ => files.first(),
+            };
+            match first {
+                Some(&key) if self.open(key) => {}
+                _ => return TailRead::Idle,
+            }
+        }
+        let r = self.reading.as_mut().expect("opened above");
+        if let Ok(n @ 1..) = r.file.read(buf) {
+            return TailRead::Data(n);
+        }
+        // At the end of the file: it is complete once another follows it.
+        // Ours may have been rotated (same descriptor, another name) or
+        // removed.
+        let files: Vec<(LogKey, Option<u64>)> = log_files(&self.pod_dir, &self.container)
+            .into_iter()
+            .map(|k| (k, ino(&k.path(&self.pod_dir, &self.container))))
+            .collect();
+        let next = match files.iter().position(|(_, i)| *i == Some(r.ino)) {
+            Some(at) => files.get(at + 1),
+            None => files.iter().find(|(k, i)| *k >= r.key && *i != Some(r.ino)),
+        };
+        let Some(&(key, _)) = next else {
+            return TailRead::Idle;
+        };
+        // Whatever was written before the switch comes first.
+        if let Ok(n @ 1..) = r.file.read(buf) {
+            return TailRead::Data(n);
+        }
+        let new_run = key.run != r.key.run;
+        if !self.open(key) {
+            return TailRead::Idle;
+        }
+        TailRead::Next { new_run }
+    }
+}
+
+/// Follows one container's log files from the start, whole lines out:
+/// the current run's files, then the next run's when a restart starts one.
+pub struct Follower {
+    container: String,
+    tail: Tail,
     /// Bytes read past the last complete record.
     pending: Vec<u8>,
     /// Partial records per stream, waiting for their `F`.
@@ -232,16 +479,9 @@ impl Follower {
     /// Follow `container` from its first run (or only from the latest run
     /// when `latest_only`, as `peapod logs` shows the current container).
     pub fn new(pod_dir: &Path, container: &str, latest_only: bool) -> Follower {
-        let runs = restarts(pod_dir, container);
-        let first = if latest_only {
-            runs.last().copied()
-        } else {
-            runs.first().copied()
-        };
         Follower {
-            pod_dir: pod_dir.to_owned(),
             container: container.to_owned(),
-            current: first.map(|r| (r, 0)),
+            tail: Tail::new(pod_dir, container, latest_only),
             pending: Vec::new(),
             joining: [None, None],
         }
@@ -256,57 +496,26 @@ impl Follower {
     /// With `eof`, the pod has ended: unfinished lines come out too.
     pub fn poll(&mut self, eof: bool) -> Vec<Line> {
         let mut out = Vec::new();
+        let mut buf = vec![0u8; 256 << 10];
         loop {
-            if self.current.is_none() {
-                self.current = restarts(&self.pod_dir, &self.container)
-                    .first()
-                    .map(|&r| (r, 0));
-            }
-            let Some((run, offset)) = self.current else {
-                break;
-            };
-            self.read_from(run, offset, &mut out);
-            // A later run's file means this one is complete (the writer
-            // never appends to it again): read what came before the switch.
-            let next = restarts(&self.pod_dir, &self.container)
-                .into_iter()
-                .find(|&r| r > run);
-            match next {
-                Some(r) => {
-                    if let Some((_, offset)) = self.current {
-                        self.read_from(run, offset, &mut out);
-                    }
-                    self.pending.clear();
-                    self.flush(&mut out);
-                    self.current = Some((r, 0));
+            match self.tail.read(&mut buf) {
+                TailRead::Data(n) => {
+                    self.pending.extend_from_slice(&buf[..n]);
+                    self.take_records(&mut out);
                 }
-                None => break,
+                TailRead::Next { new_run } => {
+                    self.pending.clear();
+                    if new_run {
+                        self.flush(&mut out);
+                    }
+                }
+                TailRead::Idle => break,
             }
         }
         if eof {
             self.flush(&mut out);
         }
         out
-    }
-
-    /// Read run `run`'s file from `offset` to its end (in bounded pieces).
-    fn read_from(&mut self, run: u32, offset: u64, out: &mut Vec<Line>) {
-        let path = log_path(&self.pod_dir, &self.container, run);
-        let mut at = offset;
-        if let Ok(mut f) = File::open(&path) {
-            if f.seek(SeekFrom::Start(offset)).is_ok() {
-                let mut buf = vec![0u8; 1 << 20];
-                while let Ok(n) = f.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    at += n as u64;
-                    self.pending.extend_from_slice(&buf[..n]);
-                    self.take_records(out);
-                }
-            }
-        }
-        self.current = Some((run, at));
     }
 
     fn take_records(&mut self, out: &mut Vec<Line>) {
@@ -494,5 +703,79 @@ mod tests {
         assert!(last.continued && !last.continues && last.content.ends_with(b"end"));
         assert!(pieces[..pieces.len() - 1].iter().all(|l| l.continues));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A container that writes without end, and a guest that says it
+    /// restarted it thousands of times, keep at most max_files files of
+    /// max_size each; a follower started before reads every line in order
+    /// through the rotations, as long as it keeps up.
+    #[test]
+    fn test_writer_rotates_and_prunes_and_the_follower_keeps_up() {
+        let dir = std::env::temp_dir().join(format!("peapod-crilog-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let limits = LogLimits {
+            max_size: MIN_LOG_SIZE,
+            max_files: 3,
+        };
+        let mut w = Writer::new(limits);
+        w.start(&dir, "c", 0).unwrap();
+        let mut f = Follower::new(&dir, "c", false);
+        let line = vec![b'x'; 1000];
+        let mut seen = 0usize;
+        for i in 0..5000u64 {
+            let mut data = format!("{i:05} ").into_bytes();
+            data.extend_from_slice(&line);
+            data.push(b'\n');
+            w.write(&dir, "c", i, Stream::Stdout, &data, false).unwrap();
+            if i % 100 == 0 {
+                for l in f.poll(false) {
+                    assert!(l.content.starts_with(format!("{seen:05} ").as_bytes()));
+                    seen += 1;
+                }
+            }
+        }
+        for l in f.poll(false) {
+            assert!(l.content.starts_with(format!("{seen:05} ").as_bytes()));
+            seen += 1;
+        }
+        assert_eq!(seen, 5000, "every line, in order");
+        let files = log_files(&dir, "c");
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert_eq!(*files.last().unwrap(), LogKey::current(0));
+        let total: u64 = files
+            .iter()
+            .map(|k| std::fs::metadata(k.path(&dir, "c")).unwrap().len())
+            .sum();
+        assert!(total <= 3 * MIN_LOG_SIZE, "{total}");
+        // A new follower starts at the oldest file kept.
+        let first = Follower::new(&dir, "c", false).poll(false);
+        assert!(first.len() > 1500 && first.last().unwrap().content.starts_with(b"04999 "));
+        // Restarts make files too; the oldest go first.
+        for run in 1..2000 {
+            w.start(&dir, "c", run).unwrap();
+        }
+        let files = log_files(&dir, "c");
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert_eq!(*files.last().unwrap(), LogKey::current(1999));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn test_log_key_names_round_trip_and_others_are_ignored() {
+        for (name, key) in [
+            ("0.log", LogKey::current(0)),
+            ("12.log", LogKey::current(12)),
+            ("3.log.7", LogKey { run: 3, seg: 7 }),
+        ] {
+            assert_eq!(LogKey::parse(name), Some(key));
+            assert_eq!(key.file_name(), name);
+        }
+        for name in [
+            "01.log", "1.log.0", "1.log.07", "x.log", "1.log.", "1.logx", "1",
+        ] {
+            assert_eq!(LogKey::parse(name), None, "{name}");
+        }
+        assert!(LogKey { run: 0, seg: 9 } < LogKey::current(0));
+        assert!(LogKey::current(0) < LogKey { run: 1, seg: 1 });
     }
 }

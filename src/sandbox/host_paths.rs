@@ -13,8 +13,6 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::artifacts;
 
 /// The environment variable of allowed directories.
@@ -25,25 +23,7 @@ const HOW: &str = "allow a directory with `peapod run --allow-host-path DIR`, \
                    PEAPOD_ALLOW_HOST_PATHS=DIR[:DIR...], or `allowHostPaths: [DIR]` in \
                    ~/.config/peapod/config.yaml";
 
-/// peapod's settings file (`config.yaml`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Config {
-    #[serde(default)]
-    allow_host_paths: Vec<PathBuf>,
-}
-
-/// The settings file: `$XDG_CONFIG_HOME/peapod/config.yaml`, else
-/// `~/.config/peapod/config.yaml`.
-pub fn config_file() -> PathBuf {
-    match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
-        Some(d) => Path::new(&d).join("peapod/config.yaml"),
-        None => {
-            let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
-            Path::new(&home).join(".config/peapod/config.yaml")
-        }
-    }
-}
+pub use crate::settings::config_file;
 
 /// The directories pods may reach.
 #[derive(Debug, Clone, Default)]
@@ -85,25 +65,7 @@ impl AllowedPaths {
         if let Some(v) = std::env::var_os(ENV) {
             dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
         }
-        let file = config_file();
-        match std::fs::read_to_string(&file) {
-            Ok(text) => {
-                let c: Config = serde_yaml::from_str(&text).map_err(|e| {
-                    anyhow::anyhow!(
-                        "{}: {e} (it holds peapod's settings: allowHostPaths: [DIR, ...])",
-                        file.display()
-                    )
-                })?;
-                dirs.extend(c.allow_host_paths);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            // Someone else's home (HOME kept across a user switch): no
-            // settings of ours; failing closed, the pod may reach less.
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                log::warn!("{}: {e}; its allowHostPaths are not used", file.display());
-            }
-            Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", file.display())),
-        }
+        dirs.extend(crate::settings::Settings::load()?.allow_host_paths);
         // peapod's caches: this run's, the user's default, the system's.
         dirs.push(artifacts::cache_dir());
         let user_cache = match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {

@@ -22,6 +22,11 @@ use crate::vmm::GUEST_MEMORY_OVERHEAD;
 /// The annotation that turns the network off (`none`).
 pub const NETWORK_ANNOTATION: &str = "peapod.io/network";
 
+/// The annotation by which a pod asks to reach the host's loopback through
+/// its gateway address (`"true"`); without it the pod reaches no service
+/// that listens only on the host's 127.0.0.1.
+pub const HOST_LOOPBACK_ANNOTATION: &str = "peapod.io/host-loopback";
+
 /// What `--isolation=namespace` says when not root.
 pub const NEEDS_ROOT: &str =
     "--isolation=namespace needs root for now; use the VM isolation (the default)";
@@ -124,6 +129,7 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
         deadline_s: plan.active_deadline_seconds,
         cli_started_ns: opts.started_ns,
         monitor_exe: None,
+        log_limits: crate::settings::Settings::load()?.log_limits()?,
     };
     Ok((plan, launch))
 }
@@ -185,6 +191,7 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
                 publish: opts.publish.clone(),
                 host_aliases: vec![],
                 dns: Default::default(),
+                host_loopback: false,
             });
             if net.is_some() && !passt_installed() {
                 return Err(anyhow!(
@@ -242,6 +249,7 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
         deadline_s: None,
         cli_started_ns: opts.started_ns,
         monitor_exe: None,
+        log_limits: crate::settings::Settings::load()?.log_limits()?,
     })
 }
 
@@ -342,6 +350,22 @@ fn pod_network(
             ))
         }
     };
+    let host_loopback = match plan
+        .annotations
+        .get(HOST_LOOPBACK_ANNOTATION)
+        .map(String::as_str)
+    {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(anyhow!(
+                "{}: metadata.annotations[\"{HOST_LOOPBACK_ANNOTATION}\"]: {other:?} is neither \
+                 \"true\" (the gateway address reaches the host's 127.0.0.1) nor \"false\" (the \
+                 default)",
+                spec_file.display()
+            ))
+        }
+    };
     if off {
         if let Some(p) = publish.first() {
             return Err(anyhow!(
@@ -364,6 +388,7 @@ fn pod_network(
         publish,
         host_aliases: plan.host_aliases.clone(),
         dns: plan.dns.clone(),
+        host_loopback,
     }))
 }
 

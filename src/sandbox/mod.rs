@@ -198,6 +198,10 @@ pub struct NetLaunch {
     /// `spec.dnsPolicy` and `spec.dnsConfig`.
     #[serde(default)]
     pub dns: crate::spec::PodDns,
+    /// The gateway address reaches the host's loopback
+    /// (`peapod.io/host-loopback: "true"`).
+    #[serde(default)]
+    pub host_loopback: bool,
 }
 
 /// The VM of a VM pod.
@@ -249,6 +253,10 @@ pub struct Launch {
     /// process's own (the CLI). A client that is not peapod names it.
     #[serde(default)]
     pub monitor_exe: Option<PathBuf>,
+    /// How much log each container keeps (the settings file's
+    /// `containerLogMaxSize` and `containerLogMaxFiles`).
+    #[serde(default)]
+    pub log_limits: crilog::LogLimits,
 }
 
 /// Why a pod did not start.
@@ -371,6 +379,7 @@ pub fn remove(dir: &Path) -> anyhow::Result<()> {
             m.display()
         );
     }
+    remove_volumes(dir);
     let removed = match std::fs::remove_dir_all(dir) {
         // A container may have left directories it cannot be entered or
         // changed (mode 0555, 0000) in a volume: we own them, so open
@@ -385,6 +394,38 @@ pub fn remove(dir: &Path) -> anyhow::Result<()> {
     // Reclaims the reservation of a monitor that died without releasing it.
     Ledger::new(runtime_dir()).entries()?;
     Ok(())
+}
+
+/// Remove the disk emptyDir volumes of the pod in `dir` (in peapod's data
+/// directory, `pods/<pod>-<id>`, linked from the pod directory), if it has
+/// any. The pod directory is private, so the link is the monitor's; still,
+/// only a link of that shape is followed.
+pub(crate) fn remove_volumes(dir: &Path) {
+    let link = dir.join(monitor::VOLUMES_LINK);
+    let Ok(target) = std::fs::read_link(&link) else {
+        return;
+    };
+    let pod = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let ours = target.is_absolute()
+        && target
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "pods")
+        && target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(pod)?.strip_prefix('-'))
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !ours {
+        log::warn!("{} leads elsewhere: left alone", link.display());
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(&target) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            open_up_dirs(&target);
+            let _ = std::fs::remove_dir_all(&target);
+        }
+    }
 }
 
 /// Mount points at or under `dir` in this process's mount namespace.

@@ -58,6 +58,23 @@ pub struct PodState {
     /// and in namespace mode.
     #[serde(default)]
     pub network: Option<PodNetwork>,
+    /// A VM pod's disk emptyDir volumes: where they are and what they use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeUsage>,
+}
+
+/// A disk emptyDir volume as `inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeUsage {
+    /// The volume's name.
+    pub name: String,
+    /// Its host directory.
+    pub path: PathBuf,
+    /// Disk it uses, bytes (as `du` counts: allocated blocks), as last
+    /// measured.
+    pub used_bytes: u64,
+    /// `emptyDir.sizeLimit`, bytes: the pod is evicted past it.
+    pub size_limit: Option<u64>,
 }
 
 /// The pod's network as `inspect` shows it.
@@ -120,6 +137,7 @@ impl PodState {
             console_tail: Vec::new(),
             timings: Vec::new(),
             network: None,
+            volumes: Vec::new(),
         }
     }
 

@@ -7,7 +7,6 @@ pub mod devices;
 pub mod net;
 pub mod vstate;
 
-use std::fs::File;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +27,7 @@ use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use boot::x86::Privilege;
 use devices::bus::Bus;
-use devices::legacy::console::{ConsoleSink, ConsoleState, SharedConsole};
+use devices::legacy::console::{ConsoleLog, ConsoleSink, ConsoleState, SharedConsole};
 use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::serial::{SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
 use devices::virtio::fs::{passthrough_backend, Fs, FsError, FsHandler};
@@ -333,7 +332,9 @@ impl Vm {
         let console_evt = event("console eventfd")?;
         let console = SharedConsole::default();
         let log = match &cfg.console_log {
-            Some(p) => Some(File::create(p).map_err(|e| VmmError::ConsoleLog(p.clone(), e))?),
+            Some(p) => Some(
+                ConsoleLog::create(p.clone()).map_err(|e| VmmError::ConsoleLog(p.clone(), e))?,
+            ),
             None => None,
         };
         let echo: Option<Box<dyn std::io::Write + Send>> = if cfg.console_echo {

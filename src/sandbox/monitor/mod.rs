@@ -43,11 +43,14 @@ mod control;
 mod guest;
 mod network;
 mod vm;
+mod volumes;
 
 use self::control::*;
 use self::guest::*;
 use self::network::*;
 use self::vm::*;
+pub(crate) use self::volumes::VOLUMES_LINK;
+use self::volumes::*;
 use super::api::{Reply, Request, API_SOCKET};
 use super::crilog;
 use super::state::{now_ns, ContainerInfo, PodNetwork, PodState};
@@ -320,8 +323,11 @@ impl Monitor {
                         });
                 }
                 let stopped = lock(&self.stopping).clone();
+                // An evicted pod failed, whatever its containers did on
+                // SIGTERM (as the kubelet marks it).
+                let evicted = stopped.as_deref().is_some_and(|w| w.starts_with("Evicted"));
                 self.update(|s| {
-                    s.phase = phase;
+                    s.phase = if evicted { PodPhase::Failed } else { phase };
                     s.reason = match stopped {
                         Some(why) => {
                             let rest = reason.strip_prefix("stopped; ").unwrap_or(&reason);
@@ -418,8 +424,10 @@ impl Monitor {
                     c.status.state = ContainerState::Terminated(t.clone());
                     c.status.last_termination = Some(t);
                 }
-                ContainerEvent::Restarting { restart_count, .. } => {
-                    c.status.restart_count = restart_count;
+                ContainerEvent::Restarting { .. } => {
+                    // Counted here: the guest's count would name log
+                    // files (a hostile one, billions of them).
+                    c.status.restart_count = c.status.restart_count.saturating_add(1);
                     c.status.state = ContainerState::Waiting {
                         reason: "CrashLoopBackOff".into(),
                     };
@@ -554,6 +562,7 @@ fn prepare(
     }
     // From here on a failure removes the directory again.
     let cleanup = |e: StartError| {
+        super::remove_volumes(&dir);
         let _ = std::fs::remove_dir_all(&dir);
         e
     };
@@ -562,7 +571,7 @@ fn prepare(
     redirect(2, Path::new(MONITOR_LOG));
     log::info!("monitor of pod {name} (pid {})", std::process::id());
 
-    let mut launch = disk_empty_dirs(launch, &dir).map_err(|e| {
+    let (mut launch, volumes) = disk_empty_dirs(launch, &dir).map_err(|e| {
         cleanup(failed(
             e.context("cannot create the pod's emptyDir volumes"),
         ))
@@ -594,6 +603,7 @@ fn prepare(
     state.millicpu = launch.millicpu;
     state.vcpus = launch.vm.as_ref().map_or(0, |v| v.vcpus);
     state.grace_period_s = launch.pod.grace_period_s;
+    state.volumes = volumes;
     let image = |c: &str| {
         launch
             .images
@@ -619,7 +629,7 @@ fn prepare(
         dir: dir.clone(),
         launch: launch.clone(),
         state: Mutex::new(state),
-        logs: Mutex::default(),
+        logs: Mutex::new(crilog::Writer::new(launch.log_limits)),
         guest: Mutex::new(None),
         execs: Mutex::default(),
         next_exec: AtomicU64::new(1),
@@ -644,45 +654,6 @@ fn prepare(
         .spawn(move || serve_api(&m, &api))
         .map_err(|e| cleanup(failed(anyhow!(e))))?;
     Ok((monitor, reservation))
-}
-
-/// Where a VM pod's disk-medium emptyDir volumes live: `volumes/<name>` in
-/// the pod directory, each shared with the guest (writable, tag `ed<N>`)
-/// like a hostPath, so they take host disk, not the pod's memory, as in
-/// Kubernetes (`medium: Memory` stays a tmpfs in the guest). They go when
-/// the pod is removed.
-fn disk_empty_dirs(launch: &Launch, dir: &Path) -> anyhow::Result<Launch> {
-    let mut launch = launch.clone();
-    let Some(vm) = launch.vm.as_mut() else {
-        return Ok(launch);
-    };
-    for v in &mut launch.pod.volumes {
-        if !matches!(
-            v.kind,
-            VolumeKind::EmptyDir {
-                medium_memory: false,
-                ..
-            }
-        ) {
-            continue;
-        }
-        let path = dir.join("volumes").join(&v.name);
-        std::fs::create_dir_all(&path)?;
-        // Any container user may write, as in Kubernetes; the pod directory
-        // (0700) keeps other host users out.
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
-        let tag = format!(
-            "ed{}",
-            vm.shares.iter().filter(|s| s.tag.starts_with("ed")).count()
-        );
-        vm.shares.push(super::Share {
-            tag: tag.clone(),
-            path,
-            read_only: false,
-        });
-        v.kind = VolumeKind::HostPath { path: tag };
-    }
-    Ok(launch)
 }
 
 /// Run the pod to its end; returns the monitor's exit code.

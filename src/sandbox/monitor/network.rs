@@ -76,6 +76,7 @@ pub(super) fn start_passt(net: &NetLaunch) -> anyhow::Result<(Passt, NetConfig, 
         .map(crate::sandbox::Publish::forward)
         .collect();
     cfg.mtu = Some(POD_MTU);
+    cfg.host_loopback = net.host_loopback;
     let mut passt = Passt::spawn(&cfg).context("cannot start passt for the pod network")?;
     let stream = passt
         .take_stream()
@@ -180,8 +181,8 @@ pub(super) fn host_resolvers(gateway: Ipv4Addr) -> (Vec<IpAddr>, Vec<String>) {
 /// `nameserver`s (at most 3), which the pod reaches through passt like any
 /// other address. A loopback resolver cannot be reached that way: for
 /// systemd-resolved's stub the pod gets the stub's upstreams (as Podman
-/// does); otherwise the gateway, which passt maps to the host's
-/// 127.0.0.1, where such a resolver (dnsmasq, unbound) listens.
+/// does); otherwise the gateway, whose port 53 passt forwards to such a
+/// resolver (dnsmasq, unbound) on the host's loopback, mapped or not.
 pub(super) fn choose_resolvers(
     resolv_conf: &str,
     resolved_upstreams: impl FnOnce() -> String,

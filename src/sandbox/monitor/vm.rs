@@ -62,6 +62,7 @@ pub(super) fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
         Some(p) => Some(watch_passt(monitor, p, vm.net_link())?),
         None => None,
     };
+    watch_volumes(monitor)?;
     let cmdline = guest_cmdline(monitor, vm_launch)?;
     vm.load_linux(&vm_launch.kernel, &initrd, cmdline)?;
     monitor.mark("kernel loaded");

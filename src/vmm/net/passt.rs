@@ -162,6 +162,12 @@ pub struct PasstConfig {
     pub ipv4: Option<GuestIpv4>,
     /// The host side.
     pub uplink: Uplink,
+    /// Whether the gateway address reaches the host's loopback (passt's
+    /// default mapping). Off, passt runs with `--no-map-gw`: the pod
+    /// reaches no service that listens only on the host's 127.0.0.1;
+    /// DNS (port 53) to the gateway still reaches the host's first
+    /// resolver, wherever it listens (passt's `--dns-forward`).
+    pub host_loopback: bool,
     /// How long passt may take to become ready.
     pub ready_timeout: Duration,
 }
@@ -176,6 +182,7 @@ impl PasstConfig {
             mtu: None,
             ipv4: None,
             uplink: Uplink::Auto,
+            host_loopback: false,
             ready_timeout: READY_TIMEOUT,
         }
     }
@@ -341,6 +348,13 @@ pub fn plan(cfg: &PasstConfig, host: Option<&HostIpv4>) -> (Vec<OsString>, Guest
         "--gateway".into(),
         ipv4.gateway.to_string().into(),
     ]);
+    if !cfg.host_loopback {
+        args.extend([
+            "--no-map-gw".into(),
+            "--dns-forward".into(),
+            ipv4.gateway.to_string().into(),
+        ]);
+    }
     if let Some(mtu) = cfg.mtu {
         args.extend(["--mtu".into(), mtu.to_string().into()]);
     }
@@ -575,6 +589,9 @@ mod tests {
                 "--netmask",
                 "24",
                 "--gateway",
+                "192.0.2.1",
+                "--no-map-gw",
+                "--dns-forward",
                 "192.0.2.1",
                 "--mtu",
                 "1500",

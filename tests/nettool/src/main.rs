@@ -388,6 +388,9 @@ fn run(command: Command) -> Result<(), Error> {
 ///   exec-flood         its first container runs; each exec gets 69 MiB
 ///                      of output at once (1,100 messages of 64 KiB), then
 ///                      one message with 256 KiB of data
+///   log-flood          its first container runs and writes 16 MiB without
+///                      end, then is said to restart 50 times, the first
+///                      time as restart number 4,000,000,000
 fn hostile_init(args: &[String]) -> ExitCode {
     use peapod_proto::{Connection, ContainerEvent, GuestMsg, HostMsg, PodPhase, Stream};
     let Some(socket) = args
@@ -418,6 +421,42 @@ fn hostile_init(args: &[String]) -> ExitCode {
                     reason: format!("flood {i}"),
                 })
             }),
+            "log-flood" => {
+                let Some(HostMsg::RunPod(pod)) = pod else {
+                    return Ok(());
+                };
+                let Some(first) = pod.containers.first() else {
+                    return Ok(());
+                };
+                let name = first.name.clone();
+                let event = |event| GuestMsg::ContainerEvent {
+                    container: name.clone(),
+                    init: false,
+                    event,
+                };
+                let log = |data: Vec<u8>| GuestMsg::Log {
+                    container: name.clone(),
+                    stream: Stream::Stdout,
+                    timestamp_ns: 1,
+                    partial: false,
+                    data,
+                };
+                conn.send(&event(ContainerEvent::Started { pid: 2 }))?;
+                let mut line = vec![b'x'; peapod_proto::MAX_CHUNK - 1];
+                line.push(b'\n');
+                for _ in 0..256 {
+                    conn.send(&log(line.clone()))?;
+                }
+                for i in 0..50u32 {
+                    conn.send(&event(ContainerEvent::Restarting {
+                        restart_count: if i == 0 { 4_000_000_000 } else { i },
+                        backoff_ms: 0,
+                    }))?;
+                    conn.send(&event(ContainerEvent::Started { pid: 2 }))?;
+                    conn.send(&log(format!("run {i}\n").into_bytes()))?;
+                }
+                Ok(())
+            }
             "exec-flood" => {
                 let Some(HostMsg::RunPod(pod)) = pod else {
                     return Ok(());

@@ -4,10 +4,48 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use vmm_sys_util::eventfd::EventFd;
+
+/// The most a console log file grows to: past it, the file becomes
+/// `<file>.1` (replacing the last one) and a new one starts, so a guest
+/// that prints without end holds at most twice this on the host's disk.
+pub const CONSOLE_LOG_MAX: u64 = 4 << 20;
+
+/// The console's log file, rotated at [`CONSOLE_LOG_MAX`].
+pub struct ConsoleLog {
+    path: PathBuf,
+    file: File,
+    written: u64,
+}
+
+impl ConsoleLog {
+    /// Create (truncate) `path`.
+    pub fn create(path: PathBuf) -> io::Result<ConsoleLog> {
+        let file = File::create(&path)?;
+        Ok(ConsoleLog {
+            path,
+            file,
+            written: 0,
+        })
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.written > 0 && self.written + buf.len() as u64 > CONSOLE_LOG_MAX {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(&self.path, old)?;
+            self.file = File::create(&self.path)?;
+            self.written = 0;
+        }
+        self.file.write_all(buf)?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+}
 
 /// Lines of console output kept for error reports.
 pub const TAIL_LINES: usize = 40;
@@ -29,7 +67,7 @@ pub type SharedConsole = Arc<Mutex<ConsoleState>>;
 
 /// A `Write` sink for the serial port.
 pub struct ConsoleSink {
-    log: Option<File>,
+    log: Option<ConsoleLog>,
     echo: Option<Box<dyn Write + Send>>,
     line: Vec<u8>,
     state: SharedConsole,
@@ -40,7 +78,7 @@ impl ConsoleSink {
     /// A sink writing to `log` (if any) and `echo` (if any); `notify` is
     /// signalled whenever the readiness or exit line is seen.
     pub fn new(
-        log: Option<File>,
+        log: Option<ConsoleLog>,
         echo: Option<Box<dyn Write + Send>>,
         state: SharedConsole,
         notify: EventFd,
@@ -147,5 +185,30 @@ mod tests {
             s.tail.back().unwrap(),
             &format!("line {}", TAIL_LINES * 2 - 1)
         );
+    }
+
+    /// A guest printing without end (a container root in the guest can
+    /// write /dev/console) holds at most two files of CONSOLE_LOG_MAX.
+    #[test]
+    fn test_console_log_is_rotated_at_its_cap() {
+        let dir = std::env::temp_dir().join(format!("peapod-console-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("console.log");
+        let log = ConsoleLog::create(path.clone()).unwrap();
+        let evt = EventFd::new(EFD_NONBLOCK).unwrap();
+        let mut sink = ConsoleSink::new(Some(log), None, SharedConsole::default(), evt);
+        let line = [b'c'; 1024];
+        for _ in 0..(3 * CONSOLE_LOG_MAX / 1024) {
+            sink.write_all(&line).unwrap();
+        }
+        sink.write_all(b"\nlast line\n").unwrap();
+        let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+        assert!(size(&path) <= CONSOLE_LOG_MAX);
+        assert!(size(&dir.join("console.log.1")) <= CONSOLE_LOG_MAX);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with("last line\n"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
