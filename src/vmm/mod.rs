@@ -30,7 +30,7 @@ use devices::bus::Bus;
 use devices::legacy::console::{ConsoleLog, ConsoleSink, ConsoleState, SharedConsole};
 use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::serial::{SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
-use devices::virtio::fs::{passthrough_backend, Fs, FsError, FsHandler};
+use devices::virtio::fs::{passthrough_backend, FdBudget, Fs, FsError, FsHandler};
 use devices::virtio::mmio::{MmioTransport, MMIO_WINDOW, QUEUE_NOTIFY};
 pub use devices::virtio::net::NetLinkState;
 use devices::virtio::net::{Net, NetError, NetHandler, PasstStream};
@@ -48,6 +48,10 @@ pub const VIRTIO_MMIO_BASE: u64 = 0xd000_0000;
 pub const VIRTIO_IRQ_BASE: u32 = 5;
 /// Address of the identity map page and TSS Intel needs below 4 GiB.
 const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+/// Open files the VMM keeps for itself (KVM, eventfds, vsock connections,
+/// passt, logs, the API socket's clients) out of the guest's share of its
+/// open-file limit.
+const FD_RESERVE: usize = 1024;
 /// The vCPU kick signal.
 fn kick_signal() -> i32 {
     SIGRTMIN() + 1
@@ -409,9 +413,13 @@ impl Vm {
             vm.event_manager
                 .add_subscriber(Arc::new(Mutex::new(VsockHandler::new(vsock, queue_evts))));
         }
+        // Every share's inodes and open files count against one budget: the
+        // VMM's open-file limit less what its devices and sockets need.
+        let fd_budget = FdBudget::for_this_process(FD_RESERVE);
         for share in &cfg.fs_shares {
             let fail = |e| VmmError::FsShare(share.path.clone(), e);
-            let backend = passthrough_backend(&share.path, share.read_only).map_err(fail)?;
+            let backend = passthrough_backend(&share.path, share.read_only, fd_budget.clone())
+                .map_err(fail)?;
             let fs = Arc::new(Mutex::new(Fs::new(&share.tag, backend).map_err(fail)?));
             let queue_evts = vm.attach_virtio(fs.clone())?;
             vm.event_manager

@@ -12,6 +12,7 @@ use fuse_backend_rs::passthrough::{CachePolicy, Config, PassthroughFs};
 use fuse_backend_rs::transport::{Reader, VirtioFsWriter, Writer};
 use virtio_queue::{DescriptorChain, Queue, QueueT};
 
+use super::bounded::{Bounded, FdBudget};
 use super::read_only::ReadOnlyFs;
 use super::FsError;
 use crate::vmm::devices::virtio::{
@@ -48,7 +49,7 @@ impl<F: FileSystem + Send + Sync> FsBackend for Server<F> {
 /// xattrs (which also keeps SUID-clearing writes cheap), no `killpriv_v2`,
 /// no DAX, no file handles (`open_by_handle_at` needs
 /// `CAP_DAC_READ_SEARCH`), no writeback.
-fn passthrough_config(root: String) -> Config {
+pub(super) fn passthrough_config(root: String) -> Config {
     Config {
         root_dir: root,
         xattr: false,
@@ -62,8 +63,13 @@ fn passthrough_config(root: String) -> Config {
     }
 }
 
-/// A FUSE server sharing `path`, read-write or read-only.
-pub fn passthrough_backend(path: &Path, read_only: bool) -> Result<Box<dyn FsBackend>, FsError> {
+/// A FUSE server sharing `path`, read-write or read-only, holding host
+/// descriptors for the guest within `budget` (shared by a VM's shares).
+pub fn passthrough_backend(
+    path: &Path,
+    read_only: bool,
+    budget: Arc<FdBudget>,
+) -> Result<Box<dyn FsBackend>, FsError> {
     let root = path
         .canonicalize()
         .map_err(|e| FsError::ResolveShare(path.to_path_buf(), e))?;
@@ -84,9 +90,9 @@ pub fn passthrough_backend(path: &Path, read_only: bool) -> Result<Box<dyn FsBac
     unsafe { libc::umask(old_umask) };
     imported.map_err(|e| FsError::OpenShare(root, e))?;
     Ok(if read_only {
-        Box::new(Server::new(ReadOnlyFs::new(fs)))
+        Box::new(Server::new(Bounded::new(ReadOnlyFs::new(fs), budget)))
     } else {
-        Box::new(Server::new(fs))
+        Box::new(Server::new(Bounded::new(fs, budget)))
     })
 }
 
@@ -375,7 +381,11 @@ mod tests {
     #[test]
     fn test_fs_config_space_has_tag_and_one_request_queue() {
         let (_t, dir) = share();
-        let fs = Fs::new("pod-volumes", passthrough_backend(&dir, false).unwrap()).unwrap();
+        let fs = Fs::new(
+            "pod-volumes",
+            passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap(),
+        )
+        .unwrap();
         assert_eq!(fs.device_type(), 26);
         assert_eq!(fs.queue_max_sizes().len(), 2);
         let mut cfg = [0xffu8; CONFIG_LEN];
@@ -397,20 +407,20 @@ mod tests {
     fn test_fs_new_rejects_bad_tags() {
         let (_t, dir) = share();
         for tag in ["", "a\0b", &"x".repeat(37)] {
-            let b = passthrough_backend(&dir, false).unwrap();
+            let b = passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap();
             assert!(
                 matches!(Fs::new(tag, b), Err(FsError::InvalidTag(_))),
                 "{tag:?}"
             );
         }
-        let b = passthrough_backend(&dir, false).unwrap();
+        let b = passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap();
         assert!(Fs::new(&"x".repeat(36), b).is_ok());
         assert!(matches!(
-            passthrough_backend(&dir.join("hello"), false),
+            passthrough_backend(&dir.join("hello"), false, FdBudget::new(4096)),
             Err(FsError::NotADirectory(_))
         ));
         assert!(matches!(
-            passthrough_backend(&dir.join("missing"), false),
+            passthrough_backend(&dir.join("missing"), false, FdBudget::new(4096)),
             Err(FsError::ResolveShare(..))
         ));
     }
@@ -419,7 +429,11 @@ mod tests {
     fn test_fs_activate_needs_two_queues_and_reset_stops() {
         let (_t, dir) = share();
         let mem = create_guest_memory(1 << 20).unwrap();
-        let mut fs = Fs::new("t", passthrough_backend(&dir, false).unwrap()).unwrap();
+        let mut fs = Fs::new(
+            "t",
+            passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap(),
+        )
+        .unwrap();
         let irq = || Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
         let q = MockSplitQueue::create(&mem, GuestAddress(0x1_0000), 16);
         let one = vec![q.create_queue().unwrap()];
@@ -443,7 +457,11 @@ mod tests {
     fn test_fs_process_answers_init_and_raises_interrupt() {
         let (_t, dir) = share();
         let mem = create_guest_memory(1 << 20).unwrap();
-        let mut fs = Fs::new("t", passthrough_backend(&dir, false).unwrap()).unwrap();
+        let mut fs = Fs::new(
+            "t",
+            passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap(),
+        )
+        .unwrap();
         let irqfd = EventFd::new(EFD_NONBLOCK).unwrap();
         let hq = MockSplitQueue::create(&mem, GuestAddress(0x1_0000), 16);
         let rq = MockSplitQueue::create(&mem, GuestAddress(0x2_0000), 16);
@@ -469,7 +487,7 @@ mod tests {
     fn test_fs_init_reply_has_unique_and_major_version() {
         let (_t, dir) = share();
         let mem = create_guest_memory(1 << 20).unwrap();
-        let backend = passthrough_backend(&dir, false).unwrap();
+        let backend = passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap();
         let lens = run(&mem, backend.as_ref(), &[(Opcode::Init, 0, init_body())]);
         let (hdr, out): (OutHeader, InitOut) = reply(&mem, 0);
         assert_eq!(hdr.unique, 100);
@@ -484,7 +502,7 @@ mod tests {
     fn test_fs_lookup_finds_file_in_share() {
         let (_t, dir) = share();
         let mem = create_guest_memory(1 << 20).unwrap();
-        let backend = passthrough_backend(&dir, false).unwrap();
+        let backend = passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap();
         let lens = run(
             &mem,
             backend.as_ref(),
@@ -512,7 +530,7 @@ mod tests {
     fn test_fs_lookup_dotdot_on_root_stays_in_share() {
         let (t, dir) = share();
         let mem = create_guest_memory(1 << 20).unwrap();
-        let backend = passthrough_backend(&dir, false).unwrap();
+        let backend = passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap();
         run(
             &mem,
             backend.as_ref(),
@@ -542,7 +560,7 @@ mod tests {
     fn test_fs_absolute_symlink_is_not_followed_on_host() {
         let (_t, dir) = share();
         let mem = create_guest_memory(1 << 20).unwrap();
-        let backend = passthrough_backend(&dir, false).unwrap();
+        let backend = passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap();
         run(
             &mem,
             backend.as_ref(),
@@ -572,7 +590,7 @@ mod tests {
     fn test_fs_read_only_share_refuses_changes() {
         let (_t, dir) = share();
         let mem = create_guest_memory(1 << 20).unwrap();
-        let backend = passthrough_backend(&dir, true).unwrap();
+        let backend = passthrough_backend(&dir, true, FdBudget::new(4096)).unwrap();
         let mut mkdir = vec![0u8; 8]; // MkdirIn { mode, umask }
         mkdir[..4].copy_from_slice(&0o755u32.to_le_bytes());
         mkdir.extend_from_slice(&name("newdir"));
@@ -603,7 +621,7 @@ mod tests {
         assert_eq!(hdr.error, -libc::EROFS);
 
         // The same request on a read-write share succeeds.
-        let rw = passthrough_backend(&dir, false).unwrap();
+        let rw = passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap();
         run(
             &mem,
             rw.as_ref(),
@@ -621,7 +639,7 @@ mod tests {
     fn test_fs_malformed_chains_get_zero_bytes() {
         let (_t, dir) = share();
         let mem = create_guest_memory(1 << 20).unwrap();
-        let backend = passthrough_backend(&dir, false).unwrap();
+        let backend = passthrough_backend(&dir, false, FdBudget::new(4096)).unwrap();
         let q = MockSplitQueue::create(&mem, GuestAddress(0x1_0000), 16);
         // 0: a request shorter than the FUSE header.
         mem.write_slice(&[1, 2, 3, 4], GuestAddress(REQ)).unwrap();

@@ -41,10 +41,12 @@
 //!   parties while the VM runs.
 //! - Mount points and hard links placed inside the share by the host are
 //!   served like any other entry.
-//! - Resource use is not bounded: every looked-up inode keeps an `O_PATH` fd
-//!   in the VMM process until the guest FORGETs it (a guest can exhaust
-//!   `RLIMIT_NOFILE`, which also starves vsock), and a read-write share can
-//!   fill the host file system.
+//! - Resource use is not bounded by it: every looked-up inode keeps an
+//!   `O_PATH` fd in the VMM process until the guest FORGETs it, and every
+//!   open file one until it is released. [`bounded`] caps both at a budget
+//!   shared by the VM's shares (`ENFILE` beyond), under the VMM's open-file
+//!   limit. A read-write share can still fill the host file system (a disk
+//!   emptyDir's `sizeLimit` is enforced by eviction, as the kubelet does).
 //! - Requests are served synchronously on the event-loop thread; a slow host
 //!   file system stalls the other devices.
 //!
@@ -60,12 +62,14 @@
 //! process umask to 0; we restore the previous umask afterwards, so
 //! guest-created modes are additionally masked by the VMM's umask.
 
+pub mod bounded;
 pub mod device;
 pub mod event_handler;
 pub mod read_only;
 
 use std::path::PathBuf;
 
+pub use bounded::{Bounded, FdBudget};
 pub use device::{passthrough_backend, Fs, FsBackend, TAG_LEN};
 pub use event_handler::FsHandler;
 
