@@ -422,6 +422,57 @@ fn test_cli_host_port_in_use_or_without_network_is_refused() {
     );
 }
 
+/// A refused pod creates no host path: its DirectoryOrCreate hostPath is
+/// made only by its monitor, once every check passed (here a taken host
+/// port refuses it after its volumes were checked).
+#[test]
+fn test_cli_refused_pod_creates_no_host_path() {
+    let dir = TempDir::new("cli-nocreate");
+    let (kernel, init) = fake_guest(&dir);
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let made = dir.0.join("data/made");
+    let pod = dir.write(
+        "pod.yaml",
+        &format!(
+            "{}  volumes: [{{name: d, hostPath: {{path: {}, type: DirectoryOrCreate}}}}]\n",
+            GOOD.replace(
+                "      image: busybox:latest\n",
+                &format!(
+                    "      image: busybox:latest\n      ports: [{{containerPort: 80, hostPort: \
+                     {port}}}]\n      volumeMounts: [{{name: d, mountPath: /d}}]\n"
+                ),
+            ),
+            made.display()
+        ),
+    );
+    let out: Run = Command::new(peapod())
+        .args([
+            "run",
+            "--kernel",
+            &kernel,
+            "--init",
+            &init,
+            "--allow-host-path",
+        ])
+        .arg(&dir.0)
+        .arg(&pod)
+        .env("PEAPOD_CACHE", image_cache())
+        .env("XDG_RUNTIME_DIR", dir.0.join("runtime"))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("passt") || out.stderr.contains(&format!("host port {port}")),
+        "{out:?}"
+    );
+    assert!(
+        !dir.0.join("data").exists(),
+        "the refused pod created a host path"
+    );
+}
+
 /// A runtime directory another user could have made (here: one open to
 /// everyone, as a shared /tmp/peapod-UID made first by someone else would
 /// be): no command trusts its pods or sockets, not only `run`.

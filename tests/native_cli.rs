@@ -579,6 +579,47 @@ fn test_native_hostile_guest_pod_exited_flood_makes_no_threads() {
     env.assert_clean();
 }
 
+/// A DirectoryOrCreate hostPath is created by the pod's monitor, once the
+/// pod passed every check (a refused pod makes none: tests/cli.rs), and
+/// the container writes into it.
+#[test]
+fn test_native_host_path_directory_or_create_is_made_by_the_monitor() {
+    if skip_unless_root() {
+        return;
+    }
+    let env = Env::new();
+    let made = env.dir.0.join("created/sub");
+    let pod = env.dir.write(
+        "pod.yaml",
+        &pod_yaml(
+            "mkpath",
+            &format!(
+                "  - name: c\n    image: {}\n    command: [sh, -c, \"echo made > /d/x\"]\n    \
+                 volumeMounts: [{{name: d, mountPath: /d}}]\n",
+                rootfs_image()
+            ),
+            &format!(
+                "  volumes: [{{name: d, hostPath: {{path: {}, type: DirectoryOrCreate}}}}]\n",
+                made.display()
+            ),
+        ),
+    );
+    let dir = env.dir.0.to_str().unwrap().to_owned();
+    let out = env.peapod(&[
+        "run",
+        "--isolation=namespace",
+        "--allow-host-path",
+        &dir,
+        pod.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(std::fs::read_to_string(made.join("x")).unwrap(), "made\n");
+    assert!(
+        made.is_dir(),
+        "a created hostPath stays, as the kubelet's do"
+    );
+}
+
 /// `VmHWM` (peak resident memory) of process `pid`, KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

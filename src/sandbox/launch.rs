@@ -130,6 +130,18 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
         cli_started_ns: opts.started_ns,
         monitor_exe: None,
         log_limits: crate::settings::Settings::load()?.log_limits()?,
+        create_host_paths: plan
+            .volumes
+            .iter()
+            .filter_map(|v| match &v.source {
+                crate::spec::VolumeSource::HostPath { path, kind }
+                    if wire::host_path_to_create(path, *kind) =>
+                {
+                    Some((path.clone(), *kind))
+                }
+                _ => None,
+            })
+            .collect(),
     };
     Ok((plan, launch))
 }
@@ -250,6 +262,7 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
         cli_started_ns: opts.started_ns,
         monitor_exe: None,
         log_limits: crate::settings::Settings::load()?.log_limits()?,
+        create_host_paths: Vec::new(),
     })
 }
 

@@ -257,6 +257,10 @@ pub struct Launch {
     /// `containerLogMaxSize` and `containerLogMaxFiles`).
     #[serde(default)]
     pub log_limits: crilog::LogLimits,
+    /// hostPath volumes to create (`DirectoryOrCreate`, `FileOrCreate`,
+    /// the default type) once the monitor holds the pod's reservation.
+    #[serde(default)]
+    pub create_host_paths: Vec<(PathBuf, crate::spec::HostPathType)>,
 }
 
 /// Why a pod did not start.

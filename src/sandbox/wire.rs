@@ -8,7 +8,7 @@
 //! be a bind mount or symlink farm). For a VM, `launch::vm_shares` then
 //! turns each distinct directory into a virtio-fs share of its own.
 
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 use peapod_proto::{
@@ -231,49 +231,92 @@ pub fn share_path(dir: &Path) -> Result<String, String> {
     Ok(rel.to_owned())
 }
 
-/// The share path (relative to [`SHARE_ROOT`]) of a hostPath volume, once
-/// the check its `type` asks for passed, or what it says to create exists,
-/// as the kubelet does; a missing path of the default type becomes a
-/// directory, as containerd makes it. Symlinks are resolved here, by the
-/// host; peapod-init then refuses any symlink on the way, so none swapped in
-/// later can lead elsewhere.
-pub fn host_path_share(path: &Path, kind: HostPathType) -> Result<String, String> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+/// Whether hostPath `path` of type `kind` is missing and is to be created
+/// (`DirectoryOrCreate`, `FileOrCreate`, and the default type, which
+/// containerd makes a directory).
+pub fn host_path_to_create(path: &Path, kind: HostPathType) -> bool {
+    matches!(
+        kind,
+        HostPathType::DirectoryOrCreate | HostPathType::Unchecked | HostPathType::FileOrCreate
+    ) && path.symlink_metadata().is_err()
+}
+
+/// Create the missing hostPath `path` as its type says, as the kubelet
+/// does: only once the whole pod passed its checks (the pod's monitor,
+/// after its reservation), so a pod refused leaves nothing behind.
+pub fn create_host_path(path: &Path, kind: HostPathType) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
     let shown = path.display();
-    let exists = path.symlink_metadata().is_ok();
-    match kind {
-        HostPathType::DirectoryOrCreate | HostPathType::Unchecked if !exists => {
-            std::fs::create_dir_all(path).map_err(|e| format!("cannot create {shown}: {e}"))?
-        }
-        HostPathType::FileOrCreate if !exists => {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o644)
-                .open(path)
-                .map_err(|e| format!("cannot create {shown}: {e}"))?;
-        }
-        _ => {}
+    if kind == HostPathType::FileOrCreate {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("cannot create {shown}: {e}"))
+    } else {
+        std::fs::create_dir_all(path).map_err(|e| format!("cannot create {shown}: {e}"))
     }
-    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
-    let t = meta.file_type();
-    let (ok, want) = match kind {
-        HostPathType::Unchecked => (true, ""),
-        HostPathType::Directory | HostPathType::DirectoryOrCreate => (t.is_dir(), "a directory"),
-        HostPathType::File | HostPathType::FileOrCreate => (t.is_file(), "a regular file"),
-        HostPathType::Socket => (t.is_socket(), "a socket"),
-        HostPathType::CharDevice => (t.is_char_device(), "a character device"),
-        HostPathType::BlockDevice => (t.is_block_device(), "a block device"),
-    };
-    if !ok {
+}
+
+/// `path` with its deepest existing ancestor's symlinks resolved and the
+/// rest appended; that ancestor must be a directory.
+fn resolve_missing(path: &Path) -> Result<PathBuf, String> {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    while existing.symlink_metadata().is_err() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+            return Err(format!("{} cannot be created", path.display()));
+        };
+        rest.push(name);
+        existing = parent;
+    }
+    let real = existing
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", existing.display()))?;
+    if !real.is_dir() {
         return Err(format!(
-            "{shown} is not {want}, as its hostPath type {kind:?} requires"
+            "cannot create {}: {} is not a directory",
+            path.display(),
+            existing.display()
         ));
     }
-    let real = path
-        .canonicalize()
-        .map_err(|e| format!("cannot resolve {shown}: {e}"))?;
+    Ok(rest.iter().rev().fold(real, |p, n| p.join(n)))
+}
+
+/// The share path (relative to [`SHARE_ROOT`]) of a hostPath volume, once
+/// the check its `type` asks for passed, or, for one that is to be created
+/// ([`host_path_to_create`]), of where it will be; nothing is created
+/// here. Symlinks are resolved here, by the host; peapod-init then refuses
+/// any symlink on the way, so none swapped in later can lead elsewhere.
+pub fn host_path_share(path: &Path, kind: HostPathType) -> Result<String, String> {
+    use std::os::unix::fs::FileTypeExt;
+    let shown = path.display();
+    let real = if host_path_to_create(path, kind) {
+        resolve_missing(path)?
+    } else {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+        let t = meta.file_type();
+        let (ok, want) = match kind {
+            HostPathType::Unchecked => (true, ""),
+            HostPathType::Directory | HostPathType::DirectoryOrCreate => {
+                (t.is_dir(), "a directory")
+            }
+            HostPathType::File | HostPathType::FileOrCreate => (t.is_file(), "a regular file"),
+            HostPathType::Socket => (t.is_socket(), "a socket"),
+            HostPathType::CharDevice => (t.is_char_device(), "a character device"),
+            HostPathType::BlockDevice => (t.is_block_device(), "a block device"),
+        };
+        if !ok {
+            return Err(format!(
+                "{shown} is not {want}, as its hostPath type {kind:?} requires"
+            ));
+        }
+        path.canonicalize()
+            .map_err(|e| format!("cannot resolve {shown}: {e}"))?
+    };
     let text = real
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", real.display()))?;
@@ -546,18 +589,28 @@ mod tests {
         let share = |p: &Path, k| host_path_share(p, k);
         let under = |rel: String| Path::new(SHARE_ROOT).join(rel);
 
-        // Created when the type says so (and, by default, as a directory).
+        // To be created when the type says so (and, by default, as a
+        // directory): the share is where it will be; nothing is made yet.
         let made = dir.join("a/b");
+        assert!(host_path_to_create(&made, HostPathType::DirectoryOrCreate));
         let got = share(&made, HostPathType::DirectoryOrCreate).unwrap();
         assert_eq!(under(got), real.join("a/b"));
+        assert!(!dir.join("a").exists(), "nothing created while checking");
+        create_host_path(&made, HostPathType::DirectoryOrCreate).unwrap();
         assert!(made.is_dir());
+        assert!(!host_path_to_create(&made, HostPathType::DirectoryOrCreate));
         let unchecked = dir.join("u");
-        share(&unchecked, HostPathType::Unchecked).unwrap();
+        assert!(host_path_to_create(&unchecked, HostPathType::Unchecked));
+        create_host_path(&unchecked, HostPathType::Unchecked).unwrap();
         assert!(unchecked.is_dir());
         let file = dir.join("f");
         share(&file, HostPathType::FileOrCreate).unwrap();
+        create_host_path(&file, HostPathType::FileOrCreate).unwrap();
         assert!(file.is_file());
         assert!(share(&file, HostPathType::File).is_ok());
+        // Not under a file.
+        let err = share(&file.join("x"), HostPathType::DirectoryOrCreate).unwrap_err();
+        assert!(err.contains("is not a directory"), "{err}");
 
         // The type is checked, and a missing path is not created otherwise.
         let err = share(&file, HostPathType::Directory).unwrap_err();

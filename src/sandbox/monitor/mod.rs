@@ -571,6 +571,12 @@ fn prepare(
     redirect(2, Path::new(MONITOR_LOG));
     log::info!("monitor of pod {name} (pid {})", std::process::id());
 
+    // The pod passed every check and holds its reservation: now the
+    // hostPaths it asks for may be created (they stay, as the kubelet's do).
+    for (path, kind) in &launch.create_host_paths {
+        super::wire::create_host_path(path, *kind)
+            .map_err(|e| cleanup(failed(anyhow!("hostPath volume: {e}"))))?;
+    }
     let (mut launch, volumes) = disk_empty_dirs(launch, &dir).map_err(|e| {
         cleanup(failed(
             e.context("cannot create the pod's emptyDir volumes"),
