@@ -86,6 +86,18 @@ pub fn doctor(args: DoctorArgs) -> Result<ExitCode, Failure> {
             "passt"
         ),
     }
+    // Not fatal: the VMM's threads are confined by seccomp either way.
+    match crate::vmm::jail::landlock_abi() {
+        Some(abi) => println!(
+            "ok   {:<14} ABI {abi}: the VMM's guest-facing threads are kept to the pod's files",
+            "Landlock"
+        ),
+        None => println!(
+            "warn {:<14} not available in this kernel (5.13+, with landlock in its lsm= list): \
+             the VMM's threads run without it (seccomp still applies)",
+            "Landlock"
+        ),
+    }
     let runner_ok = which("qemu-system-x86_64").is_some();
     println!(
         "info {:<14} {}",

@@ -4,6 +4,7 @@
 
 pub mod boot;
 pub mod devices;
+pub mod jail;
 pub mod net;
 pub mod vstate;
 
@@ -93,6 +94,9 @@ pub enum VmmError {
     /// A vCPU thread could not be started.
     #[error("cannot start vCPU thread")]
     SpawnVcpu(#[source] std::io::Error),
+    /// The VMM's threads could not be confined.
+    #[error(transparent)]
+    Jail(#[from] jail::JailError),
     /// The vsock Unix socket could not be created.
     #[error("cannot listen on vsock socket {}", .0.display())]
     VsockListen(PathBuf, #[source] std::io::Error),
@@ -283,8 +287,36 @@ pub struct Vm {
     event_manager: EventManager<Subscriber>,
     virtio_cmdline: Vec<(u64, u64, u32)>,
     net_link: Option<NetLinkState>,
+    /// What the guest-facing threads may open (see [`jail`]).
+    paths: jail::PathRules,
     /// When construction started (for timings).
     pub created: Instant,
+}
+
+/// The files the VM's threads need: its shares (read-only ones to read),
+/// the directories of its console log and vsock socket, and the working
+/// directory (the pod directory, where relative paths point).
+fn path_rules(cfg: &VmConfig) -> jail::PathRules {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut rules = jail::PathRules::default();
+    for share in &cfg.fs_shares {
+        let list = if share.read_only {
+            &mut rules.read_only
+        } else {
+            &mut rules.writable
+        };
+        list.push(abs(&share.path));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        rules.writable.push(cwd);
+    }
+    for p in cfg.console_log.iter().chain(&cfg.vsock_uds) {
+        rules.writable.push(jail::dir_of(&abs(p)));
+    }
+    if let Some(NetBackendSocket::Path(p)) = cfg.net.as_ref().map(|n| &n.backend) {
+        rules.writable.push(jail::dir_of(&abs(p)));
+    }
+    rules
 }
 
 impl Vm {
@@ -396,6 +428,7 @@ impl Vm {
             event_manager,
             virtio_cmdline: Vec::new(),
             net_link: None,
+            paths: path_rules(cfg),
             created,
         };
         let rng = Arc::new(Mutex::new(Rng::new()));
@@ -547,41 +580,24 @@ impl Vm {
         &self.cpuid
     }
 
-    /// A handle that stops the running VM from any thread (hard stop: the
-    /// guest gets no notice; [`GuestEnd::Killed`]).
-    pub fn stop_handle(&self) -> VmStopper {
-        VmStopper(self.signal.clone())
-    }
-
-    /// Run until the guest resets, a vCPU fails, or `boot_timeout` passes
-    /// without the readiness line.
-    pub fn run(mut self, boot_timeout: Option<Duration>) -> Result<RunOutcome, VmmError> {
-        // SAFETY: the handler only returns; it exists so the kick signal
-        // interrupts KVM_RUN instead of killing the process.
-        extern "C" fn noop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
-        register_signal_handler(kick_signal(), noop)
-            .map_err(|e| VmmError::SetupEvent("vCPU kick signal", e.into()))?;
-
-        let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
-        let mut threads: Vec<JoinHandle<u64>> = Vec::new();
-        for (id, vcpu) in std::mem::take(&mut self.vcpus).into_iter().enumerate() {
-            let shared = VcpuShared {
-                pio: self.pio.clone(),
-                mmio: self.mmio.clone(),
-                stop: stop.clone(),
-                signal: self.signal.clone(),
-            };
-            let t = std::thread::Builder::new()
-                .name(format!("vcpu{id}"))
-                .spawn(move || vstate::vcpu::run_loop(vcpu, id as u8, &shared))
-                .map_err(VmmError::SpawnVcpu)?;
-            threads.push(t);
+    /// The device event loop, until the guest ends (or does not become
+    /// ready in time).
+    fn event_loop(
+        &mut self,
+        paths: &jail::PathRules,
+        started: Instant,
+        boot_timeout: Option<Duration>,
+    ) -> GuestEnd {
+        match jail::confine_paths("device", paths) {
+            Ok(jail::Confined::Fully) => {}
+            Ok(how) => {
+                log::info!("VMM device thread: Landlock {how:?} (kernel too old for all of it)")
+            }
+            Err(e) => return GuestEnd::Internal(e.to_string()),
         }
-
-        let end = loop {
+        loop {
             if let Some(why) = self.signal.reason() {
-                break match why {
+                return match why {
                     VcpuStop::Reset => GuestEnd::Reset,
                     VcpuStop::TripleFault => GuestEnd::TripleFault,
                     VcpuStop::EmulationFailure { .. } => GuestEnd::EmulationFailure,
@@ -600,14 +616,74 @@ impl Vm {
             if let (Some(limit), false) = (boot_timeout, ready) {
                 let elapsed = started.elapsed();
                 if elapsed >= limit {
-                    break GuestEnd::BootTimeout;
+                    return GuestEnd::BootTimeout;
                 }
                 wait_ms = wait_ms.min((limit - elapsed).as_millis() as i32 + 1);
             }
             if let Err(e) = self.event_manager.run_with_timeout(wait_ms) {
-                break GuestEnd::Internal(format!("event loop: {e:?}"));
+                return GuestEnd::Internal(format!("event loop: {e:?}"));
             }
-        };
+        }
+    }
+
+    /// A handle that stops the running VM from any thread (hard stop: the
+    /// guest gets no notice; [`GuestEnd::Killed`]).
+    pub fn stop_handle(&self) -> VmStopper {
+        VmStopper(self.signal.clone())
+    }
+
+    /// Run until the guest resets, a vCPU fails, or `boot_timeout` passes
+    /// without the readiness line.
+    pub fn run(mut self, boot_timeout: Option<Duration>) -> Result<RunOutcome, VmmError> {
+        // SAFETY: the handler only returns; it exists so the kick signal
+        // interrupts KVM_RUN instead of killing the process.
+        extern "C" fn noop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+        register_signal_handler(kick_signal(), noop)
+            .map_err(|e| VmmError::SetupEvent("vCPU kick signal", e.into()))?;
+
+        jail::harden_process().map_err(VmmError::Jail)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let mut threads: Vec<JoinHandle<u64>> = Vec::new();
+        for (id, vcpu) in std::mem::take(&mut self.vcpus).into_iter().enumerate() {
+            let shared = VcpuShared {
+                pio: self.pio.clone(),
+                mmio: self.mmio.clone(),
+                stop: stop.clone(),
+                signal: self.signal.clone(),
+            };
+            let paths = self.paths.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn(move || {
+                    // Confined before its first KVM_RUN: the guest's first
+                    // instruction already runs under the filter.
+                    let confined =
+                        jail::confine_paths("vCPU", &paths).and_then(|_| jail::confine_vcpu());
+                    if let Err(e) = confined {
+                        shared.signal.stop(VcpuStop::Internal(e.to_string()));
+                        return 0;
+                    }
+                    vstate::vcpu::run_loop(vcpu, id as u8, &shared)
+                })
+                .map_err(VmmError::SpawnVcpu)?;
+            threads.push(t);
+        }
+
+        // The device models (virtio-fs among them) answer the guest on
+        // this loop: it runs on a thread of its own, kept by Landlock to
+        // the pod's paths (the caller's thread goes on unconfined).
+        let paths = self.paths.clone();
+        let end = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("vmm-devices".into())
+                .spawn_scoped(scope, || self.event_loop(&paths, started, boot_timeout))
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| GuestEnd::Internal("the device thread panicked".into()))
+                })
+        })
+        .map_err(VmmError::SpawnVcpu)?;
         let ran_for = started.elapsed();
 
         stop.store(true, Ordering::Release);
