@@ -146,7 +146,15 @@ pub mod chunk {
                 text.len() / 4 * 3
             )));
         }
-        super::decode(&text).map_err(serde::de::Error::custom)
+        let data = super::decode(&text).map_err(serde::de::Error::custom)?;
+        // The encoded length bounds it within two bytes; this is exact.
+        if data.len() > MAX_CHUNK {
+            return Err(serde::de::Error::custom(format!(
+                "data of {} bytes is over the {MAX_CHUNK}-byte chunk limit",
+                data.len()
+            )));
+        }
+        Ok(data)
     }
 }
 
@@ -256,5 +264,12 @@ mod tests {
         .unwrap();
         let err = serde_json::from_str::<Chunk>(&over).unwrap_err();
         assert!(err.to_string().contains("chunk limit"), "{err}");
+        // Far over: refused on its encoded length, before decoding.
+        let far = serde_json::to_string(&Chunk {
+            data: vec![7; 4 * crate::MAX_CHUNK],
+        })
+        .unwrap();
+        let err = serde_json::from_str::<Chunk>(&far).unwrap_err();
+        assert!(err.to_string().contains("about"), "{err}");
     }
 }
