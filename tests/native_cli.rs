@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -521,6 +521,42 @@ fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
 }
 
+/// Start pod `name`, one container `app` running `command` (a YAML list),
+/// with peapod-nettool's hostile init as its peapod-init doing `attack`
+/// (`PEAPOD_HOSTILE`), and `config_home` as `XDG_CONFIG_HOME` if given.
+/// Returns the pod directory and its monitor's pid.
+fn run_hostile(
+    env: &Env,
+    name: &str,
+    command: &str,
+    attack: &str,
+    config_home: Option<&Path>,
+) -> (PathBuf, u32) {
+    let pod = env.dir.write(
+        "pod.yaml",
+        &pod_yaml(
+            name,
+            &format!(
+                "  - name: app\n    image: {}\n    command: {command}\n",
+                rootfs_image()
+            ),
+            "",
+        ),
+    );
+    let mut run = env.command(&["run", "-d", "--isolation=namespace", pod.to_str().unwrap()]);
+    run.env("PEAPOD_INIT", common::nettool_binary())
+        .env("PEAPOD_HOSTILE", attack);
+    if let Some(dir) = config_home {
+        run.env("XDG_CONFIG_HOME", dir);
+    }
+    let out: Run = run.output().unwrap().into();
+    assert_eq!(out.code, 0, "{out:?}");
+    let dir = env.dir.0.join("run/peapod").join(name);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    (dir, state["monitor_pid"].as_u64().unwrap() as u32)
+}
+
 /// A guest that repeats `pod_exited` (2,000 times) gets one end and one
 /// watchdog from its monitor, not a thread per message (threads count
 /// against the user's process limit: every process of the user would then
@@ -531,29 +567,8 @@ fn test_native_hostile_guest_pod_exited_flood_makes_no_threads() {
         return;
     }
     let env = Env::new();
-    let pod = env.dir.write(
-        "pod.yaml",
-        &pod_yaml(
-            "flood",
-            &format!(
-                "  - name: app\n    image: {}\n    command: [\"true\"]\n",
-                rootfs_image()
-            ),
-            "",
-        ),
-    );
-    let out: Run = env
-        .command(&["run", "-d", "--isolation=namespace", pod.to_str().unwrap()])
-        .env("PEAPOD_INIT", common::nettool_binary())
-        .env("PEAPOD_HOSTILE", "pod-exited-flood")
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(out.code, 0, "{out:?}");
-    let state_file = env.dir.0.join("run/peapod/flood/state.json");
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
-    let monitor = state["monitor_pid"].as_u64().unwrap() as u32;
+    let (dir, monitor) = run_hostile(&env, "flood", "[\"true\"]", "pod-exited-flood", None);
+    let state_file = dir.join("state.json");
     // The flood arrives; count the monitor's threads while its watchdogs
     // (15 s each) would still be alive.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -640,30 +655,7 @@ fn test_native_hostile_guest_exec_flood_is_bounded_in_bytes() {
         return;
     }
     let env = Env::new();
-    let pod = env.dir.write(
-        "pod.yaml",
-        &pod_yaml(
-            "execflood",
-            &format!(
-                "  - name: app\n    image: {}\n    command: [sleep, \"600\"]\n",
-                rootfs_image()
-            ),
-            "",
-        ),
-    );
-    let out: Run = env
-        .command(&["run", "-d", "--isolation=namespace", pod.to_str().unwrap()])
-        .env("PEAPOD_INIT", common::nettool_binary())
-        .env("PEAPOD_HOSTILE", "exec-flood")
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(out.code, 0, "{out:?}");
-    let pod_dir = env.dir.0.join("run/peapod/execflood");
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(pod_dir.join("state.json")).unwrap())
-            .unwrap();
-    let monitor = state["monitor_pid"].as_u64().unwrap() as u32;
+    let (pod_dir, monitor) = run_hostile(&env, "execflood", "[sleep, \"600\"]", "exec-flood", None);
     let before = peak_rss_kib(monitor);
     // A client that does not read: its stdout is a pipe nobody drains yet.
     let exec = env
@@ -722,27 +714,13 @@ fn test_native_hostile_guest_log_flood_is_rotated_and_capped() {
         "containerLogMaxSize: 1Mi\ncontainerLogMaxFiles: 3\n",
     )
     .unwrap();
-    let pod = env.dir.write(
-        "pod.yaml",
-        &pod_yaml(
-            "logflood",
-            &format!(
-                "  - name: app\n    image: {}\n    command: [sleep, \"600\"]\n",
-                rootfs_image()
-            ),
-            "",
-        ),
+    let (pod_dir, _) = run_hostile(
+        &env,
+        "logflood",
+        "[sleep, \"600\"]",
+        "log-flood",
+        Some(&config),
     );
-    let out: Run = env
-        .command(&["run", "-d", "--isolation=namespace", pod.to_str().unwrap()])
-        .env("PEAPOD_INIT", common::nettool_binary())
-        .env("PEAPOD_HOSTILE", "log-flood")
-        .env("XDG_CONFIG_HOME", &config)
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(out.code, 0, "{out:?}");
-    let pod_dir = env.dir.0.join("run/peapod/logflood");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let logs = env.peapod(&["logs", "logflood"]);

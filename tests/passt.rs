@@ -389,6 +389,13 @@ fn test_passt_forwards_a_host_port_to_the_guest() {
     assert_eq!(&syn[..6], &MAC);
 }
 
+/// The gateway's MAC address, asked with ARP.
+fn gateway_mac(guest: &mut Guest, ip: GuestIpv4) -> [u8; 6] {
+    guest.send(&arp_request(ip.address, ip.gateway));
+    let reply = guest.recv_until("ARP reply", |f| arp_reply(f).is_some());
+    arp_reply(&reply).unwrap().0
+}
+
 /// Send "ping" from the guest to the gateway's `port`, where a UDP echo
 /// server listens on the host's 127.0.0.1, and return what came back.
 fn ping_host_loopback_through_gateway(host_loopback: bool) -> Option<Vec<u8>> {
@@ -401,9 +408,7 @@ fn ping_host_loopback_through_gateway(host_loopback: bool) -> Option<Vec<u8>> {
     let ip = passt.guest_ipv4();
     let mem = create_guest_memory(16 << 20).unwrap();
     let mut guest = Guest::new(&mem, &mut passt);
-    guest.send(&arp_request(ip.address, ip.gateway));
-    let (gw_mac, ..) =
-        arp_reply(&guest.recv_until("ARP reply", |f| arp_reply(f).is_some())).unwrap();
+    let gw_mac = gateway_mac(&mut guest, ip);
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(2) {
         guest.send(&udp_frame(
@@ -488,9 +493,7 @@ fn test_passt_forwards_dns_to_a_loopback_resolver_without_mapping_the_loopback()
     let ip = passt.guest_ipv4();
     let mem = create_guest_memory(16 << 20).unwrap();
     let mut guest = Guest::new(&mem, &mut passt);
-    guest.send(&arp_request(ip.address, ip.gateway));
-    let (gw_mac, ..) =
-        arp_reply(&guest.recv_until("ARP reply", |f| arp_reply(f).is_some())).unwrap();
+    let gw_mac = gateway_mac(&mut guest, ip);
     let mut query = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
     query.extend_from_slice(b"\x07example\x00\x00\x01\x00\x01");
     guest.send(&udp_frame(

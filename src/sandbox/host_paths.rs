@@ -58,14 +58,17 @@ fn resolved(path: &Path) -> PathBuf {
 
 impl AllowedPaths {
     /// The directories of `flags` (`--allow-host-path`), the environment,
-    /// the settings file, and peapod's caches. Relative directories are
-    /// taken from the current directory.
-    pub fn load(flags: &[PathBuf]) -> anyhow::Result<AllowedPaths> {
+    /// the settings file's `allowHostPaths` (`settings`), and peapod's
+    /// caches. Relative directories are taken from the current directory.
+    pub fn load(
+        flags: &[PathBuf],
+        settings: &crate::settings::Settings,
+    ) -> anyhow::Result<AllowedPaths> {
         let mut dirs: Vec<PathBuf> = flags.to_vec();
         if let Some(v) = std::env::var_os(ENV) {
             dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
         }
-        dirs.extend(crate::settings::Settings::load()?.allow_host_paths);
+        dirs.extend(settings.allow_host_paths.iter().cloned());
         // peapod's caches: this run's, the user's default, the system's.
         dirs.push(artifacts::cache_dir());
         let user_cache = match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {

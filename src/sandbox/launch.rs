@@ -65,7 +65,8 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
     //    every machine, before any look at the host.
     let plan = crate::spec::load(spec_file)?;
     // Before anything reads or creates a host path the pod file names.
-    let allowed = super::host_paths::AllowedPaths::load(&opts.allow_host_paths)?;
+    let settings = crate::settings::Settings::load()?;
+    let allowed = super::host_paths::AllowedPaths::load(&opts.allow_host_paths, &settings)?;
     check_host_paths(&plan, &allowed).map_err(|e| anyhow!("{}: {e}", spec_file.display()))?;
     if opts.isolation == Isolation::Namespace && !is_root() {
         return Err(anyhow!("{NEEDS_ROOT}"));
