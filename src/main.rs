@@ -9,7 +9,13 @@ fn main() -> ExitCode {
     let cli = peapod::cli::Cli::parse();
     let level = match cli.verbose {
         // The monitor's log is a file nobody watches live: keep the story.
-        _ if matches!(cli.command, peapod::cli::Command::Monitor) => "info,fuse_backend_rs=warn",
+        _ if matches!(
+            cli.command,
+            peapod::cli::Command::Monitor | peapod::cli::Command::Vmm
+        ) =>
+        {
+            "info,fuse_backend_rs=warn"
+        }
         0 => "warn",
         1 => "info",
         _ => "debug",

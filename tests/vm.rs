@@ -160,7 +160,10 @@ fn test_vm_pod_lifecycle_detached_exec_logs_stop_rm() {
     // ps, exec (localhost to the other container, exit codes, errors),
     // logs, logs -f, a second run of the name refused, stop with the grace
     // period, rm (also of directories a container left locked in the
-    // volume); then a monitor killed with -9 shows as Dead and rm cleans up
+    // volume); file operations of every kind on the volume, under the
+    // VMM's seccomp filters; the VMM a child of the monitor, every thread
+    // of it filtered; a VMM killed with -9 fails the pod while its monitor
+    // lives on; then a monitor killed with -9 shows as Dead and rm cleans up
     // its state and reservation. The disk emptyDir lives in the user's data
     // directory, not the runtime tmpfs, and goes with the pod; a pod whose
     // emptyDir outgrows its sizeLimit is evicted, as the kubelet does.
@@ -197,6 +200,17 @@ p exec web -c nope -- true; echo "exec-missing=$?"
 echo stdin-data | p exec -i web -c httpd -- cat; echo "exec-stdin=$?"
 p exec -t web -c writer -- sh -c 'tty; exit 3'; echo "exec-tty=$?"
 p exec web -c writer -- sh -c 'mkdir -p /www/locked/sub && touch /www/locked/sub/f && chmod 555 /www/locked/sub && chmod 0 /www/locked'; echo "locked=$?"
+p exec web -c writer -- sh -c '
+  set -e; cd /www; mkdir d; echo a > d/a; ln -s a d/sym; readlink d/sym >/dev/null
+  mv d/a d/b; chmod 600 d/b; touch -d 2020-01-01 d/b; truncate -s 1M d/b
+  dd if=/dev/zero of=d/c bs=4k count=4 conv=fsync 2>/dev/null; mkfifo d/fifo; stat d/b >/dev/null
+  df /www >/dev/null; ls -la d >/dev/null; cp -a d e; sync; rm -rf d e
+  find / -xdev -type f 2>/dev/null | head -200 | xargs cat >/dev/null 2>&1 || true'
+echo "fsops=$?"
+vmm=$(p inspect web | sed -n 's/.*"vmm_pid": \([0-9]*\).*/\1/p')
+test "$(awk '{{print $4}}' "/proc/$vmm/stat")" = "$(p inspect web | sed -n 's/.*"monitor_pid": \([0-9]*\).*/\1/p')" && echo vmm-is-monitor-child
+grep -q 'NoNewPrivs:.1' "/proc/$vmm/status" && echo vmm-no-new-privs
+echo "vmm-threads: $(ls /proc/$vmm/task | wc -l), unfiltered: $(grep -L 'Seccomp:.2' /proc/$vmm/task/*/status | wc -l)"
 p logs web -c writer | head -3
 p run -d web.yaml; echo "run-again=$?"
 p logs -f web -c writer > follow.txt 2>&1 &
@@ -209,6 +223,12 @@ p rm web; echo "rm=$?"
 test -e "$vol" || echo volume-removed
 p logs web; echo "logs-gone=$?"
 p run -d web.yaml; echo "run-d2=$?"
+vmm=$(p inspect web | sed -n 's/.*"vmm_pid": \([0-9]*\).*/\1/p')
+kill -9 "$vmm"; sleep 1
+p ps
+p inspect web | grep -o '"reason": "the VMM process was killed by signal 9 (Killed)'
+p rm web; echo "rm-vmm-killed=$?"
+p run -d web.yaml; echo "run-d3=$?"
 pid=$(p inspect web | sed -n 's/.*"monitor_pid": \([0-9]*\).*/\1/p')
 kill -9 "$pid"; sleep 1
 p ps
@@ -237,6 +257,10 @@ p ps --output json
         "/dev/pts/",
         "exec-tty=3",
         "locked=0",
+        "fsops=0",
+        "vmm-is-monitor-child",
+        "vmm-no-new-privs",
+        "unfiltered: 0",
         "init-ran-first",
         "run-again=2",
         "stop=0",
@@ -246,6 +270,9 @@ p ps --output json
         "rm=0",
         "logs-gone=2",
         "run-d2=0",
+        "\"reason\": \"the VMM process was killed by signal 9 (Killed)",
+        "rm-vmm-killed=0",
+        "run-d3=0",
         "rm-dead=0",
         "volume-in-data-dir",
         "volume-on-disk",
@@ -261,12 +288,14 @@ p ps --output json
         "{out:?}"
     );
     assert!(out.stderr.contains("a pod named web"), "{out:?}");
-    // ps showed the pod running with both containers ready, then Dead
-    // after kill -9, with the reason.
+    // ps showed the pod running with both containers ready, Failed (the
+    // monitor lives on) after its VMM was killed, then Dead after the
+    // monitor was killed, with the reason.
     assert!(
         o.contains("web                      Running    2/2"),
         "{out:?}"
     );
+    assert!(o.contains("web                      Failed"), "{out:?}");
     assert!(o.contains("web                      Dead"), "{out:?}");
     assert!(out.stderr.contains("its monitor (pid"), "{out:?}");
     // The last `ps --output json` lists nothing: state and reservation gone.

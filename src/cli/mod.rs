@@ -56,6 +56,9 @@ pub enum Command {
     /// The per-pod monitor (started by `peapod run`).
     #[command(name = "__monitor", hide = true)]
     Monitor,
+    /// A VM pod's VMM (started by its monitor).
+    #[command(name = "__vmm", hide = true)]
+    Vmm,
 }
 
 /// A command failure and its exit code: 2 for bad input or a host that
@@ -107,6 +110,7 @@ pub fn dispatch(cli: Cli, started: Instant) -> Result<ExitCode, Failure> {
         Command::Inspect(args) => pods::inspect(args),
         Command::Initramfs(args) => initramfs::initramfs(args),
         Command::Monitor => Ok(crate::sandbox::monitor::main()),
+        Command::Vmm => Ok(crate::sandbox::vmm_process::main()),
     }
 }
 

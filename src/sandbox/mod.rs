@@ -28,6 +28,7 @@ pub mod host_paths;
 pub mod launch;
 pub mod monitor;
 pub mod state;
+pub mod vmm_process;
 pub mod wire;
 
 use std::io::{BufRead, BufReader, Write};

@@ -21,11 +21,14 @@ pub struct PodState {
     pub spec_file: PathBuf,
     /// `vm` or `namespace`.
     pub isolation: String,
-    /// The monitor process (the VMM itself in VM mode).
+    /// The monitor process.
     pub monitor_pid: u32,
     /// Its start time (clock ticks since boot), so a reused PID is not
     /// mistaken for it.
     pub monitor_start_time: u64,
+    /// The VMM process, a child of the monitor (VM pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmm_pid: Option<u32>,
     /// Realtime nanoseconds.
     pub created_ns: u64,
     /// When the pod's containers were handed to peapod-init.
@@ -124,6 +127,7 @@ impl PodState {
             isolation: isolation.to_owned(),
             monitor_pid: pid,
             monitor_start_time: process_start_time(pid).unwrap_or(0),
+            vmm_pid: None,
             created_ns: now_ns(),
             started_ns: None,
             finished_ns: None,

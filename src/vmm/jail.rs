@@ -142,47 +142,191 @@ const VCPU_SYSCALLS: &[i64] = &[
     libc::SYS_tgkill,
 ];
 
+/// The system calls of the device thread (the event loop: virtio-fs,
+/// vsock, net, rng, the queues' interrupts), beyond `ioctl` (non-blocking
+/// and close-on-exec only) and `socket` (Unix sockets only). virtio-fs is a
+/// passthrough file system, so the file calls are here, every one of them
+/// on descriptors and paths that Landlock keeps to the pod's shares; what
+/// is not here is what a VMM never needs: processes (`clone`, `execve`,
+/// `ptrace`), mounts, namespaces, keys, BPF, modules, other address
+/// families, KVM.
+const DEVICE_SYSCALLS: &[i64] = &[
+    // Descriptors and data.
+    libc::SYS_read,
+    libc::SYS_readv,
+    libc::SYS_pread64,
+    libc::SYS_preadv,
+    libc::SYS_preadv2,
+    libc::SYS_write,
+    libc::SYS_writev,
+    libc::SYS_pwrite64,
+    libc::SYS_pwritev,
+    libc::SYS_pwritev2,
+    libc::SYS_lseek,
+    libc::SYS_close,
+    libc::SYS_dup,
+    libc::SYS_dup3,
+    libc::SYS_fcntl,
+    // The passthrough file system.
+    libc::SYS_openat,
+    libc::SYS_newfstatat,
+    libc::SYS_fstat,
+    libc::SYS_statx,
+    libc::SYS_readlinkat,
+    libc::SYS_getdents64,
+    libc::SYS_mkdirat,
+    libc::SYS_mknodat,
+    libc::SYS_unlinkat,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_linkat,
+    libc::SYS_symlinkat,
+    libc::SYS_fchmod,
+    libc::SYS_fchmodat,
+    libc::SYS_fchown,
+    libc::SYS_fchownat,
+    libc::SYS_utimensat,
+    libc::SYS_ftruncate,
+    libc::SYS_fallocate,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_fstatfs,
+    libc::SYS_statfs,
+    libc::SYS_getxattr,
+    libc::SYS_lgetxattr,
+    libc::SYS_fgetxattr,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_fsetxattr,
+    libc::SYS_listxattr,
+    libc::SYS_llistxattr,
+    libc::SYS_flistxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
+    libc::SYS_fremovexattr,
+    libc::SYS_umask,
+    // The passthrough creates files as the guest's caller when it may
+    // (root): the thread's credentials, switched and switched back.
+    libc::SYS_getuid,
+    libc::SYS_geteuid,
+    libc::SYS_getgid,
+    libc::SYS_getegid,
+    libc::SYS_setresuid,
+    libc::SYS_setresgid,
+    // The event loop and vsock's and the network's sockets.
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_ctl,
+    libc::SYS_connect,
+    libc::SYS_accept4,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_shutdown,
+    libc::SYS_getsockopt,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
+    // The Rust runtime: memory, locks, time, signals, logging, exit.
+    libc::SYS_futex,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_madvise,
+    libc::SYS_mprotect,
+    libc::SYS_brk,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_sigaltstack,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_getrandom,
+    libc::SYS_rseq,
+    libc::SYS_tgkill,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+/// The system calls of the VMM process's main thread once the VM runs: it
+/// waits for the device thread, kicks the vCPUs out of `KVM_RUN` at the
+/// end, joins them, measures memory, writes the outcome to the monitor and
+/// exits. No file is opened, no socket made, no thread started.
+const MAIN_SYSCALLS: &[i64] = &[
+    libc::SYS_read,
+    libc::SYS_pread64,
+    libc::SYS_write,
+    libc::SYS_writev,
+    libc::SYS_close,
+    libc::SYS_lseek,
+    libc::SYS_fstat,
+    libc::SYS_statx,
+    libc::SYS_newfstatat,
+    libc::SYS_fcntl,
+    libc::SYS_mincore,
+    libc::SYS_futex,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_madvise,
+    libc::SYS_mprotect,
+    libc::SYS_brk,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_sigaltstack,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_getrandom,
+    libc::SYS_rseq,
+    libc::SYS_tgkill,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
 /// KVM's ioctl type: a vCPU thread's only ioctl is `KVM_RUN`.
 const KVM_IOCTL_TYPE: u64 = 0xAE;
 
-fn vcpu_filter() -> Result<BpfProgram, String> {
+/// A rule: argument `arg` (a 32-bit value) equals `value`.
+fn arg_is(arg: u8, value: u64) -> Result<SeccompRule, String> {
+    SeccompRule::new(vec![SeccompCondition::new(
+        arg,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        value,
+    )
+    .map_err(|e| e.to_string())?])
+    .map_err(|e| e.to_string())
+}
+
+/// An allowlist: `syscalls` with any arguments, `ioctl` with one of
+/// `ioctls` as its request, and `socket` for Unix sockets when
+/// `unix_sockets`. Anything else traps ([`SECCOMP_EXIT`]).
+fn allowlist(syscalls: &[i64], ioctls: &[u64], unix_sockets: bool) -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        VCPU_SYSCALLS.iter().map(|&n| (n, Vec::new())).collect();
-    // ioctl(fd, request): the request's type byte (bits 8-15) must be
-    // KVM's. seccomp compares whole words, so allow each KVM request number
-    // a vCPU thread makes rather than a mask.
-    let kvm_ioctl = |nr: u64| -> Result<SeccompRule, String> {
-        SeccompRule::new(vec![SeccompCondition::new(
-            1,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::Eq,
-            nr,
-        )
-        .map_err(|e| e.to_string())?])
-        .map_err(|e| e.to_string())
-    };
-    // KVM_RUN, and FIONBIO/FIOCLEX, with which Rust's standard library
-    // makes a socket non-blocking or close-on-exec.
-    let ioctls = [(KVM_IOCTL_TYPE << 8) | 0x80, libc::FIONBIO, libc::FIOCLEX];
-    rules.insert(
-        libc::SYS_ioctl,
-        ioctls
-            .iter()
-            .map(|&n| kvm_ioctl(n))
-            .collect::<Result<_, _>>()?,
-    );
-    // socket(AF_UNIX, ...): vsock connects to the pod's Unix sockets.
-    rules.insert(
-        libc::SYS_socket,
-        vec![SeccompRule::new(vec![SeccompCondition::new(
-            0,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::Eq,
-            libc::AF_UNIX as u64,
-        )
-        .map_err(|e| e.to_string())?])
-        .map_err(|e| e.to_string())?],
-    );
+        syscalls.iter().map(|&n| (n, Vec::new())).collect();
+    // seccomp compares whole words, so each request number is its own
+    // rule rather than a mask.
+    if !ioctls.is_empty() {
+        rules.insert(
+            libc::SYS_ioctl,
+            ioctls
+                .iter()
+                .map(|&n| arg_is(1, n))
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    if unix_sockets {
+        rules.insert(libc::SYS_socket, vec![arg_is(0, libc::AF_UNIX as u64)?]);
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Trap,
@@ -193,10 +337,46 @@ fn vcpu_filter() -> Result<BpfProgram, String> {
     BpfProgram::try_from(filter).map_err(|e| e.to_string())
 }
 
-/// Confine the calling vCPU thread with its seccomp allowlist.
+/// FIONBIO and FIOCLEX, with which Rust's standard library makes a socket
+/// non-blocking or close-on-exec.
+const STD_IOCTLS: [u64; 2] = [libc::FIONBIO, libc::FIOCLEX];
+
+fn install(what: &'static str, bpf: Result<BpfProgram, String>) -> Result<(), JailError> {
+    let bpf = bpf.map_err(|e| JailError::Seccomp(what, e))?;
+    seccompiler::apply_filter(&bpf).map_err(|e| JailError::Seccomp(what, e.to_string()))
+}
+
+/// Confine the calling vCPU thread with its seccomp allowlist: its only
+/// KVM ioctl is `KVM_RUN`; vsock connects to the pod's Unix sockets.
 pub fn confine_vcpu() -> Result<(), JailError> {
-    let bpf = vcpu_filter().map_err(|e| JailError::Seccomp("vCPU", e))?;
-    seccompiler::apply_filter(&bpf).map_err(|e| JailError::Seccomp("vCPU", e.to_string()))
+    let kvm_run = (KVM_IOCTL_TYPE << 8) | 0x80;
+    let ioctls = [kvm_run, STD_IOCTLS[0], STD_IOCTLS[1]];
+    install("vCPU", allowlist(VCPU_SYSCALLS, &ioctls, true))
+}
+
+/// Confine the calling device (event-loop) thread with its seccomp
+/// allowlist: no KVM ioctl at all.
+pub fn confine_devices() -> Result<(), JailError> {
+    install("device", allowlist(DEVICE_SYSCALLS, &STD_IOCTLS, true))
+}
+
+/// Confine the VMM process's main thread once every other thread runs:
+/// its seccomp allowlist, and no new process or thread for this process
+/// from here on (`RLIMIT_NPROC` 0; root is exempt from it, not from the
+/// filter, which has no `clone`).
+pub fn confine_main() -> Result<(), JailError> {
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &none) } != 0 {
+        return Err(JailError::Process(
+            "RLIMIT_NPROC",
+            io::Error::last_os_error(),
+        ));
+    }
+    install("main", allowlist(MAIN_SYSCALLS, &[], false))
 }
 
 /// `SIGSYS` from a seccomp `Trap`: say which call, then end the process

@@ -595,6 +595,9 @@ impl Vm {
             }
             Err(e) => return GuestEnd::Internal(e.to_string()),
         }
+        if let Err(e) = jail::confine_devices() {
+            return GuestEnd::Internal(e.to_string());
+        }
         loop {
             if let Some(why) = self.signal.reason() {
                 return match why {
@@ -633,8 +636,24 @@ impl Vm {
     }
 
     /// Run until the guest resets, a vCPU fails, or `boot_timeout` passes
-    /// without the readiness line.
-    pub fn run(mut self, boot_timeout: Option<Duration>) -> Result<RunOutcome, VmmError> {
+    /// without the readiness line. The calling thread is not confined.
+    pub fn run(self, boot_timeout: Option<Duration>) -> Result<RunOutcome, VmmError> {
+        self.run_inner(boot_timeout, false)
+    }
+
+    /// [`Vm::run`] in a process that is the VMM and nothing else: once
+    /// every VM thread runs, the calling thread is confined too
+    /// ([`jail::confine_main`]), so no thread of the process is left
+    /// unfiltered while the guest runs.
+    pub fn run_confined(self, boot_timeout: Option<Duration>) -> Result<RunOutcome, VmmError> {
+        self.run_inner(boot_timeout, true)
+    }
+
+    fn run_inner(
+        mut self,
+        boot_timeout: Option<Duration>,
+        confine_main: bool,
+    ) -> Result<RunOutcome, VmmError> {
         // SAFETY: the handler only returns; it exists so the kick signal
         // interrupts KVM_RUN instead of killing the process.
         extern "C" fn noop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
@@ -642,6 +661,8 @@ impl Vm {
             .map_err(|e| VmmError::SetupEvent("vCPU kick signal", e.into()))?;
 
         jail::harden_process().map_err(VmmError::Jail)?;
+        // Opened now: a confined main thread opens nothing later.
+        let statm = std::fs::File::open("/proc/self/statm").ok();
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let mut threads: Vec<JoinHandle<u64>> = Vec::new();
@@ -674,11 +695,17 @@ impl Vm {
         // this loop: it runs on a thread of its own, kept by Landlock to
         // the pod's paths (the caller's thread goes on unconfined).
         let paths = self.paths.clone();
+        let signal = self.signal.clone();
         let end = std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("vmm-devices".into())
                 .spawn_scoped(scope, || self.event_loop(&paths, started, boot_timeout))
                 .map(|t| {
+                    if confine_main {
+                        if let Err(e) = jail::confine_main() {
+                            signal.stop(VcpuStop::Internal(e.to_string()));
+                        }
+                    }
                     t.join()
                         .unwrap_or_else(|_| GuestEnd::Internal("the device thread panicked".into()))
                 })
@@ -702,7 +729,7 @@ impl Vm {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let guest_resident = vstate::memory::resident_bytes(&self.mem);
-        let process_rss = vstate::memory::process_rss_bytes();
+        let process_rss = statm.as_ref().and_then(vstate::memory::process_rss_bytes);
         Ok(RunOutcome {
             end,
             ready: console

@@ -54,15 +54,10 @@ use self::volumes::*;
 use super::api::{Reply, Request, API_SOCKET};
 use super::crilog;
 use super::state::{now_ns, ContainerInfo, PodNetwork, PodState};
+use super::vmm_process::{self, ProcessKiller, VmmEvent, VmmLaunch, VmmNet, VmmProcess};
 use super::{Isolation, Launch, NetLaunch, Report, StartError, VmLaunch};
 use crate::admission::{AdmissionError, Capacity, Ledger, Reservation};
-use crate::vmm::boot::initramfs;
 use crate::vmm::net::{Passt, PasstConfig};
-use crate::vmm::vstate::kvm;
-use crate::vmm::{
-    FsShare, GuestEnd, NetBackendSocket, NetConfig, NetLinkState, RunOutcome, Vm, VmConfig,
-    VmStopper,
-};
 
 /// The vsock port the guest's agent connects to on the host.
 pub const AGENT_PORT: u32 = 1024;
@@ -128,12 +123,6 @@ impl WarnLimit {
     }
 }
 
-/// How the monitor ends the pod by force.
-enum Killer {
-    Vm(VmStopper),
-    Native(u32),
-}
-
 /// What the threads share.
 struct Monitor {
     dir: PathBuf,
@@ -149,7 +138,10 @@ struct Monitor {
     /// Containers with an `add_container` or `remove_container` under way,
     /// waiting for peapod-init's answer (one request per container).
     container_ops: Mutex<HashMap<String, SyncSender<Result<(), String>>>>,
-    killer: Mutex<Option<Killer>>,
+    /// Ends the guest's process (the VMM, or the native launcher).
+    killer: Mutex<Option<Arc<ProcessKiller>>>,
+    /// The monitor killed the guest's process.
+    killed: AtomicBool,
     /// The pod's network as peapod-init configures it, once passt runs.
     network: Mutex<Option<WireNetwork>>,
     /// Why the pod is being stopped, once it is.
@@ -206,14 +198,9 @@ impl Monitor {
 
     /// End the pod now.
     fn kill(&self) {
-        match &*lock(&self.killer) {
-            Some(Killer::Vm(stopper)) => stopper.stop(),
-            Some(Killer::Native(pid)) => {
-                // SAFETY: kill with a pid of our own child (not yet reaped:
-                // the main thread reaps it only after the guest ended).
-                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-            }
-            None => {}
+        if let Some(killer) = &*lock(&self.killer) {
+            self.killed.store(true, Ordering::SeqCst);
+            killer.kill();
         }
     }
 
@@ -641,6 +628,7 @@ fn prepare(
         next_exec: AtomicU64::new(1),
         container_ops: Mutex::new(HashMap::new()),
         killer: Mutex::new(None),
+        killed: AtomicBool::new(false),
         network: Mutex::new(None),
         stopping: Mutex::new(None),
         reporter: reporter.clone(),

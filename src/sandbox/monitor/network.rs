@@ -13,33 +13,18 @@ pub(super) const PASST_POLL: Duration = Duration::from_millis(200);
 pub(super) fn watch_passt(
     monitor: &Arc<Monitor>,
     mut passt: Passt,
-    link: Option<NetLinkState>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let m = monitor.clone();
     let watch = move || {
         while !m.guest_ended.load(Ordering::SeqCst) {
-            let mut exited = passt.try_exited();
-            if exited.is_none() && link.as_ref().is_some_and(NetLinkState::is_down) {
-                // The connection broke first: give passt a moment to be
-                // reapable, for its status.
+            let Some((status, stderr)) = passt.try_exited() else {
                 std::thread::sleep(PASST_POLL);
-                exited = passt.try_exited();
-            }
-            let why = match exited {
-                Some((status, stderr)) => {
-                    let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-                    match last {
-                        Some(line) => format!("passt exited ({status}): {}", line.trim()),
-                        None => format!("passt exited ({status})"),
-                    }
-                }
-                None if link.as_ref().is_some_and(NetLinkState::is_down) => {
-                    "passt closed the pod's network connection".to_owned()
-                }
-                None => {
-                    std::thread::sleep(PASST_POLL);
-                    continue;
-                }
+                continue;
+            };
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+            let why = match last {
+                Some(line) => format!("passt exited ({status}): {}", line.trim()),
+                None => format!("passt exited ({status})"),
             };
             log::warn!(
                 "network down: {why}; the pod runs on without a network (see {})",
@@ -65,10 +50,12 @@ pub(super) fn watch_passt(
 /// guest, the VMM and passt move ~40 times fewer frames than at 1500.
 pub(super) const POD_MTU: u16 = 65520;
 
-/// Start the pod's passt; returns it, the VM's network device and what
-/// peapod-init is told (the address passt answers DHCP with, the host's
-/// resolvers, the MAC).
-pub(super) fn start_passt(net: &NetLaunch) -> anyhow::Result<(Passt, NetConfig, WireNetwork)> {
+/// Start the pod's passt; returns it, its stream for the VMM, the VM's
+/// network device and what peapod-init is told (the address passt answers
+/// DHCP with, the host's resolvers, the MAC).
+pub(super) fn start_passt(
+    net: &NetLaunch,
+) -> anyhow::Result<(Passt, UnixStream, VmmNet, WireNetwork)> {
     let mut cfg = PasstConfig::new(std::env::current_dir()?);
     cfg.forwards = net
         .publish
@@ -113,12 +100,11 @@ pub(super) fn start_passt(net: &NetLaunch) -> anyhow::Result<(Passt, NetConfig, 
             })
             .collect(),
     };
-    let net_cfg = NetConfig {
-        backend: NetBackendSocket::Connected(Arc::new(stream)),
+    let vmm_net = VmmNet {
         mac,
         mtu: Some(POD_MTU),
     };
-    Ok((passt, net_cfg, wire))
+    Ok((passt, stream, vmm_net, wire))
 }
 
 /// A locally administered unicast MAC, random per pod.

@@ -6,34 +6,29 @@ use super::*;
 pub(super) fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
     let launch = &monitor.launch;
     let vm_launch: &VmLaunch = launch.vm.as_ref().context("no VM in a VM launch")?;
-    let kvm = kvm::open_kvm()?;
-    let flavour = kvm::detect_flavour(&kvm).context("cannot query KVM's MSR list")?;
-    let init = std::fs::read(&launch.init)
-        .with_context(|| format!("cannot read {}", launch.init.display()))?;
     let agent = UnixListener::bind(format!("{VSOCK_SOCKET}_{AGENT_PORT}"))
         .context("cannot listen for the guest's agent")?;
-    let mut cfg = VmConfig {
+    let mut vmm_launch = VmmLaunch {
+        kernel: vm_launch.kernel.clone(),
+        init: launch.init.clone(),
+        cmdline: guest_cmdline(monitor, vm_launch)?
+            .as_cstring()
+            .map_err(|e| anyhow!("kernel command line: {e}"))?
+            .into_string()?,
         mem_bytes: vm_launch.mem_bytes,
         vcpus: vm_launch.vcpus,
-        console_log: Some(PathBuf::from(CONSOLE_LOG)),
-        console_echo: false,
-        vsock_uds: Some(PathBuf::from(VSOCK_SOCKET)),
-        fs_shares: vm_launch
-            .shares
-            .iter()
-            .map(|s| FsShare {
-                tag: s.tag.clone(),
-                path: s.path.clone(),
-                read_only: s.read_only,
-            })
-            .collect(),
+        shares: vm_launch.shares.clone(),
+        console_log: PathBuf::from(CONSOLE_LOG),
+        vsock_uds: PathBuf::from(VSOCK_SOCKET),
         net: None,
+        boot_timeout_s: launch.boot_timeout_s,
     };
     // passt before the VM, from this (the main, long-lived) thread: its
     // parent-death signal follows the thread that started it.
     let mut passt = None;
+    let mut passt_stream = None;
     if let Some(net) = &vm_launch.net {
-        let (p, net_cfg, wire) = start_passt(net)?;
+        let (p, stream, vmm_net, wire) = start_passt(net)?;
         log::info!(
             "network: passt (pid {}), pod address {}/{} via {}",
             p.pid(),
@@ -51,31 +46,45 @@ pub(super) fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
         };
         monitor.update(|s| s.network = Some(shown));
         *lock(&monitor.network) = Some(wire);
-        cfg.net = Some(net_cfg);
+        vmm_launch.net = Some(vmm_net);
         passt = Some(p);
+        passt_stream = Some(stream);
         monitor.mark("passt ready");
     }
-    let initrd = initramfs::build(init).context("cannot build the initramfs")?;
-    let mut vm = Vm::new(&kvm, &cfg)?;
-    monitor.mark("VM created");
-    let passt_watch = match passt.take() {
-        Some(p) => Some(watch_passt(monitor, p, vm.net_link())?),
-        None => None,
-    };
-    watch_volumes(monitor)?;
-    let cmdline = guest_cmdline(monitor, vm_launch)?;
-    vm.load_linux(&vm_launch.kernel, &initrd, cmdline)?;
-    monitor.mark("kernel loaded");
-    *lock(&monitor.killer) = Some(Killer::Vm(vm.stop_handle()));
+    // The VMM, in a process of its own (a child of this one, from this
+    // thread too).
+    let exe = std::env::current_exe().context("cannot find peapod's own executable")?;
+    let mut vmm = VmmProcess::spawn(&exe, &vmm_launch, passt_stream.as_ref())?;
+    // The VMM holds its copy of passt's stream: passt sees the end of it
+    // when the VMM ends.
+    drop(passt_stream);
+    *lock(&monitor.killer) = Some(vmm.killer());
+    monitor.update(|s| s.vmm_pid = Some(vmm.pid()));
     log::info!(
-        "VM: {} MiB, {} vCPU(s), kernel {}",
+        "VMM (pid {}): {} MiB, {} vCPU(s), kernel {}",
+        vmm.pid(),
         vm_launch.mem_bytes >> 20,
         vm_launch.vcpus,
         vm_launch.kernel.display()
     );
+    let passt_watch = match passt.take() {
+        Some(p) => Some(watch_passt(monitor, p)?),
+        None => None,
+    };
+    watch_volumes(monitor)?;
     let guest = spawn_guest_thread(monitor, agent)?;
-    monitor.mark("first KVM_RUN");
-    let outcome = vm.run(Some(Duration::from_secs(launch.boot_timeout_s)));
+    let mut end = None;
+    while let Some(event) = vmm.next_event() {
+        match event {
+            VmmEvent::Created => monitor.mark("VM created"),
+            VmmEvent::KernelLoaded => monitor.mark("kernel loaded"),
+            VmmEvent::Running => monitor.mark("first KVM_RUN"),
+            VmmEvent::Ended(o) => end = Some(Ok(o)),
+            VmmEvent::Failed(why) => end = Some(Err(why)),
+        }
+    }
+    let status = vmm.wait().context("cannot wait for the VMM");
+    *lock(&monitor.killer) = None;
     monitor.guest_ended.store(true, Ordering::SeqCst);
     if let Some(watch) = passt_watch {
         // It sees the end within a poll and drops (kills) passt.
@@ -86,11 +95,29 @@ pub(super) fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
             log::warn!("cannot copy the console log to {}: {e}", copy.display());
         }
     }
-    let outcome: RunOutcome = outcome?;
     // The VM is gone, and with it every vsock connection: the guest thread
     // sees the end of its stream.
     let _ = guest.join();
-    if let Some((_, uptime)) = outcome.ready {
+    let status = status?;
+    let killed = || match lock(&monitor.stopping).clone() {
+        Some(why) => format!("{why}: the VM was killed"),
+        None => "the VM was killed".into(),
+    };
+    let outcome = match end {
+        Some(Ok(o)) => o,
+        Some(Err(why)) => return Err(anyhow!(why)),
+        None => {
+            let why = if monitor.killed.load(Ordering::SeqCst) {
+                killed()
+            } else {
+                let why = vmm_process::describe_death(status);
+                log::error!("{why}");
+                why
+            };
+            return Ok((false, why, console_tail(Path::new(CONSOLE_LOG))));
+        }
+    };
+    if let Some(uptime) = outcome.ready_uptime_ms {
         monitor.update(|s| {
             s.timings
                 .push(("guest uptime at ready".into(), uptime as f64))
@@ -109,17 +136,34 @@ pub(super) fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
             outcome.guest_resident as f64 / 1048576.0,
         ));
     });
-    let explained = match outcome.end {
-        GuestEnd::Killed => Some(match lock(&monitor.stopping).clone() {
-            Some(why) => format!("{why}: the VM was killed"),
-            None => "the VM was killed".into(),
-        }),
-        _ => outcome.explain(flavour),
-    };
-    Ok(match explained {
+    Ok(match outcome.failure {
         None => (true, String::new(), Vec::new()),
         Some(msg) => (false, msg, outcome.console_tail),
     })
+}
+
+/// The last lines of the console log, when the VMM could not say them.
+fn console_tail(path: &Path) -> Vec<String> {
+    use std::io::Seek;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let mut buf = Vec::new();
+    if f.seek(std::io::SeekFrom::Start(len.saturating_sub(8192)))
+        .and_then(|_| f.take(8192).read_to_end(&mut buf))
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    if len > 8192 && !lines.is_empty() {
+        // The read began inside a line.
+        lines.remove(0);
+    }
+    let skip = lines.len().saturating_sub(15);
+    lines.into_iter().skip(skip).collect()
 }
 
 /// The guest kernel's command line for this pod.
@@ -168,9 +212,11 @@ pub(super) fn run_native(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome>
         "peapod-init --native (pid {}): namespaces only, no VM",
         launcher.id()
     );
-    *lock(&monitor.killer) = Some(Killer::Native(launcher.id()));
+    let killer = Arc::new(ProcessKiller::new(launcher.id()));
+    *lock(&monitor.killer) = Some(killer.clone());
     let guest = spawn_guest_thread(monitor, listener)?;
     let status = launcher.wait().context("cannot wait for peapod-init");
+    killer.reaped();
     *lock(&monitor.killer) = None;
     monitor.guest_ended.store(true, Ordering::SeqCst);
     let status = status?;

@@ -47,9 +47,17 @@ pub fn resident_bytes(mem: &GuestMem) -> u64 {
     total
 }
 
-/// This process's resident set size, from /proc/self/status.
-pub fn process_rss_bytes() -> Option<u64> {
-    crate::hostinfo::proc_kib_field("/proc/self/status", "VmRSS")
+/// The process's resident memory, from its `/proc/self/statm` (opened
+/// beforehand: the VMM's confined main thread opens no files).
+pub fn process_rss_bytes(statm: &std::fs::File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 128];
+    let n = statm.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    Some(pages * page)
 }
 
 #[cfg(test)]
@@ -78,7 +86,8 @@ mod tests {
         assert!(before < 1 << 20, "untouched guest memory is not resident");
         vm_memory::Bytes::write_slice(&mem, &vec![1u8; 1 << 20], GuestAddress(0)).unwrap();
         assert!(resident_bytes(&mem) >= 1 << 20);
-        assert!(process_rss_bytes().unwrap() >= 1 << 20);
+        let statm = std::fs::File::open("/proc/self/statm").unwrap();
+        assert!(process_rss_bytes(&statm).unwrap() >= 1 << 20);
     }
 
     #[test]
