@@ -176,6 +176,7 @@ const DEVICE_SYSCALLS: &[i64] = &[
     libc::SYS_getdents64,
     libc::SYS_mkdirat,
     libc::SYS_mknodat,
+    libc::SYS_unlink,
     libc::SYS_unlinkat,
     libc::SYS_renameat,
     libc::SYS_renameat2,
@@ -255,8 +256,10 @@ const DEVICE_SYSCALLS: &[i64] = &[
 /// The system calls of the VMM process's main thread once the VM runs: it
 /// waits for the device thread, kicks the vCPUs out of `KVM_RUN` at the
 /// end, joins them, measures memory, writes the outcome to the monitor and
-/// exits. No file is opened, no socket made, no thread started.
+/// exits; dropping the VM removes the vsock socket. No file is opened, no
+/// socket made, no thread started.
 const MAIN_SYSCALLS: &[i64] = &[
+    libc::SYS_unlink,
     libc::SYS_read,
     libc::SYS_pread64,
     libc::SYS_write,

@@ -702,7 +702,9 @@ impl Vm {
                 .spawn_scoped(scope, || self.event_loop(&paths, started, boot_timeout))
                 .map(|t| {
                     if confine_main {
-                        if let Err(e) = jail::confine_main() {
+                        let confined =
+                            jail::confine_paths("main", &paths).and_then(|_| jail::confine_main());
+                        if let Err(e) = confined {
                             signal.stop(VcpuStop::Internal(e.to_string()));
                         }
                     }
