@@ -711,3 +711,115 @@ type GuestOutcome = (bool, String, Vec<String>);
 pub fn guest_share_path(tag: &str) -> String {
     format!("{GUEST_SHARE_DIR}/{tag}")
 }
+
+/// The monitor's handling of guest messages, for the `monitor_guest` fuzz
+/// target (built with `--cfg fuzzing` only): a monitor of a pod with an
+/// init container `init` and app containers `app` and `side`, over a pod
+/// directory of the caller's, without a reservation, a guest or an API
+/// socket, and without the end watchdog (whose thread would outlive an
+/// input by 15 s).
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    use super::*;
+    use peapod_proto::{Backoff, RestartPolicy, WireContainer, WirePod};
+
+    /// A monitor fed guest messages.
+    pub struct GuestFeed(Arc<Monitor>);
+
+    fn container(name: &str) -> WireContainer {
+        WireContainer {
+            name: name.into(),
+            rootfs: format!("/peapod/{name}"),
+            command: vec!["true".into()],
+            env: Vec::new(),
+            working_dir: "/".into(),
+            uid: 0,
+            gid: 0,
+            volume_mounts: Vec::new(),
+            memory_limit: None,
+            cpu_limit_millis: None,
+            pids_limit: None,
+            read_only_rootfs: false,
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            tty: false,
+            stdin: false,
+            stdin_once: false,
+            sidecar: false,
+            binds: Vec::new(),
+        }
+    }
+
+    impl GuestFeed {
+        /// A monitor of the pod in `dir` (which exists), keeping logs
+        /// within `log_limits`.
+        pub fn new(dir: &Path, log_limits: crilog::LogLimits) -> GuestFeed {
+            let pod = WirePod {
+                name: "fuzz".into(),
+                hostname: "fuzz".into(),
+                init_containers: vec![container("init")],
+                containers: vec![container("app"), container("side")],
+                volumes: Vec::new(),
+                restart_policy: RestartPolicy::Always,
+                grace_period_s: 1,
+                backoff: Backoff::default(),
+                share_process_namespace: false,
+                network: None,
+                sandbox: false,
+            };
+            let launch = Launch {
+                spec_file: dir.join("pod.yaml"),
+                pod,
+                images: Vec::new(),
+                isolation: Isolation::Vm,
+                memory: 0,
+                millicpu: 0,
+                init: PathBuf::new(),
+                vm: None,
+                boot_timeout_s: 1,
+                deadline_s: None,
+                cli_started_ns: 0,
+                monitor_exe: None,
+                log_limits,
+                create_host_paths: Vec::new(),
+            };
+            let mut state = PodState::new("fuzz", &launch.spec_file, "vm");
+            for (c, init) in [("init", true), ("app", false), ("side", false)] {
+                state
+                    .containers
+                    .push(ContainerInfo::waiting(c, init, "busybox"));
+            }
+            state.store(dir).expect("write the pod state");
+            GuestFeed(Arc::new(Monitor {
+                dir: dir.to_owned(),
+                launch,
+                state: Mutex::new(state),
+                logs: Mutex::new(crilog::Writer::new(log_limits)),
+                guest: Mutex::new(None),
+                execs: Mutex::default(),
+                next_exec: AtomicU64::new(1),
+                container_ops: Mutex::new(HashMap::new()),
+                killer: Mutex::new(None),
+                killed: AtomicBool::new(false),
+                network: Mutex::new(None),
+                stopping: Mutex::new(None),
+                reporter: Arc::new(Reporter(Mutex::new(None))),
+                guest_warnings: WarnLimit::default(),
+                me: Mutex::new(std::sync::Weak::new()),
+                guest_ended: AtomicBool::new(false),
+                pod_exited: AtomicBool::new(false),
+                started: Instant::now(),
+            }))
+        }
+
+        /// One message from the guest.
+        pub fn feed(&self, msg: GuestMsg) {
+            self.0.on_guest(msg);
+        }
+
+        /// The pod's state as the monitor keeps it.
+        pub fn state(&self) -> PodState {
+            lock(&self.0.state).clone()
+        }
+    }
+}

@@ -107,6 +107,19 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> Bounded<F> {
         }
     }
 
+    /// Only regular files and directories are opened for the guest. Its
+    /// kernel serves FIFOs, sockets and device nodes itself (special
+    /// inodes, never opened through FUSE), so an OPEN of one comes from a
+    /// hostile guest: to block the device thread on a FIFO with no writer,
+    /// or to reach a host device through a node in the share.
+    fn openable(&self, ctx: &Context, inode: u64) -> io::Result<()> {
+        let (st, _) = self.inner.getattr(ctx, inode, None)?;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFREG | libc::S_IFDIR => Ok(()),
+            _ => Err(io::Error::from_raw_os_error(libc::ENXIO)),
+        }
+    }
+
     /// Count one more lookup of `inode` (0: a negative entry, no inode);
     /// `false` when it is new and the budget is spent.
     fn hold(&self, inode: u64) -> bool {
@@ -246,6 +259,11 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Bounded<F> {
         rdev: u32,
         umask: u32,
     ) -> io::Result<Entry> {
+        // No device nodes: as on a `nodev` mount, and as an unprivileged
+        // VMM could not make them anyway.
+        if matches!(mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
         let e = self.inner.mknod(ctx, inode, name, mode, rdev, umask)?;
         self.entry(ctx, e)
     }
@@ -295,6 +313,7 @@ impl<F: FileSystem<Inode = u64, Handle = u64>> FileSystem for Bounded<F> {
         flags: u32,
         fuse_flags: u32,
     ) -> io::Result<(Option<u64>, OpenOptions, Option<u32>)> {
+        self.openable(ctx, inode)?;
         let (h, opts, passthrough) = self.inner.open(ctx, inode, flags, fuse_flags)?;
         let h = self.handle(h, |h| {
             let _ = self.inner.release(ctx, inode, flags, h, false, false, None);
@@ -610,6 +629,42 @@ mod tests {
         let _ = b.release(&ctx, held[20], 0, 9999, false, false, None);
         assert_eq!(budget.used(), 190);
         assert!(b.lookup(&ctx, 1, &cstr("f599")).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A guest that sends OPEN for a FIFO it made (which would block the
+    /// device thread until a writer came) or makes a device node gets an
+    /// error at once.
+    #[test]
+    fn test_bounded_opens_no_fifo_and_makes_no_device_node() {
+        let dir = std::env::temp_dir().join(format!("peapod-bounded-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("file"), b"x").unwrap();
+        let fs: PassthroughFs = PassthroughFs::new(super::super::device::passthrough_config(
+            dir.to_str().unwrap().to_owned(),
+        ))
+        .unwrap();
+        fs.import().unwrap();
+        let b = Bounded::new(fs, FdBudget::new(100));
+        let ctx = Context::default();
+        let fifo = b
+            .mknod(&ctx, 1, &cstr("fifo"), libc::S_IFIFO | 0o600, 0, 0)
+            .unwrap();
+        let err = b
+            .open(&ctx, fifo.inode, libc::O_RDONLY as u32, 0)
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENXIO));
+        let dev = libc::makedev(1, 3) as u32;
+        for kind in [libc::S_IFCHR, libc::S_IFBLK] {
+            let err = b
+                .mknod(&ctx, 1, &cstr("null"), kind | 0o666, dev, 0)
+                .unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+        }
+        assert!(!dir.join("null").exists());
+        let file = b.lookup(&ctx, 1, &cstr("file")).unwrap();
+        assert!(b.open(&ctx, file.inode, libc::O_RDONLY as u32, 0).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
