@@ -364,9 +364,11 @@ impl VmmProcess {
 
 /// Why a VMM process ended without telling its end, for a user.
 pub fn describe_death(status: ExitStatus) -> String {
-    if status.code() == Some(SECCOMP_EXIT) {
+    // SIGSYS itself when the call was made with signals blocked (the
+    // handler that names the call could not run).
+    if status.code() == Some(SECCOMP_EXIT) || status.signal() == Some(libc::SIGSYS) {
         return "the VMM made a system call outside its seccomp allowlist and was stopped \
-                (monitor.log names the call)"
+                (see monitor.log)"
             .into();
     }
     if let Some(sig) = status.signal() {
@@ -462,6 +464,8 @@ mod tests {
     fn test_describe_death_names_seccomp_and_signals() {
         let seccomp = ExitStatus::from_raw(SECCOMP_EXIT << 8);
         assert!(describe_death(seccomp).contains("seccomp allowlist"));
+        let sigsys = ExitStatus::from_raw(libc::SIGSYS);
+        assert!(describe_death(sigsys).contains("seccomp allowlist"));
         let killed = ExitStatus::from_raw(libc::SIGKILL);
         assert_eq!(
             describe_death(killed),

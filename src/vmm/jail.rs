@@ -1,27 +1,31 @@
-//! Confinement of the VMM's guest-facing threads, unprivileged, before
-//! the first guest instruction runs.
+//! Confinement of the VMM's threads, unprivileged, before the first guest
+//! instruction runs. The VMM is a process of its own (`peapod __vmm`, see
+//! `sandbox::vmm_process`), so every thread of it is confined.
 //!
 //! - **The process** ([`harden_process`]): `PR_SET_NO_NEW_PRIVS` (nothing
 //!   it executes gains privileges; also what seccomp needs without
 //!   `CAP_SYS_ADMIN`), `PR_SET_DUMPABLE=0` (no core dump holds guest
 //!   memory, no other process of the user may ptrace it or read its
 //!   memory through /proc) and `RLIMIT_CORE=0`.
-//! - **vCPU threads** ([`confine_vcpu`]): a seccomp allowlist (rust-vmm's
-//!   `seccompiler`) of what `KVM_RUN` and the port and MMIO exits they
-//!   handle need (serial to the console log, virtio-mmio registers, the
-//!   reset port). A system call outside it stops the VMM with a message
-//!   naming the call ([`SECCOMP_EXIT`]), rather than let a compromised
-//!   device model reach the rest of the kernel.
-//! - **Device threads** ([`confine_paths`], for the vCPU and event-loop
-//!   threads, where the virtio-fs server answers the guest): Landlock
-//!   limits the files they may open to the pod's shares (read-only ones
-//!   read-only), the pod directory and the console log's directory.
-//!   Best-effort: a kernel without Landlock (before 5.13, or not enabled)
-//!   runs the VM unconfined this way, and `peapod doctor` says so.
+//! - **A seccomp allowlist per thread kind** (rust-vmm's `seccompiler`):
+//!   vCPU threads ([`confine_vcpu`]: what `KVM_RUN` and the port and MMIO
+//!   exits they handle need), the device thread ([`confine_devices`]: the
+//!   event loop, the virtio-fs passthrough's file calls, vsock's and the
+//!   network's Unix sockets; no KVM ioctl, no process calls) and, once
+//!   the VM runs, the main thread ([`confine_main`]: waits, kicks, exits;
+//!   no open, no socket, no new thread, with `RLIMIT_NPROC` 0). A system
+//!   call outside a list stops the VMM with a message naming the call
+//!   ([`SECCOMP_EXIT`]), rather than let a compromised device model reach
+//!   the rest of the kernel.
+//! - **Landlock** ([`confine_paths`], every thread): the files the VMM
+//!   may open are the pod's shares (read-only ones read-only), the pod
+//!   directory and the console log's directory. Best-effort: a kernel
+//!   without Landlock (before 5.13, or not enabled) runs the VM
+//!   unconfined this way, and `peapod doctor` says so.
 //!
 //! Landlock and seccomp filters apply to the calling thread (and threads it
-//! starts later), so the monitor's own threads (state, logs, API, passt)
-//! stay free to do their work.
+//! starts later), so each thread installs its own; `Vm::run` (in-process,
+//! for tests) leaves the caller's thread unconfined.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -176,7 +180,6 @@ const DEVICE_SYSCALLS: &[i64] = &[
     libc::SYS_getdents64,
     libc::SYS_mkdirat,
     libc::SYS_mknodat,
-    libc::SYS_unlink,
     libc::SYS_unlinkat,
     libc::SYS_renameat,
     libc::SYS_renameat2,
@@ -206,6 +209,15 @@ const DEVICE_SYSCALLS: &[i64] = &[
     libc::SYS_lremovexattr,
     libc::SYS_fremovexattr,
     libc::SYS_umask,
+    // The same by path, as the standard library makes them (the vsock
+    // socket's removal at the end, among others).
+    libc::SYS_mkdir,
+    libc::SYS_rmdir,
+    libc::SYS_unlink,
+    libc::SYS_rename,
+    libc::SYS_link,
+    libc::SYS_symlink,
+    libc::SYS_readlink,
     // The passthrough creates files as the guest's caller when it may
     // (root): the thread's credentials, switched and switched back.
     libc::SYS_getuid,
@@ -562,6 +574,100 @@ mod tests {
             "{stderr}"
         );
         assert!(!stderr.contains("still running"), "{stderr}");
+    }
+
+    /// The device thread's filter lets the passthrough's file calls and
+    /// Unix sockets through and stops the VMM on `execve`; the main
+    /// thread's stops it on any `openat` once the VM runs, and it can start
+    /// no thread.
+    #[test]
+    fn test_jail_device_and_main_filters_stop_the_vmm_outside_their_lists() {
+        let name =
+            "vmm::jail::tests::test_jail_device_and_main_filters_stop_the_vmm_outside_their_lists";
+        match std::env::var(INNER).as_deref() {
+            Ok("device") => {
+                harden_process().unwrap();
+                let t = std::thread::spawn(|| {
+                    confine_devices().unwrap();
+                    let dir = std::env::temp_dir()
+                        .join(format!("peapod-jail-dev-{}", std::process::id()));
+                    std::fs::create_dir_all(dir.join("sub")).unwrap();
+                    std::fs::write(dir.join("sub/f"), b"x").unwrap();
+                    std::fs::rename(dir.join("sub/f"), dir.join("g")).unwrap();
+                    std::os::unix::fs::symlink("g", dir.join("l")).unwrap();
+                    assert_eq!(std::fs::read(dir.join("l")).unwrap(), b"x");
+                    std::fs::remove_dir_all(&dir).unwrap();
+                    // SAFETY: socket(2) with constant arguments; the fd
+                    // is closed.
+                    unsafe { libc::close(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0)) };
+                    eprintln!("file and socket calls work");
+                    // SAFETY: execve with a valid path and empty argv/envp.
+                    unsafe {
+                        let argv: [*const libc::c_char; 1] = [std::ptr::null()];
+                        libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), argv.as_ptr())
+                    };
+                    eprintln!("still running after execve(2)");
+                });
+                let _ = t.join();
+                return;
+            }
+            Ok("main-open") => {
+                harden_process().unwrap();
+                confine_main().unwrap();
+                eprintln!("confined");
+                let _ = std::fs::File::open("/etc/hostname");
+                eprintln!("still running after openat(2)");
+                return;
+            }
+            Ok("main-thread") => {
+                harden_process().unwrap();
+                confine_main().unwrap();
+                eprintln!("confined");
+                // No new thread: RLIMIT_NPROC (for an unprivileged user)
+                // or the filter (clone is not on the list) stops it; the
+                // C library makes the call with signals blocked, so the
+                // kernel ends the process with SIGSYS itself.
+                let spawned = std::thread::Builder::new().spawn(|| ()).is_ok();
+                eprintln!("still running: spawned a thread: {spawned}");
+                return;
+            }
+            _ => {}
+        }
+        let run = |kind: &str| {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--nocapture", "--test-threads=1"])
+                .env(INNER, kind)
+                .output()
+                .unwrap();
+            (
+                out.status,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        use std::os::unix::process::ExitStatusExt;
+        let (status, stderr) = run("device");
+        assert_eq!(status.code(), Some(SECCOMP_EXIT), "{stderr}");
+        assert!(stderr.contains("file and socket calls work"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("system call #{} outside", libc::SYS_execve)),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("still running"), "{stderr}");
+        let (status, stderr) = run("main-open");
+        assert_eq!(status.code(), Some(SECCOMP_EXIT), "{stderr}");
+        assert!(stderr.contains("confined"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("system call #{} outside", libc::SYS_openat)),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("still running"), "{stderr}");
+        let (status, stderr) = run("main-thread");
+        assert!(stderr.contains("confined"), "{stderr}");
+        assert!(
+            status.signal() == Some(libc::SIGSYS)
+                || stderr.contains("still running: spawned a thread: false"),
+            "{status:?} {stderr}"
+        );
     }
 
     /// A thread confined to the pod's paths cannot open a file outside

@@ -2,21 +2,24 @@
 //! any other client of the pod API).
 //!
 //! It reserves the pod's resources, creates the pod directory, starts the
-//! pod (the VMM in this process, or the native peapod-init as a child),
+//! pod (the VMM as a child process, `peapod __vmm`, see
+//! `sandbox::vmm_process`; or the native peapod-init as a child),
 //! sends it the pod over the guest connection, and from then on keeps
 //! `state.json` and the CRI logs up to date from what peapod-init reports,
 //! and serves `api.sock`. When the guest ends it records how, releases the
 //! reservation and exits; the directory stays for `ps`, `logs` and
 //! `inspect` until `peapod rm`.
 //!
-//! Threads: main runs the VM (or waits for the native launcher); `guest`
-//! accepts peapod-init's connection, hands it the pod and then reads its
-//! messages; `api` accepts requests, one thread per connection.
+//! Threads: main starts the VMM and reads its events until it exits (or
+//! waits for the native launcher); `guest` accepts peapod-init's
+//! connection, hands it the pod and then reads its messages; `api` accepts
+//! requests, one thread per connection.
 //!
-//! Files, one seam each: `vm.rs` runs the guest (the VM, or the native
-//! launcher), `network.rs` the pod network's host side (passt, resolvers),
-//! `guest.rs` the connection to peapod-init, `control.rs` `api.sock` and the
-//! exec relay; this file holds the shared state and the pod's life.
+//! Files, one seam each: `vm.rs` runs the guest (the VMM process, or the
+//! native launcher), `network.rs` the pod network's host side (passt,
+//! resolvers), `guest.rs` the connection to peapod-init, `control.rs`
+//! `api.sock` and the exec relay; this file holds the shared state and the
+//! pod's life.
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};

@@ -1,5 +1,6 @@
-//! Running the guest: the VM in this process (vCPUs, devices, the pod
-//! network's host side), or the native peapod-init as a child.
+//! Running the guest: the VMM as a child process (with passt, the pod
+//! network's host side, started here), or the native peapod-init as a
+//! child.
 
 use super::*;
 
