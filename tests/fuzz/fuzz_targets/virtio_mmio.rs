@@ -42,10 +42,12 @@ enum Op {
     /// A register read.
     Read { offset: u16, width: u8 },
     /// What a well-behaved driver writes to bring the device up, with
-    /// queues where the fuzzer puts them.
+    /// queues where the fuzzer puts them (sizes a power of two, rings
+    /// aligned and in memory, as the transport checks before it activates
+    /// the device; the rings' contents are the fuzzer's).
     Handshake {
         features: u32,
-        queues: [(u16, u32, u32, u32); 3],
+        queues: [(u8, u32, u32, u32); 3],
     },
     /// Guest memory written (descriptors, rings, buffers).
     Memory { at: u32, bytes: Vec<u8> },
@@ -110,7 +112,7 @@ fn write(t: &mut MmioTransport, offset: u64, v: u32) {
     t.write(offset, &v.to_le_bytes());
 }
 
-fn handshake(t: &mut MmioTransport, features: u32, queues: &[(u16, u32, u32, u32); 3]) {
+fn handshake(t: &mut MmioTransport, features: u32, queues: &[(u8, u32, u32, u32); 3]) {
     write(t, 0x070, 0);
     write(t, 0x070, 1);
     write(t, 0x070, 3);
@@ -119,9 +121,11 @@ fn handshake(t: &mut MmioTransport, features: u32, queues: &[(u16, u32, u32, u32
     write(t, 0x024, 0);
     write(t, 0x020, features);
     write(t, 0x070, 0xb);
+    let mem = MEM as u32;
     for (i, &(size, desc, avail, used)) in queues.iter().enumerate() {
+        let (desc, avail, used) = ((desc % mem) & !15, (avail % mem) & !1, (used % mem) & !3);
         write(t, 0x030, i as u32);
-        write(t, 0x038, u32::from(size));
+        write(t, 0x038, 1 << (size % 9));
         write(t, 0x080, desc);
         write(t, 0x084, 0);
         write(t, 0x090, avail);
