@@ -14,6 +14,15 @@ fn parse_kib_field(text: &str, key: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// This host's name (the kernel's), for `spec.nodeName`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,7 @@ impl Env {
             .current_dir(&self.dir.0)
             .env("PEAPOD_CACHE", self.dir.0.join("cache"))
             .env("XDG_RUNTIME_DIR", self.dir.0.join("run"))
+            .env("PEAPOD_DATA", self.dir.0.join("data"))
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         if is_root() {
@@ -807,4 +808,54 @@ fn test_native_monitor_raises_its_open_file_limit() {
     env.assert_clean();
     assert_eq!(f[3], f[4], "soft limit raised to the hard one: {line}");
     assert_ne!(f[3], "256", "{line}");
+}
+
+#[test]
+fn test_native_cli_config_maps_secrets_downward_api_and_claims() {
+    // A pod file with its ConfigMap, Secret and PersistentVolumeClaim, a
+    // --configmap file: volumes (with a subPath and modes), env and envFrom,
+    // the downward API; a second pod reads what the first left in the claim,
+    // read-only; `peapod volume ls` and `rm`.
+    if skip_unless_root() {
+        return;
+    }
+    let env = Env::new();
+    for (name, text) in common::config_scenario(&oci_image()) {
+        env.dir.write(name, &text);
+    }
+    let first = env.peapod(&[
+        "run",
+        "--isolation=namespace",
+        "--configmap",
+        "extra.yaml",
+        "config.yaml",
+    ]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let second = env.peapod(&["run", "--isolation=namespace", "claim.yaml"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    env.assert_clean();
+    let printed = format!("{}{}", first.stdout, second.stdout);
+    for line in common::CONFIG_SCENARIO_OUTPUT {
+        assert!(
+            printed.lines().any(|l| l == *line),
+            "{line:?} in {first:?} {second:?}"
+        );
+    }
+    let ls = env.peapod(&["volume", "ls"]);
+    assert!(
+        ls.stdout
+            .lines()
+            .any(|l| l.starts_with("store ") && l.contains(" 1Gi ")),
+        "{ls:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.dir.0.join("data/volumes/store/data/f")).unwrap(),
+        "kept\n"
+    );
+    let rm = env.peapod(&["volume", "rm", "store"]);
+    assert_eq!(rm.code, 0, "{rm:?}");
+    assert!(!env.dir.0.join("data/volumes/store").exists());
+    let rm = env.peapod(&["volume", "rm", "store"]);
+    assert_eq!(rm.code, 2, "{rm:?}");
+    assert!(rm.stderr.contains("no volume named store"), "{rm:?}");
 }

@@ -165,6 +165,7 @@ fn scenario(isolation: Isolation) {
         force_boot: false,
         started_ns: 0,
         allow_host_paths: vec![],
+        configmaps: vec![],
     };
     let size = SandboxSize {
         memory: 256 << 20,

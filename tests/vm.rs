@@ -863,3 +863,39 @@ cat "$HOME/dns.log" 2>/dev/null
         );
     }
 }
+
+#[test]
+fn test_vm_config_maps_secrets_downward_api_and_claims() {
+    // The real-world Pod YAML scenario in a VM, as an unprivileged user:
+    // ConfigMap, Secret and downward API volumes (from the guest's memory,
+    // read-only, a subPath, modes), env and envFrom, a --configmap file;
+    // a PersistentVolumeClaim that a second pod reads; `peapod volume`.
+    let dir = TempDir::with_mode("vm-config", 0o777);
+    for (name, text) in common::config_scenario("busybox:latest") {
+        dir.write(name, &text);
+    }
+    let script = format!(
+        r#"set -u
+p() {{ env {env} "$@"; }}
+cd {dir}
+p run --configmap extra.yaml config.yaml; echo "config=$?"
+p run claim.yaml; echo "claim=$?"
+p volume ls
+p volume inspect store | grep -c '"used_by": \[\]'
+p volume rm store; echo "volume-rm=$?"
+p volume ls | wc -l | sed 's/^/volumes-listed: /'
+"#,
+        env = peapod_env(),
+        dir = dir.0.display(),
+    );
+    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    let mut want: Vec<&str> = common::CONFIG_SCENARIO_OUTPUT.to_vec();
+    want.extend(["config=0", "claim=0", "volume-rm=0", "volumes-listed: 1"]);
+    out.expect_stdout(&want);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("store ") && l.contains(" 1Gi ")),
+        "{out:?}"
+    );
+}

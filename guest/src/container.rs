@@ -330,7 +330,17 @@ pub fn open_beneath(root: &Path, sub: &str, create: bool) -> io::Result<OwnedFd>
 
 fn mount_volume(root: &Path, m: &WireMount) -> io::Result<()> {
     let vol = Path::new(VOLUMES_DIR).join(&m.volume);
-    let fd = open_beneath(&vol, m.sub_path.as_deref().unwrap_or(""), true)?;
+    let mut sub = m.sub_path.clone().unwrap_or_default();
+    // A ConfigMap, Secret or downward API volume (which this init laid
+    // out, read-only): its names are links into `..data`, itself a link
+    // to the current payload; a subPath is taken from the payload, as the
+    // kubelet takes it.
+    if !sub.is_empty() {
+        if let Ok(payload) = fs::read_link(vol.join("..data")) {
+            sub = format!("{}/{sub}", payload.display());
+        }
+    }
+    let fd = open_beneath(&vol, &sub, true)?;
     bind_opened(&fd, &inside(root, &m.mount_path), m.read_only)
 }
 

@@ -143,9 +143,62 @@ pub fn mount_volumes(pod: &WirePod, share: &Path) -> io::Result<()> {
                 }
                 sys::bind_mount(&src, &dir, false).map_err(at)?;
             }
+            VolumeKind::Files { files } => {
+                let dir = Path::new(VOLUMES_DIR).join(&v.name);
+                files_volume(&dir, files)
+                    .map_err(|e| io::Error::new(e.kind(), format!("volume {}: {e}", v.name)))?;
+            }
         }
     }
     Ok(())
+}
+
+/// A ConfigMap, Secret or downward API volume at `dir`: a tmpfs of its
+/// own, laid out as the kubelet lays it out so that an update can swap it
+/// whole (`..<time>/` holds the files, `..data` links to it, each
+/// top-level name links into `..data`), then made read-only.
+fn files_volume(dir: &Path, files: &[peapod_proto::WireFile]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let bytes: usize = files.iter().map(|f| f.data.len() + 4096).sum();
+    let opts = format!("mode=0755,size={}", bytes + (64 << 10));
+    sys::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some(&opts),
+    )?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let stamp = format!("..{}.{:09}", now.as_secs(), now.subsec_nanos());
+    let payload = dir.join(&stamp);
+    std::fs::create_dir(&payload)?;
+    let mut top = std::collections::BTreeSet::new();
+    for f in files {
+        // Validated by WirePod::validate: plain relative names.
+        let target = payload.join(&f.path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&target, &f.data)?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(f.mode))?;
+        if let Some(first) = f.path.split('/').next() {
+            top.insert(first.to_owned());
+        }
+    }
+    std::os::unix::fs::symlink(&stamp, dir.join("..data"))?;
+    for name in top {
+        std::os::unix::fs::symlink(Path::new("..data").join(&name), dir.join(&name))?;
+    }
+    sys::mount(
+        None,
+        dir,
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        None,
+    )
 }
 
 #[derive(Debug)]

@@ -40,5 +40,6 @@ pub use msg::{
 };
 pub use network::{WireHostEntry, WireNetwork};
 pub use pod::{
-    Backoff, RestartPolicy, VolumeKind, WireBind, WireContainer, WireMount, WirePod, WireVolume,
+    Backoff, RestartPolicy, VolumeKind, WireBind, WireContainer, WireFile, WireMount, WirePod,
+    WireVolume,
 };

@@ -151,6 +151,25 @@ pub enum VolumeKind {
         /// Share path where the host exposes it.
         path: String,
     },
+    /// Files the guest writes into a read-only tmpfs, laid out as the
+    /// kubelet lays out ConfigMap, Secret and downward API volumes.
+    Files {
+        /// The files, by path beneath the volume.
+        files: Vec<WireFile>,
+    },
+}
+
+/// One file of a [`VolumeKind::Files`] volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireFile {
+    /// Relative path beneath the volume, without `..` (the guest checks).
+    pub path: String,
+    /// Permission bits (0 to 0o777).
+    pub mode: u32,
+    /// Content.
+    #[serde(with = "crate::bytes")]
+    pub data: Vec<u8>,
 }
 
 /// `spec.restartPolicy`.
@@ -257,8 +276,32 @@ impl WirePod {
                     "must be non-empty and unique",
                 ));
             }
-            if let VolumeKind::HostPath { path } = &v.kind {
-                check_share_path(format!("volumes[{i}].kind.path"), path)?;
+            match &v.kind {
+                VolumeKind::HostPath { path } => {
+                    check_share_path(format!("volumes[{i}].kind.path"), path)?;
+                }
+                VolumeKind::Files { files } => {
+                    let mut paths = HashSet::new();
+                    for (j, f) in files.iter().enumerate() {
+                        let field = format!("volumes[{i}].kind.files[{j}]");
+                        check_share_path(format!("{field}.path"), &f.path)?;
+                        if f.path.split('/').any(|c| c.is_empty() || c == ".")
+                            || f.path.starts_with("..")
+                        {
+                            return Err(invalid(
+                                format!("{field}.path"),
+                                "must be plain names joined by `/`, not starting with `..`",
+                            ));
+                        }
+                        if f.mode > 0o777 {
+                            return Err(invalid(format!("{field}.mode"), "must be at most 0o777"));
+                        }
+                        if !paths.insert(f.path.as_str()) {
+                            return Err(invalid(format!("{field}.path"), "must be unique"));
+                        }
+                    }
+                }
+                VolumeKind::EmptyDir { .. } => {}
             }
         }
         let mut names = HashSet::new();

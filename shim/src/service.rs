@@ -331,6 +331,7 @@ impl Service {
             started_ns: sandbox::state::now_ns(),
             // A sandbox has no pod file; its mounts are containerd's.
             allow_host_paths: vec![],
+            configmaps: vec![],
         };
         let mut launch = launch::prepare_sandbox(&name, size, &opts)
             .map_err(|e| err(Code::INVALID_ARGUMENT, format!("pod {name}: {e:#}")))?;

@@ -7,6 +7,7 @@ pub mod image;
 pub mod initramfs;
 pub mod pods;
 pub mod run;
+pub mod volume;
 pub mod wait;
 
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub enum Command {
     Inspect(pods::InspectArgs),
     /// Write the guest initramfs (peapod-init) to a file, for other VMMs.
     Initramfs(initramfs::InitramfsArgs),
+    /// List, inspect and remove named volumes (PersistentVolumeClaims).
+    Volume(volume::VolumeArgs),
     /// The per-pod monitor (started by `peapod run`).
     #[command(name = "__monitor", hide = true)]
     Monitor,
@@ -109,6 +112,7 @@ pub fn dispatch(cli: Cli, started: Instant) -> Result<ExitCode, Failure> {
         Command::Rm(args) => pods::rm(args),
         Command::Inspect(args) => pods::inspect(args),
         Command::Initramfs(args) => initramfs::initramfs(args),
+        Command::Volume(args) => volume::volume(args),
         Command::Monitor => Ok(crate::sandbox::monitor::main()),
         Command::Vmm => Ok(crate::sandbox::vmm_process::main()),
     }

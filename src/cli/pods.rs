@@ -181,7 +181,7 @@ impl<'a> PsContainer<'a> {
     }
 }
 
-fn age(ns: u64) -> String {
+pub(crate) fn age(ns: u64) -> String {
     let s = now_ns().saturating_sub(ns) / 1_000_000_000;
     match s {
         0..=119 => format!("{s}s"),

@@ -54,6 +54,11 @@ pub struct RunArgs {
     /// ~/.config/peapod/config.yaml. Repeatable.
     #[arg(long = "allow-host-path", value_name = "DIR")]
     pub allow_host_paths: Vec<std::path::PathBuf>,
+    /// A YAML file of ConfigMaps, Secrets and PersistentVolumeClaims the
+    /// pod uses (as `podman kube play --configmap`); they may also be
+    /// documents of the pod file itself. Repeatable.
+    #[arg(long = "configmap", value_name = "FILE")]
+    pub configmaps: Vec<std::path::PathBuf>,
     /// Start the pod and return: it keeps running (`peapod ps`, `logs`,
     /// `exec`, `stop`, `rm`).
     #[arg(short, long)]
@@ -109,6 +114,7 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
         force_boot: args.force_boot,
         started_ns,
         allow_host_paths: args.allow_host_paths.clone(),
+        configmaps: args.configmaps.clone(),
     };
     let (plan, launch) = launch::prepare(&args.pod, &opts).map_err(Failure::Usage)?;
     let name = plan.name.clone();

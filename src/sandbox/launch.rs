@@ -55,6 +55,9 @@ pub struct PodOptions {
     /// Directories the pod file may reach besides those of the
     /// environment and the settings file (`--allow-host-path`).
     pub allow_host_paths: Vec<PathBuf>,
+    /// Files of ConfigMaps, Secrets and PersistentVolumeClaims
+    /// (`--configmap`).
+    pub configmaps: Vec<PathBuf>,
 }
 
 /// Check everything that can be checked before a pod starts, and describe
@@ -63,7 +66,7 @@ pub struct PodOptions {
 pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, Launch)> {
     // 1. The spec and its images first: a bad file gets the same answer on
     //    every machine, before any look at the host.
-    let plan = crate::spec::load(spec_file)?;
+    let plan = crate::spec::load_with(spec_file, &opts.configmaps)?;
     // Before anything reads or creates a host path the pod file names.
     let settings = crate::settings::Settings::load()?;
     let allowed = super::host_paths::AllowedPaths::load(&opts.allow_host_paths, &settings)?;
@@ -139,6 +142,19 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
                     if wire::host_path_to_create(path, *kind) =>
                 {
                     Some((path.clone(), *kind))
+                }
+                _ => None,
+            })
+            .collect(),
+        claims: plan
+            .volumes
+            .iter()
+            .filter_map(|v| match &v.source {
+                crate::spec::VolumeSource::Claim { claim, storage, .. } => {
+                    Some(super::claims::Claim {
+                        name: claim.clone(),
+                        storage: *storage,
+                    })
                 }
                 _ => None,
             })
@@ -264,6 +280,7 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
         monitor_exe: None,
         log_limits: crate::settings::Settings::load()?.log_limits()?,
         create_host_paths: Vec::new(),
+        claims: Vec::new(),
     })
 }
 

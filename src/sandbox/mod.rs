@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod artifacts;
+pub mod claims;
 pub mod crilog;
 pub mod host_paths;
 pub mod launch;
@@ -262,6 +263,10 @@ pub struct Launch {
     /// the default type) once the monitor holds the pod's reservation.
     #[serde(default)]
     pub create_host_paths: Vec<(PathBuf, crate::spec::HostPathType)>,
+    /// The named volumes of the pod's PersistentVolumeClaims, made on
+    /// first use once the monitor holds the pod's reservation.
+    #[serde(default)]
+    pub claims: Vec<claims::Claim>,
 }
 
 /// Why a pod did not start.

@@ -26,6 +26,9 @@ pub struct PodState {
     /// Its start time (clock ticks since boot), so a reused PID is not
     /// mistaken for it.
     pub monitor_start_time: u64,
+    /// The PersistentVolumeClaims the pod mounts (named volumes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<String>,
     /// The VMM process, a child of the monitor (VM pods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmm_pid: Option<u32>,
@@ -128,6 +131,7 @@ impl PodState {
             monitor_pid: pid,
             monitor_start_time: process_start_time(pid).unwrap_or(0),
             vmm_pid: None,
+            claims: Vec::new(),
             created_ns: now_ns(),
             started_ns: None,
             finished_ns: None,

@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 use peapod_proto::{
-    Backoff, RestartPolicy as WireRestart, VolumeKind, WireContainer, WireMount, WirePod,
+    Backoff, RestartPolicy as WireRestart, VolumeKind, WireContainer, WireFile, WireMount, WirePod,
     WireVolume,
 };
 
@@ -365,6 +365,16 @@ fn container(c: &ContainerPlan, field: &str, store: &ImageStore) -> anyhow::Resu
     })
 }
 
+/// Where PersistentVolumeClaim `claim` keeps its data
+/// ([`super::claims`]), as a share path (from `/`, the data directory's
+/// symlinks resolved: the guest follows none).
+fn claim_share(claim: &str) -> String {
+    let data = super::artifacts::data_dir();
+    let data = data.canonicalize().unwrap_or(data);
+    let dir = data.join("volumes").join(claim).join("data");
+    dir.to_string_lossy().trim_start_matches('/').to_owned()
+}
+
 /// The pod as peapod-init takes it, images resolved (and unpacked into the
 /// store the first time). Errors name the field and the container.
 pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
@@ -382,6 +392,19 @@ pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
                 path: host_path_share(path, *kind)
                     .map_err(|p| anyhow!("spec.volumes[{i}].hostPath.path ({}): {p}", v.name))?,
             },
+            VolumeSource::Claim { claim, .. } => VolumeKind::HostPath {
+                path: claim_share(claim),
+            },
+            VolumeSource::Files { files } => VolumeKind::Files {
+                files: files
+                    .iter()
+                    .map(|f| WireFile {
+                        path: f.path.clone(),
+                        mode: f.mode,
+                        data: f.data.clone(),
+                    })
+                    .collect(),
+            },
         };
         volumes.push(WireVolume {
             name: v.name.clone(),
@@ -394,7 +417,7 @@ pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
             .map(|(i, c)| container(c, &format!("spec.{field}[{i}]"), store))
             .collect()
     };
-    let pod = WirePod {
+    let mut pod = WirePod {
         name: plan.name.clone(),
         hostname: plan.hostname.clone(),
         init_containers: list(&plan.init_containers, "initContainers")?,
@@ -411,6 +434,31 @@ pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
         network: None,
         sandbox: false,
     };
+    // A claim mounted readOnly is read-only in every mount of it.
+    let read_only: Vec<&str> = plan
+        .volumes
+        .iter()
+        .filter(|v| {
+            matches!(
+                v.source,
+                VolumeSource::Claim {
+                    read_only: true,
+                    ..
+                }
+            )
+        })
+        .map(|v| v.name.as_str())
+        .collect();
+    for m in pod
+        .init_containers
+        .iter_mut()
+        .chain(pod.containers.iter_mut())
+        .flat_map(|c| c.volume_mounts.iter_mut())
+    {
+        if read_only.contains(&m.volume.as_str()) {
+            m.read_only = true;
+        }
+    }
     pod.validate()
         .context("internal error: the pod peapod built is not valid")?;
     Ok(pod)

@@ -196,20 +196,6 @@ impl Checker<'_> {
             &raw.volume_devices,
             "raw block devices cannot be attached; use volumeMounts",
         )?;
-        if let Some(source) = raw.env_from.as_deref().and_then(<[_]>::first) {
-            let (field, kind) = if source.secret_ref.is_some() {
-                ("secretRef", "Secrets")
-            } else {
-                ("configMapRef", "ConfigMaps")
-            };
-            return Err(self.invalid(
-                format!("{path}.envFrom[0].{field}"),
-                format!(
-                    "environment from {kind} is not supported by peapod (there is no cluster to \
-                     read them from); list the variables under env with inline values"
-                ),
-            ));
-        }
         if let Some(policy) = raw.image_pull_policy.as_deref() {
             if !["Always", "IfNotPresent", "Never"].contains(&policy) {
                 return Err(self.invalid(

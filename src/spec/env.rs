@@ -1,18 +1,25 @@
-//! A container's environment: `env` values, `valueFrom` (the downward API
-//! parts peapod can answer: `fieldRef` and `resourceFieldRef`), and
-//! `$(VAR)` expansion in values, `command` and `args`.
+//! A container's environment: `envFrom` (ConfigMaps and Secrets, with a
+//! prefix), `env` values, `valueFrom` (ConfigMap and Secret keys, and the
+//! downward API: `fieldRef` and `resourceFieldRef`), and `$(VAR)`
+//! expansion in values, `command` and `args`.
 
 use super::error::SpecError;
 use super::expand::expand;
+use super::files::Source;
 use super::plan::{ContainerPlan, PodPlan};
 use super::pod::{
-    Container, EnvVarSource, ObjectFieldSelector, RawQuantity, ResourceFieldSelector,
+    Container, EnvVarSource, KeySelector, ObjectFieldSelector, RawQuantity, ResourceFieldSelector,
 };
 use super::validate::Checker;
 
 /// The fieldRef paths peapod can resolve, for messages.
 const SUPPORTED_FIELD_PATHS: &str = "metadata.name, metadata.namespace, metadata.uid, \
-    metadata.labels['KEY'], metadata.annotations['KEY'] and spec.serviceAccountName";
+    metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName and \
+    spec.serviceAccountName";
+/// The same in a downwardAPI volume.
+const VOLUME_FIELD_PATHS: &str = "metadata.name, metadata.namespace, metadata.uid, \
+    metadata.labels, metadata.annotations, metadata.labels['KEY'] and \
+    metadata.annotations['KEY']";
 
 /// A container's resolved environment, command and args.
 pub(crate) struct Resolved {
@@ -41,6 +48,58 @@ impl Checker<'_> {
         service_account: &str,
     ) -> Result<Resolved, SpecError> {
         let mut env: Vec<(String, String)> = Vec::new();
+        // envFrom first, in order; env then overrides what it set.
+        for (j, from) in raw
+            .env_from
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let field = format!("{path}.envFrom[{j}]");
+            let (source, r, sub) = match (&from.config_map_ref, &from.secret_ref) {
+                (Some(r), None) => (Source::ConfigMap, r, "configMapRef"),
+                (None, Some(r)) => (Source::Secret, r, "secretRef"),
+                _ => {
+                    return Err(
+                        self.invalid(field, "must set exactly one of configMapRef and secretRef")
+                    )
+                }
+            };
+            let name_field = format!("{field}.{sub}.name");
+            let name = r.name.as_deref().filter(|n| !n.is_empty()).ok_or_else(|| {
+                self.invalid(
+                    name_field.clone(),
+                    format!(
+                        "is required; name the {} to take variables from",
+                        source.kind()
+                    ),
+                )
+            })?;
+            let prefix = from.prefix.as_deref().unwrap_or_default();
+            let Some(data) = self.object(source, name, r.optional.unwrap_or(false), &name_field)?
+            else {
+                continue;
+            };
+            for (key, value) in &data.data {
+                let var = format!("{prefix}{key}");
+                // As the kubelet: a ConfigMap's binaryData is not
+                // environment; a value that is not text is left out.
+                let Ok(value) = String::from_utf8(value.clone()) else {
+                    log::warn!(
+                        "{}: {field}.{sub}: {} {name:?} key {key:?} is not UTF-8 text: left out \
+                         of the environment",
+                        self.file,
+                        source.kind()
+                    );
+                    continue;
+                };
+                match env.iter_mut().find(|(existing, _)| *existing == var) {
+                    Some(slot) => slot.1 = value,
+                    None => env.push((var, value)),
+                }
+            }
+        }
         for (j, var) in raw.env.as_deref().unwrap_or_default().iter().enumerate() {
             let field = format!("{path}.env[{j}]");
             let name = match var.name.as_deref() {
@@ -105,33 +164,35 @@ impl Checker<'_> {
         plan: &PodPlan,
         service_account: &str,
     ) -> Result<String, SpecError> {
-        let unsupported = [
-            (
-                "configMapKeyRef",
-                source.config_map_key_ref.is_some(),
-                "ConfigMaps",
-            ),
-            ("secretKeyRef", source.secret_key_ref.is_some(), "Secrets"),
-            (
-                "fileKeyRef",
-                source.file_key_ref.is_some(),
-                "files in volumes",
-            ),
-        ];
-        let count = unsupported.iter().filter(|(_, set, _)| *set).count()
-            + usize::from(source.field_ref.is_some())
-            + usize::from(source.resource_field_ref.is_some());
+        let count = [
+            source.config_map_key_ref.is_some(),
+            source.secret_key_ref.is_some(),
+            source.file_key_ref.is_some(),
+            source.field_ref.is_some(),
+            source.resource_field_ref.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
         if count > 1 {
             return Err(self.invalid(field, "sets more than one source; keep only one"));
         }
-        if let Some((name, _, what)) = unsupported.iter().find(|(_, set, _)| *set) {
+        if source.file_key_ref.is_some() {
             return Err(self.invalid(
-                format!("{field}.{name}"),
-                format!(
-                    "environment from {what} is not supported by peapod (there is no cluster to \
-                     read them from); write the value inline with value: instead of valueFrom"
-                ),
+                format!("{field}.fileKeyRef"),
+                "environment from files in volumes is not supported by peapod; write the value \
+                 inline with value:, or use a ConfigMap (configMapKeyRef)",
             ));
+        }
+        if let Some(selector) = &source.config_map_key_ref {
+            return self.key_ref(
+                Source::ConfigMap,
+                selector,
+                &format!("{field}.configMapKeyRef"),
+            );
+        }
+        if let Some(selector) = &source.secret_key_ref {
+            return self.key_ref(Source::Secret, selector, &format!("{field}.secretKeyRef"));
         }
         if let Some(selector) = &source.field_ref {
             return self.field_ref(
@@ -139,6 +200,7 @@ impl Checker<'_> {
                 &format!("{field}.fieldRef"),
                 plan,
                 service_account,
+                false,
             );
         }
         if let Some(selector) = &source.resource_field_ref {
@@ -151,17 +213,84 @@ impl Checker<'_> {
         }
         Err(self.invalid(
             field,
-            "is empty; set fieldRef or resourceFieldRef, or use value: instead",
+            "is empty; set configMapKeyRef, secretKeyRef, fieldRef or resourceFieldRef, or use \
+             value: instead",
         ))
     }
 
-    fn field_ref(
+    /// A `configMapKeyRef` or `secretKeyRef`: the key's value; empty when
+    /// optional and missing.
+    fn key_ref(
+        &self,
+        source: Source,
+        selector: &KeySelector,
+        field: &str,
+    ) -> Result<String, SpecError> {
+        let kind = source.kind();
+        let name = selector
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                self.invalid(
+                    format!("{field}.name"),
+                    format!("is required; name the {kind}"),
+                )
+            })?;
+        let key = selector
+            .key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                self.invalid(
+                    format!("{field}.key"),
+                    format!("is required; name the key of {kind} {name}"),
+                )
+            })?;
+        let optional = selector.optional.unwrap_or(false);
+        let Some(data) = self.object(source, name, optional, &format!("{field}.name"))? else {
+            return Ok(String::new());
+        };
+        match data.data.get(key) {
+            Some(value) => String::from_utf8(value.clone()).map_err(|_| {
+                self.invalid(
+                    format!("{field}.key"),
+                    format!(
+                        "{kind} {name:?} key {key:?} is not UTF-8 text, which an environment \
+                         variable must be; mount it as a file instead"
+                    ),
+                )
+            }),
+            None if optional => Ok(String::new()),
+            None => {
+                let keys: Vec<&str> = data.data.keys().map(String::as_str).collect();
+                Err(self.invalid(
+                    format!("{field}.key"),
+                    format!(
+                        "{kind} {name:?} has no key {key:?} (it has: {}); fix the key, or set \
+                         optional: true",
+                        keys.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// A `fieldRef`'s value; `volume`: in a downwardAPI volume, where only
+    /// metadata is offered.
+    pub(crate) fn field_ref(
         &self,
         selector: &ObjectFieldSelector,
         field: &str,
         plan: &PodPlan,
         service_account: &str,
+        volume: bool,
     ) -> Result<String, SpecError> {
+        let supported = if volume {
+            VOLUME_FIELD_PATHS
+        } else {
+            SUPPORTED_FIELD_PATHS
+        };
         if let Some(version) = selector.api_version.as_deref().filter(|v| !v.is_empty()) {
             if version != "v1" {
                 return Err(self.invalid(
@@ -172,10 +301,7 @@ impl Checker<'_> {
         }
         let path_field = format!("{field}.fieldPath");
         let Some(field_path) = selector.field_path.as_deref().filter(|p| !p.is_empty()) else {
-            return Err(self.invalid(
-                path_field,
-                format!("is required; use one of {SUPPORTED_FIELD_PATHS}"),
-            ));
+            return Err(self.invalid(path_field, format!("is required; use one of {supported}")));
         };
         let subscript = |prefix: &str| {
             field_path
@@ -193,36 +319,32 @@ impl Checker<'_> {
                      variable",
                 )
             })?,
-            "spec.serviceAccountName" => service_account.to_owned(),
+            "spec.serviceAccountName" if !volume => service_account.to_owned(),
+            // The node is this host.
+            "spec.nodeName" if !volume => crate::hostinfo::hostname(),
             _ if subscript("metadata.labels").is_some() => subscript("metadata.labels")
                 .and_then(|key| plan.labels.get(key).cloned())
                 .unwrap_or_default(),
             _ if subscript("metadata.annotations").is_some() => subscript("metadata.annotations")
                 .and_then(|key| plan.annotations.get(key).cloned())
                 .unwrap_or_default(),
-            "spec.nodeName" | "status.hostIP" | "status.hostIPs" | "status.podIP"
-            | "status.podIPs" => {
+            "status.hostIP" | "status.hostIPs" | "status.podIP" | "status.podIPs" if !volume => {
                 return Err(self.invalid(
                     path_field,
-                    format!(
-                        "{field_path} is not supported by peapod yet; use one of \
-                         {SUPPORTED_FIELD_PATHS}"
-                    ),
+                    format!("{field_path} is not supported by peapod yet; use one of {supported}"),
                 ))
             }
             other => {
                 return Err(self.invalid(
                     path_field,
-                    format!(
-                    "{other:?} is not a supported field path; use one of {SUPPORTED_FIELD_PATHS}"
-                ),
+                    format!("{other:?} is not a supported field path here; use one of {supported}"),
                 ))
             }
         };
         Ok(value)
     }
 
-    fn resource_field_ref(
+    pub(crate) fn resource_field_ref(
         &self,
         selector: &ResourceFieldSelector,
         field: &str,

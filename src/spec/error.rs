@@ -50,15 +50,16 @@ pub enum SpecError {
         /// The file name used in messages.
         file: String,
     },
-    /// The file holds more than one YAML document.
+    /// The file holds more than one Pod.
     #[error(
-        "{file}: found {count} YAML documents separated by ---; peapod runs exactly one Pod \
-         per file, so put each Pod in its own file"
+        "{file}: found {count} Pods; peapod runs one Pod per file (with the ConfigMaps, \
+         Secrets and PersistentVolumeClaims it uses), so put each Pod in its own file and run \
+         each"
     )]
-    MultipleDocuments {
+    MultiplePods {
         /// The file name used in messages.
         file: String,
-        /// How many non-empty documents there are.
+        /// How many Pods there are.
         count: usize,
     },
     /// The manifest does not fit the Kubernetes Pod schema: unknown field,

@@ -208,6 +208,24 @@ pub enum VolumeSource {
         /// `sizeLimit` in bytes.
         size_limit: Option<u64>,
     },
+    /// Files made from ConfigMaps, Secrets and the downward API
+    /// (`configMap`, `secret`, `downwardAPI` and `projected` volumes),
+    /// mounted read-only from memory in the guest.
+    Files {
+        /// The files, by path beneath the volume.
+        files: Vec<FilePlan>,
+    },
+    /// A PersistentVolumeClaim: a named volume in the user's data
+    /// directory that outlives the pod.
+    Claim {
+        /// `claimName`.
+        claim: String,
+        /// `readOnly`: every mount of it is read-only.
+        read_only: bool,
+        /// The claim's `resources.requests.storage`, when the pod's files
+        /// define the claim.
+        storage: Option<u64>,
+    },
     /// A file or directory of the host.
     HostPath {
         /// Absolute host path.
@@ -215,6 +233,17 @@ pub enum VolumeSource {
         /// What must (or will be made to) exist at `path`.
         kind: HostPathType,
     },
+}
+
+/// One file of a [`VolumeSource::Files`] volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePlan {
+    /// Relative path beneath the volume (no `..`).
+    pub path: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Content.
+    pub data: Vec<u8>,
 }
 
 /// `hostPath.type`: the check made on the host path before mounting.

@@ -60,6 +60,55 @@ impl<'de> Deserialize<'de> for RawQuantity {
     }
 }
 
+/// A file mode exactly as written (`0644`, `420`, `0o644`): YAML 1.1,
+/// which kubectl reads, takes a leading 0 as octal, and so does peapod
+/// ([`RawMode::value`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawMode(pub String);
+
+impl RawMode {
+    /// The mode's value; `None` when it is not a number.
+    pub fn value(&self) -> Option<i64> {
+        let s = self.0.trim();
+        if let Some(oct) = s.strip_prefix("0o") {
+            return i64::from_str_radix(oct, 8).ok();
+        }
+        if s.len() > 1 && s.starts_with('0') && s.bytes().all(|b| b.is_ascii_digit()) {
+            return i64::from_str_radix(&s[1..], 8).ok();
+        }
+        s.parse().ok()
+    }
+}
+
+impl<'de> Deserialize<'de> for RawMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ModeVisitor;
+
+        impl Visitor<'_> for ModeVisitor {
+            type Value = RawMode;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a file mode such as 0644 (octal) or 420 (decimal)")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawMode, E> {
+                Ok(RawMode(v.to_owned()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawMode, E> {
+                Ok(RawMode(v.to_string()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawMode, E> {
+                Ok(RawMode(v.to_string()))
+            }
+        }
+
+        // As for quantities: serde_yaml hands the scalar as written.
+        deserializer.deserialize_str(ModeVisitor)
+    }
+}
+
 /// Resource names to quantities, as in `limits` and `requests`.
 pub(crate) type ResourceList = BTreeMap<String, RawQuantity>;
 
@@ -239,9 +288,28 @@ pub(crate) struct EnvVar {
 pub(crate) struct EnvVarSource {
     pub field_ref: Option<ObjectFieldSelector>,
     pub resource_field_ref: Option<ResourceFieldSelector>,
-    pub config_map_key_ref: Option<Value>,
-    pub secret_key_ref: Option<Value>,
+    pub config_map_key_ref: Option<KeySelector>,
+    pub secret_key_ref: Option<KeySelector>,
     pub file_key_ref: Option<Value>,
+}
+
+/// `valueFrom.configMapKeyRef` and `valueFrom.secretKeyRef`
+/// (ConfigMapKeySelector, SecretKeySelector).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct KeySelector {
+    pub name: Option<String>,
+    pub key: Option<String>,
+    pub optional: Option<bool>,
+}
+
+/// `envFrom[].configMapRef` and `envFrom[].secretRef` (ConfigMapEnvSource,
+/// SecretEnvSource).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct EnvSourceRef {
+    pub name: Option<String>,
+    pub optional: Option<bool>,
 }
 
 /// `valueFrom.fieldRef` (ObjectFieldSelector).
@@ -264,11 +332,10 @@ pub(crate) struct ResourceFieldSelector {
 /// An entry of `envFrom` (EnvFromSource).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code, reason = "fields kept so the schema accepts them")]
 pub(crate) struct EnvFromSource {
     pub prefix: Option<String>,
-    pub config_map_ref: Option<Value>,
-    pub secret_ref: Option<Value>,
+    pub config_map_ref: Option<EnvSourceRef>,
+    pub secret_ref: Option<EnvSourceRef>,
 }
 
 /// An entry of `ports` (ContainerPort).
@@ -352,13 +419,13 @@ pub(crate) struct Volume {
     pub cephfs: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub cinder: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    pub config_map: Option<Value>,
+    #[serde(default, deserialize_with = "present_or_default")]
+    pub config_map: Option<ConfigMapVolumeSource>,
     #[serde(default, deserialize_with = "present")]
     pub csi: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_or_default")]
     #[serde(rename = "downwardAPI")]
-    pub downward_api: Option<Value>,
+    pub downward_api: Option<DownwardApiVolumeSource>,
     #[serde(default, deserialize_with = "present")]
     pub ephemeral: Option<Value>,
     #[serde(default, deserialize_with = "present")]
@@ -379,14 +446,14 @@ pub(crate) struct Volume {
     pub iscsi: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub nfs: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    pub persistent_volume_claim: Option<Value>,
+    #[serde(default, deserialize_with = "present_or_default")]
+    pub persistent_volume_claim: Option<ClaimVolumeSource>,
     #[serde(default, deserialize_with = "present")]
     pub photon_persistent_disk: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     pub portworx_volume: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    pub projected: Option<Value>,
+    #[serde(default, deserialize_with = "present_or_default")]
+    pub projected: Option<ProjectedVolumeSource>,
     #[serde(default, deserialize_with = "present")]
     pub quobyte: Option<Value>,
     #[serde(default, deserialize_with = "present")]
@@ -394,8 +461,8 @@ pub(crate) struct Volume {
     #[serde(default, deserialize_with = "present")]
     #[serde(rename = "scaleIO")]
     pub scale_io: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    pub secret: Option<Value>,
+    #[serde(default, deserialize_with = "present_or_default")]
+    pub secret: Option<SecretVolumeSource>,
     #[serde(default, deserialize_with = "present")]
     pub storageos: Option<Value>,
     #[serde(default, deserialize_with = "present")]
@@ -405,15 +472,13 @@ pub(crate) struct Volume {
 impl Volume {
     /// The Kubernetes names of the unsupported sources that are set.
     pub fn unsupported_sources(&self) -> Vec<&'static str> {
-        let all: [(&'static str, &Option<Value>); 28] = [
+        let all: [(&'static str, &Option<Value>); 23] = [
             ("awsElasticBlockStore", &self.aws_elastic_block_store),
             ("azureDisk", &self.azure_disk),
             ("azureFile", &self.azure_file),
             ("cephfs", &self.cephfs),
             ("cinder", &self.cinder),
-            ("configMap", &self.config_map),
             ("csi", &self.csi),
-            ("downwardAPI", &self.downward_api),
             ("ephemeral", &self.ephemeral),
             ("fc", &self.fc),
             ("flexVolume", &self.flex_volume),
@@ -424,14 +489,11 @@ impl Volume {
             ("image", &self.image),
             ("iscsi", &self.iscsi),
             ("nfs", &self.nfs),
-            ("persistentVolumeClaim", &self.persistent_volume_claim),
             ("photonPersistentDisk", &self.photon_persistent_disk),
             ("portworxVolume", &self.portworx_volume),
-            ("projected", &self.projected),
             ("quobyte", &self.quobyte),
             ("rbd", &self.rbd),
             ("scaleIO", &self.scale_io),
-            ("secret", &self.secret),
             ("storageos", &self.storageos),
             ("vsphereVolume", &self.vsphere_volume),
         ];
@@ -457,4 +519,100 @@ pub(crate) struct HostPathSource {
     pub path: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
+}
+
+/// `items[]` of a configMap or secret volume (KeyToPath).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct KeyToPath {
+    pub key: Option<String>,
+    pub path: Option<String>,
+    pub mode: Option<RawMode>,
+}
+
+/// `volumes[].configMap` (ConfigMapVolumeSource).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ConfigMapVolumeSource {
+    pub name: Option<String>,
+    pub items: Option<Vec<KeyToPath>>,
+    pub default_mode: Option<RawMode>,
+    pub optional: Option<bool>,
+}
+
+/// A projected volume's `configMap` (ConfigMapProjection).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ConfigMapProjection {
+    pub name: Option<String>,
+    pub items: Option<Vec<KeyToPath>>,
+    pub optional: Option<bool>,
+}
+
+/// `volumes[].secret` (SecretVolumeSource).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SecretVolumeSource {
+    pub secret_name: Option<String>,
+    pub items: Option<Vec<KeyToPath>>,
+    pub default_mode: Option<RawMode>,
+    pub optional: Option<bool>,
+}
+
+/// A projected volume's `secret` (SecretProjection: `name`, not
+/// `secretName`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SecretProjection {
+    pub name: Option<String>,
+    pub items: Option<Vec<KeyToPath>>,
+    pub optional: Option<bool>,
+}
+
+/// `items[]` of a downwardAPI volume (DownwardAPIVolumeFile).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DownwardApiFile {
+    pub path: Option<String>,
+    pub field_ref: Option<ObjectFieldSelector>,
+    pub resource_field_ref: Option<ResourceFieldSelector>,
+    pub mode: Option<RawMode>,
+}
+
+/// `volumes[].downwardAPI` (DownwardAPIVolumeSource), and a projected
+/// volume's `downwardAPI` (without `defaultMode`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DownwardApiVolumeSource {
+    pub items: Option<Vec<DownwardApiFile>>,
+    pub default_mode: Option<RawMode>,
+}
+
+/// `volumes[].projected` (ProjectedVolumeSource).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ProjectedVolumeSource {
+    pub sources: Option<Vec<VolumeProjection>>,
+    pub default_mode: Option<RawMode>,
+}
+
+/// One of `projected.sources` (VolumeProjection).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct VolumeProjection {
+    pub config_map: Option<ConfigMapProjection>,
+    pub secret: Option<SecretProjection>,
+    #[serde(rename = "downwardAPI")]
+    pub downward_api: Option<DownwardApiVolumeSource>,
+    pub service_account_token: Option<Value>,
+    pub cluster_trust_bundle: Option<Value>,
+    pub pod_certificate: Option<Value>,
+}
+
+/// `volumes[].persistentVolumeClaim` (PersistentVolumeClaimVolumeSource).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ClaimVolumeSource {
+    pub claim_name: Option<String>,
+    pub read_only: Option<bool>,
 }

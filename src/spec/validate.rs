@@ -10,7 +10,9 @@ use std::path::{Component, Path};
 use serde_yaml::Value;
 
 use super::error::SpecError;
+use super::files::Pending;
 use super::names;
+use super::objects::Objects;
 use super::plan::{HostPathType, PodDns, PodPlan, RestartPolicy, VolumePlan, VolumeSource};
 use super::pod::{ObjectMeta, Pod, PodSpec, RawQuantity, Volume};
 use super::quantity::{self, QuantityError};
@@ -39,7 +41,13 @@ const WORKLOAD_KINDS: &[&str] = &[
 /// Builds errors and log lines that name the file.
 pub(crate) struct Checker<'a> {
     pub file: &'a str,
+    /// The ConfigMaps, Secrets and PersistentVolumeClaims the pod may use.
+    pub objects: &'a Objects,
 }
+
+/// No objects (for checks that need none).
+pub(crate) static NO_OBJECTS: std::sync::LazyLock<Objects> =
+    std::sync::LazyLock::new(Objects::default);
 
 /// Pod-level settings containers inherit.
 #[derive(Debug, Default, Clone, Copy)]
@@ -338,7 +346,10 @@ impl Checker<'_> {
 /// Checks `kind` and `apiVersion` on the raw document, before the schema,
 /// so that a Deployment is reported as such rather than as unknown fields.
 pub(crate) fn check_kind(file: &str, document: &Value) -> Result<(), SpecError> {
-    let checker = Checker { file };
+    let checker = Checker {
+        file,
+        objects: &NO_OBJECTS,
+    };
     let Value::Mapping(map) = document else {
         return Err(checker.invalid(
             "",
@@ -367,7 +378,10 @@ pub(crate) fn check_kind(file: &str, document: &Value) -> Result<(), SpecError> 
             } else if kind == "List" || kind == "PodList" {
                 "put the Pod on its own in the file".to_owned()
             } else {
-                "peapod runs Kubernetes Pod manifests only; set kind: Pod".to_owned()
+                format!(
+                    "a pod file holds one Pod and the {}s it uses",
+                    super::objects::OBJECT_KINDS
+                )
             };
             return Err(checker.invalid("", format!("kind must be Pod, got {kind}; {advice}")));
         }
@@ -395,6 +409,25 @@ pub(crate) fn check_kind(file: &str, document: &Value) -> Result<(), SpecError> 
     }
 }
 
+/// A ConfigMap, Secret or PersistentVolumeClaim document is `v1`.
+pub(crate) fn check_api_version(file: &str, document: &Value, kind: &str) -> Result<(), SpecError> {
+    let checker = Checker {
+        file,
+        objects: &NO_OBJECTS,
+    };
+    match document.get("apiVersion") {
+        Some(Value::String(v)) if v == "v1" => Ok(()),
+        None => Err(checker.invalid(kind, "apiVersion is missing; add `apiVersion: v1`")),
+        Some(other) => Err(checker.invalid(
+            kind,
+            format!(
+                "apiVersion must be v1 for a {kind}, got {}; set apiVersion: v1",
+                describe(other)
+            ),
+        )),
+    }
+}
+
 /// A short description of a YAML value for messages.
 fn describe(value: &Value) -> String {
     match value {
@@ -409,8 +442,8 @@ fn describe(value: &Value) -> String {
 }
 
 /// Validates the whole pod and applies defaults.
-pub(crate) fn pod_plan(pod: Pod, file: &str) -> Result<PodPlan, SpecError> {
-    let c = Checker { file };
+pub(crate) fn pod_plan(pod: Pod, file: &str, objects: &Objects) -> Result<PodPlan, SpecError> {
+    let c = Checker { file, objects };
     let meta = pod.metadata.unwrap_or_default();
     let (name, namespace) = c.names(&meta)?;
     let labels = c.labels(meta.labels.unwrap_or_default())?;
@@ -458,7 +491,7 @@ pub(crate) fn pod_plan(pod: Pod, file: &str) -> Result<PodPlan, SpecError> {
     };
     let hostname = c.hostname(&spec, &name)?;
     let security = c.pod_security(&spec)?;
-    let volumes = c.volumes(spec.volumes.as_deref().unwrap_or_default())?;
+    let (volumes, pending) = c.volumes(spec.volumes.as_deref().unwrap_or_default())?;
 
     let raw_init = spec.init_containers.as_deref().unwrap_or_default();
     let raw_app = spec.containers.as_deref().unwrap_or_default();
@@ -526,6 +559,8 @@ pub(crate) fn pod_plan(pod: Pod, file: &str) -> Result<PodPlan, SpecError> {
         let resolved = c.environment(raw, &path, &plan.containers[i], &plan, &service_account)?;
         resolved.apply_to(&mut plan.containers[i]);
     }
+    c.downward(&mut plan, &pending, &service_account)?;
+    c.data_within_limit(&plan)?;
     Ok(plan)
 }
 
@@ -829,8 +864,12 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn volumes(&self, raw: &[Volume]) -> Result<Vec<VolumePlan>, SpecError> {
+    fn volumes<'r>(
+        &self,
+        raw: &'r [Volume],
+    ) -> Result<(Vec<VolumePlan>, Vec<Pending<'r>>), SpecError> {
         let mut volumes: Vec<VolumePlan> = Vec::with_capacity(raw.len());
+        let mut pending = Vec::new();
         for (i, volume) in raw.iter().enumerate() {
             let path = format!("spec.volumes[{i}]");
             let name = match volume.name.as_deref() {
@@ -852,23 +891,39 @@ impl Checker<'_> {
                     ),
                 ));
             }
-            let source = self.volume_source(volume, &path)?;
+            let source = self.volume_source(volume, &path, i, &mut pending)?;
             volumes.push(VolumePlan {
                 name: name.to_owned(),
                 source,
             });
         }
-        Ok(volumes)
+        Ok((volumes, pending))
     }
 
-    fn volume_source(&self, volume: &Volume, path: &str) -> Result<VolumeSource, SpecError> {
+    fn volume_source<'r>(
+        &self,
+        volume: &'r Volume,
+        path: &str,
+        index: usize,
+        pending: &mut Vec<Pending<'r>>,
+    ) -> Result<VolumeSource, SpecError> {
         let unsupported = volume.unsupported_sources();
         let mut sources: Vec<&str> = Vec::new();
-        if volume.empty_dir.is_some() {
-            sources.push("emptyDir");
-        }
-        if volume.host_path.is_some() {
-            sources.push("hostPath");
+        for (name, set) in [
+            ("emptyDir", volume.empty_dir.is_some()),
+            ("hostPath", volume.host_path.is_some()),
+            ("configMap", volume.config_map.is_some()),
+            ("secret", volume.secret.is_some()),
+            ("downwardAPI", volume.downward_api.is_some()),
+            ("projected", volume.projected.is_some()),
+            (
+                "persistentVolumeClaim",
+                volume.persistent_volume_claim.is_some(),
+            ),
+        ] {
+            if set {
+                sources.push(name);
+            }
         }
         sources.extend(&unsupported);
         if sources.len() > 1 {
@@ -881,20 +936,41 @@ impl Checker<'_> {
             ));
         }
         if let Some(source) = unsupported.first() {
-            let hint = match *source {
-                "configMap" | "secret" | "projected" | "downwardAPI" => {
-                    "; to provide files, put them in a host directory and mount it with hostPath"
-                }
-                "persistentVolumeClaim" => "; for storage that outlives the pod, use hostPath",
-                _ => "",
-            };
             return Err(self.invalid(
                 format!("{path}.{source}"),
                 format!(
-                    "volume source {source} is not supported by peapod; use emptyDir or \
-                     hostPath{hint}"
+                    "volume source {source} is not supported by peapod (it needs a cluster's \
+                     storage); use emptyDir, hostPath, configMap, secret, downwardAPI, projected \
+                     or persistentVolumeClaim (a named volume on this host)"
                 ),
             ));
+        }
+        if let Some(files) = self.files_volume(volume, path, index, pending)? {
+            return Ok(files);
+        }
+        if let Some(pvc) = &volume.persistent_volume_claim {
+            let field = format!("{path}.persistentVolumeClaim.claimName");
+            let claim = pvc.claim_name.as_deref().unwrap_or_default();
+            if claim.is_empty() {
+                return Err(self.invalid(
+                    field,
+                    "is required; name the claim (peapod keeps a named volume of that name)",
+                ));
+            }
+            if let Some(problem) = names::dns_subdomain_problem(claim, 253) {
+                return Err(self.invalid(
+                    field,
+                    format!(
+                        "{claim:?} is not a valid claim name: it {problem}; use lowercase \
+                         letters, digits, '-' and '.'"
+                    ),
+                ));
+            }
+            return Ok(VolumeSource::Claim {
+                claim: claim.to_owned(),
+                read_only: pvc.read_only.unwrap_or(false),
+                storage: self.objects.claims.get(claim).and_then(|c| c.storage),
+            });
         }
         if let Some(host_path) = &volume.host_path {
             let field = format!("{path}.hostPath");

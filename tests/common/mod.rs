@@ -445,3 +445,95 @@ pub fn sh(name: &str, script: &str) -> peapod_proto::WireContainer {
         binds: vec![],
     }
 }
+
+/// A pod file with the objects its pod uses (a ConfigMap, a Secret, a
+/// PersistentVolumeClaim), a `--configmap` file with another ConfigMap,
+/// and a second pod that reads what the first left in the claim: the
+/// real-world Pod YAML scenario, for the native and the VM tests. `image`
+/// is the containers' image; run `config.yaml` (with `--configmap
+/// extra.yaml`), then `claim.yaml`.
+pub fn config_scenario(image: &str) -> Vec<(&'static str, String)> {
+    let config = format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings}}
+data:
+  mode: fast
+  app.conf: "listen 8080\n"
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds}}
+data: {{password: aHVudGVyMg==}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: store}}
+spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: cfg, labels: {{app: demo}}}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {{name: cfg, configMap: {{name: settings}}}}
+  - {{name: sec, secret: {{secretName: creds, defaultMode: 0400}}}}
+  - name: info
+    downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]}}
+  - {{name: store, persistentVolumeClaim: {{claimName: store}}}}
+  containers:
+  - name: c
+    image: {image}
+    command:
+    - sh
+    - -c
+    - |
+      echo "env mode=$MODE pass=$PASS extra=$EXTRA_greeting"
+      echo "conf $(cat /etc/app/app.conf)"
+      echo "subpath $(cat /etc/one.conf)"
+      echo "secret $(cat /etc/sec/password) $(stat -L -c %a /etc/sec/password)"
+      echo "labels $(cat /etc/info/labels)"
+      touch /etc/app/new 2>/dev/null || echo config-read-only
+      echo kept > /store/f && echo stored
+    env:
+    - {{name: MODE, valueFrom: {{configMapKeyRef: {{name: settings, key: mode}}}}}}
+    - {{name: PASS, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}
+    envFrom:
+    - {{configMapRef: {{name: extra}}, prefix: EXTRA_}}
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/app}}
+    - {{name: cfg, mountPath: /etc/one.conf, subPath: app.conf}}
+    - {{name: sec, mountPath: /etc/sec}}
+    - {{name: info, mountPath: /etc/info}}
+    - {{name: store, mountPath: /store}}
+"#
+    );
+    let extra = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\ndata: {greeting: hi}\n"
+        .to_owned();
+    let claim = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: reader}}\nspec:\n  restartPolicy: Never\n  \
+         volumes: [{{name: store, persistentVolumeClaim: {{claimName: store, readOnly: true}}}}]\n  \
+         containers:\n  - name: r\n    image: {image}\n    command: [sh, -c, 'echo \"claim $(cat \
+         /store/f)\"; touch /store/g 2>/dev/null || echo claim-read-only']\n    volumeMounts: \
+         [{{name: store, mountPath: /store}}]\n"
+    );
+    vec![
+        ("config.yaml", config),
+        ("extra.yaml", extra),
+        ("claim.yaml", claim),
+    ]
+}
+
+/// What [`config_scenario`]'s pods print.
+pub const CONFIG_SCENARIO_OUTPUT: &[&str] = &[
+    "[c] env mode=fast pass=hunter2 extra=hi",
+    "[c] conf listen 8080",
+    "[c] subpath listen 8080",
+    "[c] secret hunter2 400",
+    "[c] labels app=\"demo\"",
+    "[c] config-read-only",
+    "[c] stored",
+    "[r] claim kept",
+    "[r] claim-read-only",
+];

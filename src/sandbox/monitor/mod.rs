@@ -567,6 +567,14 @@ fn prepare(
         super::wire::create_host_path(path, *kind)
             .map_err(|e| cleanup(failed(anyhow!("hostPath volume: {e}"))))?;
     }
+    for claim in &launch.claims {
+        super::claims::create(claim).map_err(|e| {
+            cleanup(failed(anyhow!(e).context(format!(
+                "cannot make the volume of persistentVolumeClaim {}",
+                claim.name
+            ))))
+        })?;
+    }
     let (mut launch, volumes) = disk_empty_dirs(launch, &dir).map_err(|e| {
         cleanup(failed(
             e.context("cannot create the pod's emptyDir volumes"),
@@ -600,6 +608,7 @@ fn prepare(
     state.vcpus = launch.vm.as_ref().map_or(0, |v| v.vcpus);
     state.grace_period_s = launch.pod.grace_period_s;
     state.volumes = volumes;
+    state.claims = launch.claims.iter().map(|c| c.name.clone()).collect();
     let image = |c: &str| {
         launch
             .images
@@ -785,6 +794,7 @@ pub mod fuzzing {
                 monitor_exe: None,
                 log_limits,
                 create_host_paths: Vec::new(),
+                claims: Vec::new(),
             };
             let mut state = PodState::new("fuzz", &launch.spec_file, "vm");
             for (c, init) in [("init", true), ("app", false), ("side", false)] {

@@ -209,22 +209,27 @@ fn test_parse_security_context_users() {
 }
 
 #[test]
-fn test_parse_env_from_config_map_or_secret_refused() {
+fn test_parse_env_from_a_missing_config_map_or_secret_refused() {
     assert_err(
         &with_container("    envFrom:\n    - configMapRef: {name: settings}\n"),
-        &["spec.containers[0].envFrom[0].configMapRef: environment from ConfigMaps is not supported by peapod", "inline values"],
-    );
-    assert_err(
-        &with_container("    envFrom:\n    - secretRef: {name: creds}\n      prefix: DB_\n"),
-        &["envFrom[0].secretRef: environment from Secrets is not supported"],
+        &[
+            "spec.containers[0].envFrom[0].configMapRef.name: ConfigMap \"settings\" is not in the pod file or a --configmap file",
+            "no ConfigMap is defined",
+            "optional: true",
+        ],
     );
     assert_err(
         &with_container("    env:\n    - name: PASSWORD\n      valueFrom:\n        secretKeyRef: {name: creds, key: password}\n"),
-        &["spec.containers[0].env[0].valueFrom.secretKeyRef: environment from Secrets is not supported by peapod", "value:"],
+        &["spec.containers[0].env[0].valueFrom.secretKeyRef.name: Secret \"creds\" is not in the pod file"],
     );
+    // Optional and missing: no variable value.
+    let plan = ok(&with_container(
+        "    env:\n    - name: MODE\n      valueFrom:\n        configMapKeyRef: {name: settings, key: mode, optional: true}\n    envFrom:\n    - {secretRef: {name: creds, optional: true}}\n",
+    ));
+    assert_eq!(plan.containers[0].env, [("MODE".to_owned(), String::new())]);
     assert_err(
-        &with_container("    env:\n    - name: MODE\n      valueFrom:\n        configMapKeyRef: {name: settings, key: mode, optional: true}\n"),
-        &["env[0].valueFrom.configMapKeyRef: environment from ConfigMaps is not supported"],
+        &with_container("    envFrom:\n    - {prefix: X_}\n"),
+        &["envFrom[0]: must set exactly one of configMapRef and secretRef"],
     );
 }
 
@@ -351,26 +356,22 @@ fn test_parse_unsupported_volume_sources() {
     let volume = |source: &str| with_spec(&format!("  volumes:\n  - name: v\n    {source}\n"));
     assert_err(
         &volume("configMap: {name: settings}"),
-        &[
-            "spec.volumes[0].configMap: volume source configMap is not supported by peapod",
-            "use emptyDir or hostPath",
-        ],
+        &["spec.volumes[0].configMap.name: ConfigMap \"settings\" is not in the pod file"],
     );
     assert_err(
         &volume("secret:"),
-        &["volume source secret is not supported by peapod"],
-    );
-    assert_err(
-        &volume("persistentVolumeClaim: {claimName: data}"),
-        &["volume source persistentVolumeClaim is not supported"],
+        &["spec.volumes[0].secret.secretName: is required"],
     );
     assert_err(
         &volume("nfs: {server: nas, path: /export}"),
-        &["volume source nfs is not supported"],
+        &[
+            "volume source nfs is not supported",
+            "persistentVolumeClaim",
+        ],
     );
     assert_err(
-        &volume("projected: {sources: []}"),
-        &["volume source projected is not supported"],
+        &volume("projected: {sources: [{serviceAccountToken: {path: token}}]}"),
+        &["projected.sources[0].serviceAccountToken: is not supported by peapod"],
     );
     assert_err(
         &with_spec("  volumes:\n  - name: v\n    emptyDir: {}\n    hostPath: {path: /srv}\n"),

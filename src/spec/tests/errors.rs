@@ -27,11 +27,22 @@ fn test_parse_empty_file() {
 }
 
 #[test]
-fn test_parse_multiple_documents_rejected() {
+fn test_parse_multiple_pods_rejected() {
     let doc = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: a, image: busybox}]}\n";
     assert_err(
         &format!("{doc}---\n{doc}"),
-        &["found 2 YAML documents", "one Pod per file"],
+        &[
+            "found 2 Pods",
+            "one Pod per file",
+            "put each Pod in its own file",
+        ],
+    );
+    assert_err(
+        &format!("{doc}---\napiVersion: v1\nkind: Service\nmetadata: {{name: s}}\n"),
+        &[
+            "kind must be Pod, got Service",
+            "ConfigMap, Secret and PersistentVolumeClaim",
+        ],
     );
 }
 

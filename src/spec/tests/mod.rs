@@ -5,6 +5,7 @@
 
 mod containers;
 mod errors;
+mod objects;
 
 use std::path::PathBuf;
 
