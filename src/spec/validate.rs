@@ -582,7 +582,21 @@ impl Checker<'_> {
                 ))
             }
         };
-        self.dns_label("metadata.name", &name, "pod name")?;
+        // A DNS subdomain, as Kubernetes allows (`web.v1`).
+        if let Some(problem) = names::dns_subdomain_problem(&name, 253) {
+            let suggestion = names::suggest_dns_label(&name)
+                .filter(|s| *s != name)
+                .map(|s| format!(", e.g. {s:?}"))
+                .unwrap_or_default();
+            return Err(self.invalid(
+                "metadata.name",
+                format!(
+                    "{name:?} is not a valid pod name: it {problem}; use at most 253 lowercase \
+                     letters, digits, '-' and '.', each dot-separated part starting and ending \
+                     with a letter or digit{suggestion}"
+                ),
+            ));
+        }
         let namespace = match meta.namespace.as_deref() {
             None | Some("") => "default".to_owned(),
             Some(namespace) => {
@@ -799,7 +813,13 @@ impl Checker<'_> {
                 self.dns_label("spec.hostname", host, "hostname")?;
                 Ok(host.to_owned())
             }
-            None => Ok(pod_name.to_owned()),
+            // The pod name, cut to a hostname's 63 characters as the
+            // kubelet cuts it.
+            None => Ok(pod_name
+                .get(..63)
+                .unwrap_or(pod_name)
+                .trim_end_matches(['-', '.'])
+                .to_owned()),
         }
     }
 

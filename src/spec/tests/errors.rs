@@ -126,9 +126,14 @@ fn test_parse_invalid_pod_name() {
     );
     assert_err(&pod("web_1"), &["contains '_'", "lowercase letters"]);
     assert_err(&pod("-web"), &["start and end with a letter or digit"]);
-    assert_err(&pod("web."), &["contains '.'"]);
+    assert_err(&pod("web."), &["has an empty part between dots"]);
+    assert_err(&pod(&"a".repeat(254)), &["more than 253"]);
     assert_err(&pod(&"a".repeat(64)), &["more than 63"]);
-    ok(&pod(&"a".repeat(63)));
+    // A DNS subdomain, as Kubernetes allows; the hostname is the name cut
+    // to 63 characters.
+    assert_eq!(ok(&pod("web.v1")).hostname, "web.v1");
+    let long = format!("{}.{}", "a".repeat(62), "b".repeat(40));
+    assert_eq!(ok(&pod(&long)).hostname, "a".repeat(62));
 }
 
 #[test]

@@ -672,3 +672,18 @@ fn test_host_aliases_parsed_and_checked() {
         &["spec.hostAliases[0].extra"],
     );
 }
+
+/// Every example a user may run as is parses.
+#[test]
+fn test_every_example_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            load(&path).unwrap_or_else(|e| panic!("{e}"));
+            count += 1;
+        }
+    }
+    assert!(count >= 4, "{count} examples");
+}
