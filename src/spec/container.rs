@@ -13,13 +13,13 @@ use super::plan::{
 use super::pod::{Container, ContainerPort, RawQuantity, ResourceRequirements, VolumeMount};
 use super::validate::{Checker, PodSecurity};
 
-/// Resource amounts of one container.
+/// Resource amounts of one container (or of the pod, `spec.resources`).
 #[derive(Debug, Default)]
-struct Resources {
-    memory_limit: Option<u64>,
-    memory_request: Option<u64>,
-    cpu_limit: Option<u64>,
-    cpu_request: Option<u64>,
+pub(crate) struct Resources {
+    pub memory_limit: Option<u64>,
+    pub memory_request: Option<u64>,
+    pub cpu_limit: Option<u64>,
+    pub cpu_request: Option<u64>,
 }
 
 impl Checker<'_> {
@@ -282,7 +282,7 @@ impl Checker<'_> {
         }
     }
 
-    fn resources(
+    pub(crate) fn resources(
         &self,
         raw: Option<&ResourceRequirements>,
         path: &str,

@@ -54,6 +54,23 @@ pub struct PodPlan {
     pub host_aliases: Vec<(std::net::IpAddr, Vec<String>)>,
     /// `spec.dnsPolicy` and `spec.dnsConfig`.
     pub dns: PodDns,
+    /// `spec.resources` (pod-level resources): when set, they size the VM.
+    #[serde(default)]
+    pub resources: PodResources,
+}
+
+/// Pod-level resources (`spec.resources`): the whole pod's memory (bytes)
+/// and CPU (millicores).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodResources {
+    /// `limits.memory`.
+    pub memory_limit: Option<u64>,
+    /// `requests.memory`.
+    pub memory_request: Option<u64>,
+    /// `limits.cpu`.
+    pub cpu_limit: Option<u64>,
+    /// `requests.cpu`.
+    pub cpu_request: Option<u64>,
 }
 
 /// What the pod's /etc/resolv.conf takes from `spec.dnsPolicy` and
@@ -312,15 +329,24 @@ impl PodPlan {
     /// are added to the app sum, and to every init container started after
     /// them. Example: app 1Gi + log collector 512Mi with a 256Mi init
     /// container needs 1.5Gi.
+    ///
+    /// Pod-level resources decide when set: the pod's limit, else the
+    /// larger of its request and the containers' rule.
     pub fn effective_memory(&self) -> u64 {
-        self.effective(ContainerPlan::counted_memory)
+        let r = &self.resources;
+        let containers = || self.effective(ContainerPlan::counted_memory);
+        r.memory_limit
+            .unwrap_or_else(|| r.memory_request.unwrap_or(0).max(containers()))
     }
 
     /// The CPU the pod needs, in millicores, by the same rule as
     /// [`PodPlan::effective_memory`] over [`ContainerPlan::counted_millicpu`]
     /// (limit, else request, else [`DEFAULT_CONTAINER_MILLICPU`]).
     pub fn effective_millicpu(&self) -> u64 {
-        self.effective(ContainerPlan::counted_millicpu)
+        let r = &self.resources;
+        let containers = || self.effective(ContainerPlan::counted_millicpu);
+        r.cpu_limit
+            .unwrap_or_else(|| r.cpu_request.unwrap_or(0).max(containers()))
     }
 
     /// The number of vCPUs for the guest: the effective millicores rounded
@@ -409,6 +435,7 @@ mod tests {
             share_process_namespace: false,
             host_aliases: Vec::new(),
             dns: PodDns::default(),
+            resources: PodResources::default(),
         }
     }
 

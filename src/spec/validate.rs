@@ -9,11 +9,15 @@ use std::path::{Component, Path};
 
 use serde_yaml::Value;
 
+use super::container::Resources;
 use super::error::SpecError;
 use super::files::Pending;
 use super::names;
 use super::objects::Objects;
-use super::plan::{HostPathType, PodDns, PodPlan, RestartPolicy, VolumePlan, VolumeSource};
+use super::plan::{
+    ContainerPlan, HostPathType, PodDns, PodPlan, PodResources, RestartPolicy, VolumePlan,
+    VolumeSource,
+};
 use super::pod::{ObjectMeta, Pod, PodSpec, RawQuantity, Volume};
 use super::quantity::{self, QuantityError};
 
@@ -517,6 +521,8 @@ pub(crate) fn pod_plan(pod: Pod, file: &str, objects: &Objects) -> Result<PodPla
         containers.push(container);
     }
 
+    let pod_resources = c.resources(spec.resources.as_ref(), "spec")?;
+    c.pod_resources_fit(&pod_resources, &init_containers, &containers)?;
     let mut plan = PodPlan {
         name,
         namespace,
@@ -533,6 +539,12 @@ pub(crate) fn pod_plan(pod: Pod, file: &str, objects: &Objects) -> Result<PodPla
         share_process_namespace: spec.share_process_namespace.unwrap_or(false),
         host_aliases: c.host_aliases(spec.host_aliases.as_ref())?,
         dns: c.dns(spec.dns_policy.as_deref(), spec.dns_config.as_ref())?,
+        resources: PodResources {
+            memory_limit: pod_resources.memory_limit,
+            memory_request: pod_resources.memory_request,
+            cpu_limit: pod_resources.cpu_limit,
+            cpu_request: pod_resources.cpu_request,
+        },
     };
     c.unique_host_ports(&plan)?;
 
@@ -565,6 +577,69 @@ pub(crate) fn pod_plan(pod: Pod, file: &str, objects: &Objects) -> Result<PodPla
 }
 
 impl Checker<'_> {
+    /// Pod-level resources hold the containers', as Kubernetes requires:
+    /// no container's limit above the pod's, the app containers' requests
+    /// (sidecars among them) within the pod's request.
+    fn pod_resources_fit(
+        &self,
+        pod: &Resources,
+        init: &[ContainerPlan],
+        app: &[ContainerPlan],
+    ) -> Result<(), SpecError> {
+        type Get = fn(&ContainerPlan) -> Option<u64>;
+        let checks: [(&str, Option<u64>, Option<u64>, Get, Get); 2] = [
+            (
+                "memory",
+                pod.memory_limit,
+                pod.memory_request,
+                |c| c.memory_limit,
+                |c| c.memory_request.or(c.memory_limit),
+            ),
+            (
+                "cpu",
+                pod.cpu_limit,
+                pod.cpu_request,
+                |c| c.cpu_limit,
+                |c| c.cpu_request.or(c.cpu_limit),
+            ),
+        ];
+        for (name, limit, request, container_limit, container_request) in checks {
+            if let Some(limit) = limit {
+                for (list, cs) in [("initContainers", init), ("containers", app)] {
+                    for (i, c) in cs.iter().enumerate() {
+                        if container_limit(c).is_some_and(|l| l > limit) {
+                            return Err(self.invalid(
+                                format!("spec.{list}[{i}].resources.limits.{name}"),
+                                format!(
+                                    "is above the pod's spec.resources.limits.{name}; a \
+                                     container cannot have more than its pod: lower it or raise \
+                                     the pod's"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            if let Some(request) = request {
+                let sum: u64 = app
+                    .iter()
+                    .chain(init.iter().filter(|c| c.sidecar))
+                    .filter_map(container_request)
+                    .fold(0, u64::saturating_add);
+                if sum > request {
+                    return Err(self.invalid(
+                        format!("spec.resources.requests.{name}"),
+                        format!(
+                            "is below what the containers request together; raise it to at \
+                             least their sum, or lower theirs"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn names(&self, meta: &ObjectMeta) -> Result<(String, String), SpecError> {
         let name = match meta.name.as_deref() {
             Some(name) if !name.is_empty() => name.to_owned(),
@@ -680,18 +755,6 @@ impl Checker<'_> {
             &spec.resource_claims,
             "dynamic resource allocation needs a cluster; remove spec.resourceClaims",
         )?;
-        if let Some(resources) = &spec.resources {
-            let set = resources.limits.as_ref().is_some_and(|m| !m.is_empty())
-                || resources.requests.as_ref().is_some_and(|m| !m.is_empty())
-                || resources.claims.as_ref().is_some_and(|v| !v.is_empty());
-            if set {
-                return Err(self.invalid(
-                    "spec.resources",
-                    "pod-level resources are not supported by peapod yet; set resources on each \
-                     container instead (the VM is sized from them)",
-                ));
-            }
-        }
         if let Some(os) = spec.os.as_ref().and_then(|os| os.name.as_deref()) {
             match os {
                 "linux" => {}

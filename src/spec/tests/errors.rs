@@ -276,11 +276,8 @@ fn test_parse_unknown_and_unsupported_resources() {
         &["resources.claims: is not supported by peapod"],
     );
     assert_err(
-        &with_spec("  resources:\n    limits: {memory: 1Gi}\n"),
-        &[
-            "spec.resources: pod-level resources are not supported",
-            "each container",
-        ],
+        &with_spec("  resources:\n    limits: {memory: 1Gix}\n"),
+        &["spec.resources.limits.memory: \"1Gix\" is not a quantity"],
     );
 }
 

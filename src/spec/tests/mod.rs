@@ -687,3 +687,37 @@ fn test_every_example_parses() {
     }
     assert!(count >= 4, "{count} examples");
 }
+
+/// Pod-level resources size the VM and hold the containers'.
+#[test]
+fn test_pod_level_resources_size_the_pod() {
+    let plan = ok(&with_spec(
+        "  resources: {limits: {memory: 1Gi, cpu: \"2\"}, requests: {memory: 512Mi}}\n",
+    ));
+    assert_eq!(plan.effective_memory(), GI);
+    assert_eq!(plan.effective_millicpu(), 2000);
+    assert_eq!(plan.vcpus(), 2);
+    // A request alone: the larger of it and the containers' rule.
+    let plan = ok(&with_spec("  resources: {requests: {memory: 300Mi}}\n"));
+    assert_eq!(plan.effective_memory(), 300 * MI);
+    let plan = ok(&with_spec("  resources: {requests: {memory: 10Mi}}\n"));
+    assert_eq!(plan.effective_memory(), DEFAULT_CONTAINER_MEMORY);
+    assert_err(
+        &with_container("    resources: {limits: {memory: 2Gi}}\n  resources: {limits: {memory: 1Gi}}\n"),
+        &["spec.containers[0].resources.limits.memory: is above the pod's spec.resources.limits.memory"],
+    );
+    assert_err(
+        &with_container(
+            "    resources: {requests: {cpu: \"2\"}}\n  resources: {requests: {cpu: \"1\"}}\n",
+        ),
+        &["spec.resources.requests.cpu: is below what the containers request together"],
+    );
+    assert_err(
+        &with_spec("  resources: {limits: {hugepages-2Mi: 1Gi}}\n"),
+        &["spec.resources.limits.hugepages-2Mi: huge pages are not supported"],
+    );
+    assert_err(
+        &with_spec("  resources: {limits: {memory: 1Gi}, requests: {memory: 2Gi}}\n"),
+        &["spec.resources.requests.memory: request \"2Gi\" is greater than the limit"],
+    );
+}
