@@ -587,7 +587,10 @@ impl Checker<'_> {
         app: &[ContainerPlan],
     ) -> Result<(), SpecError> {
         type Get = fn(&ContainerPlan) -> Option<u64>;
-        let checks: [(&str, Option<u64>, Option<u64>, Get, Get); 2] = [
+        /// A resource's name, the pod's limit and request, and a
+        /// container's limit and request.
+        type Check<'n> = (&'n str, Option<u64>, Option<u64>, Get, Get);
+        let checks: [Check; 2] = [
             (
                 "memory",
                 pod.memory_limit,
@@ -629,10 +632,8 @@ impl Checker<'_> {
                 if sum > request {
                     return Err(self.invalid(
                         format!("spec.resources.requests.{name}"),
-                        format!(
-                            "is below what the containers request together; raise it to at \
-                             least their sum, or lower theirs"
-                        ),
+                        "is below what the containers request together; raise it to at least \
+                         their sum, or lower theirs",
                     ));
                 }
             }
