@@ -61,6 +61,8 @@ fn pod(containers: Vec<WireContainer>) -> WirePod {
         share_process_namespace: false,
         network: None,
         sandbox: false,
+        fs_group: None,
+        sysctls: Vec::new(),
     }
 }
 

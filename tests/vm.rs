@@ -433,6 +433,8 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
         share_process_namespace: false,
         network: None,
         sandbox: false,
+        fs_group: None,
+        sysctls: Vec::new(),
     };
     conn.send(&HostMsg::RunPod(Box::new(pod))).unwrap();
     let mut stdout = Vec::new();

@@ -171,9 +171,15 @@ fn setup(ctx: &PodContext<'_>, c: &WireContainer) -> io::Result<Never> {
     std::env::set_current_dir(&merged).map_err(ctx_err("enter the new root"))?;
     sys::pivot_to_cwd()?;
 
-    set_user(c.uid, c.gid)?;
+    set_user(c.uid, c.gid, &c.supplemental_groups)?;
     std::env::set_current_dir(&c.working_dir)
         .map_err(ctx_err(format!("chdir {}", c.working_dir)))?;
+    if c.no_new_privs {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(ctx_err("no_new_privs")(io::Error::last_os_error()));
+        }
+    }
     exec(c)
 }
 
@@ -368,10 +374,14 @@ fn bind_opened(fd: &OwnedFd, target: &Path, read_only: bool) -> io::Result<()> {
     sys::bind_mount(&src, target, read_only)
 }
 
-pub fn set_user(uid: u32, gid: u32) -> io::Result<()> {
-    let groups = [gid];
-    // SAFETY: `groups` holds one valid gid for the kernel to read.
-    let rc = unsafe { libc::setgroups(1, groups.as_ptr()) };
+/// Become `uid`:`gid`, with `gid` and `extra` (supplementalGroups,
+/// fsGroup) as the supplementary groups.
+pub fn set_user(uid: u32, gid: u32, extra: &[u32]) -> io::Result<()> {
+    let mut groups = vec![gid];
+    groups.extend(extra.iter().filter(|g| **g != gid));
+    // SAFETY: `groups` holds valid gids for the kernel to read, its length
+    // given.
+    let rc = unsafe { libc::setgroups(groups.len(), groups.as_ptr()) };
     if rc != 0 {
         return Err(ctx_err("setgroups")(io::Error::last_os_error()));
     }

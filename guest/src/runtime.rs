@@ -114,12 +114,17 @@ pub fn serve(mut conn: Connection<Transport>, setup: io::Result<()>, share: &Pat
 /// mount of what the host exposes at that path of the pod `share`, reached
 /// without following any symlink (so nothing leads out of the share).
 pub fn mount_volumes(pod: &WirePod, share: &Path) -> io::Result<()> {
+    set_sysctls(&pod.sysctls)?;
     for v in &pod.volumes {
         match &v.kind {
             VolumeKind::EmptyDir { size_limit, .. } => {
                 let dir = Path::new(VOLUMES_DIR).join(&v.name);
                 std::fs::create_dir_all(&dir)?;
-                let mut opts = "mode=0777".to_string();
+                // fsGroup: the group owns it, and what is made in it.
+                let mut opts = match pod.fs_group {
+                    Some(g) => format!("mode=2777,gid={g}"),
+                    None => "mode=0777".to_string(),
+                };
                 if let Some(size) = size_limit {
                     opts.push_str(&format!(",size={size}"));
                 }
@@ -145,7 +150,7 @@ pub fn mount_volumes(pod: &WirePod, share: &Path) -> io::Result<()> {
             }
             VolumeKind::Files { files } => {
                 let dir = Path::new(VOLUMES_DIR).join(&v.name);
-                files_volume(&dir, files)
+                files_volume(&dir, files, pod.fs_group)
                     .map_err(|e| io::Error::new(e.kind(), format!("volume {}: {e}", v.name)))?;
             }
         }
@@ -157,7 +162,21 @@ pub fn mount_volumes(pod: &WirePod, share: &Path) -> io::Result<()> {
 /// own, laid out as the kubelet lays it out so that an update can swap it
 /// whole (`..<time>/` holds the files, `..data` links to it, each
 /// top-level name links into `..data`), then made read-only.
-fn files_volume(dir: &Path, files: &[peapod_proto::WireFile]) -> io::Result<()> {
+/// The pod's namespaced sysctls (validated names), before any container.
+fn set_sysctls(sysctls: &[(String, String)]) -> io::Result<()> {
+    for (name, value) in sysctls {
+        let path = Path::new("/proc/sys").join(name.replace('.', "/"));
+        std::fs::write(&path, value)
+            .map_err(|e| io::Error::new(e.kind(), format!("sysctl {name}={value}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn files_volume(
+    dir: &Path,
+    files: &[peapod_proto::WireFile],
+    fs_group: Option<u32>,
+) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     let bytes: usize = files.iter().map(|f| f.data.len() + 4096).sum();
@@ -183,7 +202,13 @@ fn files_volume(dir: &Path, files: &[peapod_proto::WireFile]) -> io::Result<()> 
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&target, &f.data)?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(f.mode))?;
+        let mut mode = f.mode;
+        if let Some(g) = fs_group {
+            // As the kubelet: the fsGroup owns the files and may read them.
+            std::os::unix::fs::chown(&target, Some(0), Some(g))?;
+            mode |= 0o040;
+        }
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
         if let Some(first) = f.path.split('/').next() {
             top.insert(first.to_owned());
         }
@@ -734,6 +759,8 @@ impl<'a> Runtime<'a> {
             env: c.spec.env.clone(),
             working_dir: c.spec.working_dir.clone(),
             uid: c.spec.uid,
+            groups: c.spec.supplemental_groups.clone(),
+            no_new_privs: c.spec.no_new_privs,
             gid: c.spec.gid,
             cgroup_procs,
         })

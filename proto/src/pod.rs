@@ -50,6 +50,14 @@ pub struct WirePod {
     /// and it runs until it is stopped, not until its containers end.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sandbox: bool,
+    /// `fsGroup`: the group that owns the pod's emptyDir and files
+    /// volumes (group-readable, directories setgid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_group: Option<u32>,
+    /// Namespaced sysctls (`net.ipv4.ip_local_port_range`), set before
+    /// any container starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// One container, app or init.
@@ -97,6 +105,12 @@ pub struct WireContainer {
     /// container that joined a sandbox pod: the shim's CRI mounts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub binds: Vec<WireBind>,
+    /// Supplementary groups besides `gid` (`supplementalGroups`, `fsGroup`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supplemental_groups: Vec<u32>,
+    /// `allowPrivilegeEscalation: false`: `PR_SET_NO_NEW_PRIVS` before exec.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_new_privs: bool,
 }
 
 /// A host file or directory, shared with the pod, bound into a container.
@@ -268,6 +282,21 @@ impl WirePod {
         if let Some(network) = &self.network {
             network.validate("network")?;
         }
+        for (i, (name, value)) in self.sysctls.iter().enumerate() {
+            let ok = !name.is_empty()
+                && name.split('.').all(|p| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                })
+                && !value.contains('\n');
+            if !ok {
+                return Err(invalid(
+                    format!("sysctls[{i}]"),
+                    "must be a dotted name and one line",
+                ));
+            }
+        }
         let mut volumes = HashSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
             if v.name.is_empty() || !volumes.insert(v.name.as_str()) {
@@ -413,6 +442,8 @@ pub(crate) mod tests {
             share_process_namespace: false,
             network: Some(crate::network::tests::sample_network()),
             sandbox: false,
+            fs_group: None,
+            sysctls: Vec::new(),
         }
     }
 
@@ -437,6 +468,8 @@ pub(crate) mod tests {
             stdin_once: false,
             sidecar: false,
             binds: vec![],
+            supplemental_groups: Vec::new(),
+            no_new_privs: false,
         }
     }
 
@@ -588,6 +621,8 @@ pub(crate) mod tests {
         );
         let sandbox = WirePod {
             sandbox: true,
+            fs_group: None,
+            sysctls: Vec::new(),
             ..empty
         };
         sandbox.validate().unwrap();

@@ -389,6 +389,8 @@ pub fn container(spec: &Spec, name: &str, rootfs: String) -> Result<WireContaine
         stdin_once: false,
         sidecar: false,
         binds: vec![],
+        supplemental_groups: Vec::new(),
+        no_new_privs: false,
     };
     c.validate("config.json", &Default::default())
         .map_err(|e| e.to_string())?;

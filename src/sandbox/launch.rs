@@ -264,6 +264,8 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
         share_process_namespace: false,
         network: None,
         sandbox: true,
+        fs_group: None,
+        sysctls: Vec::new(),
     };
     Ok(Launch {
         spec_file: PathBuf::new(),

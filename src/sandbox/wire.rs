@@ -362,6 +362,8 @@ fn container(c: &ContainerPlan, field: &str, store: &ImageStore) -> anyhow::Resu
         stdin_once: c.stdin_once,
         sidecar: c.sidecar,
         binds: vec![],
+        supplemental_groups: Vec::new(),
+        no_new_privs: c.no_new_privs,
     })
 }
 
@@ -433,7 +435,21 @@ pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
         share_process_namespace: plan.share_process_namespace,
         network: None,
         sandbox: false,
+        fs_group: plan.fs_group,
+        sysctls: plan.sysctls.clone(),
     };
+    // fsGroup and supplementalGroups are every container's groups.
+    let mut groups: Vec<u32> = plan.supplemental_groups.clone();
+    groups.extend(plan.fs_group);
+    groups.sort_unstable();
+    groups.dedup();
+    for c in pod
+        .init_containers
+        .iter_mut()
+        .chain(pod.containers.iter_mut())
+    {
+        c.supplemental_groups = groups.clone();
+    }
     // A claim mounted readOnly is read-only in every mount of it.
     let read_only: Vec<&str> = plan
         .volumes

@@ -148,6 +148,7 @@ impl Checker<'_> {
                 .and_then(|sc| sc.read_only_root_filesystem)
                 .unwrap_or(false),
             capabilities,
+            no_new_privs: sc.and_then(|sc| sc.allow_privilege_escalation) == Some(false),
             tty: raw.tty.unwrap_or(false),
             stdin: raw.stdin.unwrap_or(false),
             stdin_once: raw.stdin_once.unwrap_or(false),
@@ -264,10 +265,6 @@ impl Checker<'_> {
                 );
             }
             let confinement = [
-                (
-                    "allowPrivilegeEscalation",
-                    sc.allow_privilege_escalation.is_some(),
-                ),
                 ("seLinuxOptions", sc.se_linux_options.is_some()),
                 ("seccompProfile", sc.seccomp_profile.is_some()),
                 ("appArmorProfile", sc.app_armor_profile.is_some()),

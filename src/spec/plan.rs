@@ -57,6 +57,17 @@ pub struct PodPlan {
     /// `spec.resources` (pod-level resources): when set, they size the VM.
     #[serde(default)]
     pub resources: PodResources,
+    /// `spec.securityContext.fsGroup`: the group of the pod's volumes, and
+    /// a supplementary group of every container.
+    #[serde(default)]
+    pub fs_group: Option<u32>,
+    /// `spec.securityContext.supplementalGroups`: of every container.
+    #[serde(default)]
+    pub supplemental_groups: Vec<u32>,
+    /// `spec.securityContext.sysctls` (namespaced ones; the pod's kernel is
+    /// its own), `a.b.c` names.
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
 }
 
 /// Pod-level resources (`spec.resources`): the whole pod's memory (bytes)
@@ -132,6 +143,9 @@ pub struct ContainerPlan {
     pub read_only_root_filesystem: bool,
     /// `securityContext.capabilities`.
     pub capabilities: Capabilities,
+    /// `securityContext.allowPrivilegeEscalation: false`: no_new_privs.
+    #[serde(default)]
+    pub no_new_privs: bool,
     /// `tty`.
     pub tty: bool,
     /// `stdin`.
@@ -411,6 +425,7 @@ mod tests {
             run_as_non_root: false,
             read_only_root_filesystem: false,
             capabilities: Capabilities::default(),
+            no_new_privs: false,
             tty: false,
             stdin: false,
             stdin_once: false,
@@ -436,6 +451,9 @@ mod tests {
             host_aliases: Vec::new(),
             dns: PodDns::default(),
             resources: PodResources::default(),
+            fs_group: None,
+            supplemental_groups: Vec::new(),
+            sysctls: Vec::new(),
         }
     }
 

@@ -223,16 +223,24 @@ pub(crate) struct PodSecurityContext {
     pub run_as_user: Option<i64>,
     pub run_as_group: Option<i64>,
     pub run_as_non_root: Option<bool>,
-    pub fs_group: Option<Value>,
+    pub fs_group: Option<i64>,
     pub fs_group_change_policy: Option<Value>,
-    pub supplemental_groups: Option<Value>,
+    pub supplemental_groups: Option<Vec<i64>>,
     pub supplemental_groups_policy: Option<Value>,
-    pub sysctls: Option<Value>,
+    pub sysctls: Option<Vec<Sysctl>>,
     pub se_linux_options: Option<Value>,
     pub se_linux_change_policy: Option<Value>,
     pub seccomp_profile: Option<Value>,
     pub app_armor_profile: Option<Value>,
     pub windows_options: Option<Value>,
+}
+
+/// An entry of `spec.securityContext.sysctls` (Sysctl).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Sysctl {
+    pub name: Option<String>,
+    pub value: Option<String>,
 }
 
 /// `spec.os` (PodOS).

@@ -54,11 +54,13 @@ pub(crate) static NO_OBJECTS: std::sync::LazyLock<Objects> =
     std::sync::LazyLock::new(Objects::default);
 
 /// Pod-level settings containers inherit.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct PodSecurity {
     pub run_as_user: Option<u32>,
     pub run_as_group: Option<u32>,
     pub run_as_non_root: Option<bool>,
+    pub fs_group: Option<u32>,
+    pub supplemental_groups: Vec<u32>,
 }
 
 impl Checker<'_> {
@@ -509,14 +511,14 @@ pub(crate) fn pod_plan(pod: Pod, file: &str, objects: &Objects) -> Result<PodPla
     let mut init_containers = Vec::with_capacity(raw_init.len());
     for (i, raw) in raw_init.iter().enumerate() {
         let path = format!("spec.initContainers[{i}]");
-        let container = c.container(raw, &path, true, &volumes, security)?;
+        let container = c.container(raw, &path, true, &volumes, security.clone())?;
         c.unique_container_name(&mut seen, &container.name, &path)?;
         init_containers.push(container);
     }
     let mut containers = Vec::with_capacity(raw_app.len());
     for (i, raw) in raw_app.iter().enumerate() {
         let path = format!("spec.containers[{i}]");
-        let container = c.container(raw, &path, false, &volumes, security)?;
+        let container = c.container(raw, &path, false, &volumes, security.clone())?;
         c.unique_container_name(&mut seen, &container.name, &path)?;
         containers.push(container);
     }
@@ -545,6 +547,9 @@ pub(crate) fn pod_plan(pod: Pod, file: &str, objects: &Objects) -> Result<PodPla
             cpu_limit: pod_resources.cpu_limit,
             cpu_request: pod_resources.cpu_request,
         },
+        fs_group: security.fs_group,
+        supplemental_groups: security.supplemental_groups.clone(),
+        sysctls: c.sysctls(spec.security_context.as_ref())?,
     };
     c.unique_host_ports(&plan)?;
 
@@ -824,20 +829,17 @@ impl Checker<'_> {
             self.note_ignored(&format!("spec.{field}"), "it only matters in a cluster");
         }
         if let Some(sc) = &spec.security_context {
-            let behavioural = [
-                ("fsGroup", sc.fs_group.is_some()),
+            let quiet = [
                 ("fsGroupChangePolicy", sc.fs_group_change_policy.is_some()),
-                ("supplementalGroups", sc.supplemental_groups.is_some()),
                 (
                     "supplementalGroupsPolicy",
                     sc.supplemental_groups_policy.is_some(),
                 ),
-                ("sysctls", sc.sysctls.is_some()),
             ];
-            for (field, _) in behavioural.iter().filter(|(_, set)| *set) {
-                self.warn_ignored(
+            for (field, _) in quiet.iter().filter(|(_, set)| *set) {
+                self.note_ignored(
                     &format!("spec.securityContext.{field}"),
-                    "not implemented by peapod yet",
+                    "peapod sets the volumes' group once, at the start, and merges the groups",
                 );
             }
             let confinement = [
@@ -891,12 +893,87 @@ impl Checker<'_> {
         let Some(sc) = &spec.security_context else {
             return Ok(PodSecurity::default());
         };
+        let mut supplemental_groups = Vec::new();
+        for (i, g) in sc.supplemental_groups.iter().flatten().enumerate() {
+            let field = format!("spec.securityContext.supplementalGroups[{i}]");
+            if let Some(g) = self.id(&field, Some(*g))? {
+                supplemental_groups.push(g);
+            }
+        }
         let security = PodSecurity {
             run_as_user: self.id("spec.securityContext.runAsUser", sc.run_as_user)?,
             run_as_group: self.id("spec.securityContext.runAsGroup", sc.run_as_group)?,
             run_as_non_root: sc.run_as_non_root,
+            fs_group: self.id("spec.securityContext.fsGroup", sc.fs_group)?,
+            supplemental_groups,
         };
         Ok(security)
+    }
+
+    /// `spec.securityContext.sysctls`: namespaced ones only (every pod has
+    /// a kernel of its own, so Kubernetes' safe and unsafe namespaced
+    /// sysctls are all safe here); a node-wide one is refused by name.
+    fn sysctls(
+        &self,
+        sc: Option<&super::pod::PodSecurityContext>,
+    ) -> Result<Vec<(String, String)>, SpecError> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (i, s) in sc
+            .and_then(|sc| sc.sysctls.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let field = format!("spec.securityContext.sysctls[{i}]");
+            let raw = s.name.as_deref().unwrap_or_default();
+            if raw.is_empty() {
+                return Err(self.invalid(
+                    format!("{field}.name"),
+                    "is required, e.g. net.ipv4.tcp_syncookies",
+                ));
+            }
+            // Kubernetes takes `/` as the separator too.
+            let name = raw.replace('/', ".");
+            let well_formed = name.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+            });
+            if !well_formed || name.len() > 253 {
+                return Err(self.invalid(
+                    format!("{field}.name"),
+                    format!("{raw:?} is not a sysctl name; write it as in sysctl -a, e.g. net.core.somaxconn"),
+                ));
+            }
+            let namespaced = name.starts_with("net.")
+                || name.starts_with("fs.mqueue.")
+                || name.starts_with("kernel.shm")
+                || name.starts_with("kernel.msg")
+                || name == "kernel.sem";
+            if !namespaced {
+                return Err(self.invalid(
+                    format!("{field}.name"),
+                    format!(
+                        "{raw} is not a namespaced sysctl: it would change the whole host in \
+                         Kubernetes, so it is refused; peapod sets net.*, kernel.shm*, \
+                         kernel.msg*, kernel.sem and fs.mqueue.*"
+                    ),
+                ));
+            }
+            let value = s.value.clone().unwrap_or_default();
+            if value.contains('\n') {
+                return Err(self.invalid(format!("{field}.value"), "must be one line"));
+            }
+            if out.iter().any(|(n, _)| *n == name) {
+                return Err(self.invalid(
+                    format!("{field}.name"),
+                    format!("{raw} is set twice; keep one"),
+                ));
+            }
+            out.push((name, value));
+        }
+        Ok(out)
     }
 
     fn unique_container_name(

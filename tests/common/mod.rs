@@ -443,13 +443,17 @@ pub fn sh(name: &str, script: &str) -> peapod_proto::WireContainer {
         stdin_once: false,
         sidecar: false,
         binds: vec![],
+        supplemental_groups: Vec::new(),
+        no_new_privs: false,
     }
 }
 
 /// A pod file with the objects its pod uses (a ConfigMap, a Secret, a
-/// PersistentVolumeClaim), a `--configmap` file with another ConfigMap,
-/// and a second pod that reads what the first left in the claim: the
-/// real-world Pod YAML scenario, for the native and the VM tests. `image`
+/// PersistentVolumeClaim) and a security context (fsGroup,
+/// supplementalGroups, a sysctl, a container that may not gain
+/// privileges), a `--configmap` file with another ConfigMap, and a second
+/// pod that reads what the first left in the claim: the real-world Pod
+/// YAML scenario, for the native and the VM tests. `image`
 /// is the containers' image; run `config.yaml` (with `--configmap
 /// extra.yaml`), then `claim.yaml`.
 pub fn config_scenario(image: &str) -> Vec<(&'static str, String)> {
@@ -476,6 +480,10 @@ kind: Pod
 metadata: {{name: cfg, labels: {{app: demo}}}}
 spec:
   restartPolicy: Never
+  securityContext:
+    fsGroup: 2000
+    supplementalGroups: [3000]
+    sysctls: [{{name: net.ipv4.ip_local_port_range, value: "20000 30000"}}]
   volumes:
   - {{name: cfg, configMap: {{name: settings}}}}
   - {{name: sec, secret: {{secretName: creds, defaultMode: 0400}}}}
@@ -507,6 +515,19 @@ spec:
     - {{name: sec, mountPath: /etc/sec}}
     - {{name: info, mountPath: /etc/info}}
     - {{name: store, mountPath: /store}}
+  - name: u
+    image: {image}
+    securityContext: {{runAsUser: 1000, runAsGroup: 1000, allowPrivilegeEscalation: false}}
+    command:
+    - sh
+    - -c
+    - |
+      echo groups $(sed -n 's/^Groups://p' /proc/self/status)
+      echo "by-group $(cat /etc/sec/password) $(stat -L -c %a-%g /etc/sec/password)"
+      echo no-new-privs $(sed -n 's/^NoNewPrivs://p' /proc/self/status)
+      echo sysctl $(cat /proc/sys/net/ipv4/ip_local_port_range)
+    volumeMounts:
+    - {{name: sec, mountPath: /etc/sec}}
 "#
     );
     let extra = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\ndata: {greeting: hi}\n"
@@ -530,7 +551,11 @@ pub const CONFIG_SCENARIO_OUTPUT: &[&str] = &[
     "[c] env mode=fast pass=hunter2 extra=hi",
     "[c] conf listen 8080",
     "[c] subpath listen 8080",
-    "[c] secret hunter2 400",
+    "[c] secret hunter2 440",
+    "[u] groups 1000 2000 3000",
+    "[u] by-group hunter2 440-2000",
+    "[u] no-new-privs 1",
+    "[u] sysctl 20000 30000",
     "[c] labels app=\"demo\"",
     "[c] config-read-only",
     "[c] stored",

@@ -96,6 +96,10 @@ pub struct Target {
     pub working_dir: String,
     pub uid: u32,
     pub gid: u32,
+    /// Its supplementary groups.
+    pub groups: Vec<u32>,
+    /// Its processes gain no privileges (`allowPrivilegeEscalation: false`).
+    pub no_new_privs: bool,
     /// Its `cgroup.procs` files, open for writing (none without cgroups).
     pub cgroup_procs: Vec<fs::File>,
 }

@@ -34,6 +34,8 @@ struct Plan {
     cwd: String,
     uid: u32,
     gid: u32,
+    groups: Vec<u32>,
+    no_new_privs: bool,
 }
 
 /// Start the process of `req` in `target`.
@@ -148,6 +150,12 @@ impl Plan {
             .map_or(container::DEFAULT_PATH, |(_, v)| v.as_str())
             .to_string();
         let (uid, gid) = req.user.unwrap_or((target.uid, target.gid));
+        // Another user (`exec --user`) gets no groups of the container's.
+        let groups = if req.user.is_none() {
+            target.groups.clone()
+        } else {
+            Vec::new()
+        };
         Ok(Plan {
             argv,
             envp,
@@ -158,6 +166,8 @@ impl Plan {
                 .unwrap_or_else(|| target.working_dir.clone()),
             uid,
             gid,
+            groups,
+            no_new_privs: target.no_new_privs,
         })
     }
 }
@@ -258,7 +268,13 @@ fn child_setup(
     cgroup::join(cgroup_procs).map_err(|e| (EXIT_CANNOT_RUN, e))?;
     sys::setns(mnt.as_fd(), libc::CLONE_NEWNS)
         .map_err(with_context("enter the container's mount namespace"))?;
-    container::set_user(plan.uid, plan.gid).map_err(with_context("set the user"))?;
+    container::set_user(plan.uid, plan.gid, &plan.groups).map_err(with_context("set the user"))?;
+    if plan.no_new_privs {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(with_context("no_new_privs")(io::Error::last_os_error()));
+        }
+    }
     std::env::set_current_dir(&plan.cwd)
         .map_err(with_context(format!("working directory {}", plan.cwd)))?;
     let name = plan.argv[0].to_string_lossy();
@@ -320,6 +336,8 @@ mod tests {
             working_dir: "/work".into(),
             uid: 1000,
             gid: 1001,
+            groups: Vec::new(),
+            no_new_privs: false,
             cgroup_procs: vec![],
         }
     }

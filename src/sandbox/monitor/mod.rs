@@ -759,6 +759,8 @@ pub mod fuzzing {
             stdin_once: false,
             sidecar: false,
             binds: Vec::new(),
+            supplemental_groups: Vec::new(),
+            no_new_privs: false,
         }
     }
 
@@ -778,6 +780,8 @@ pub mod fuzzing {
                 share_process_namespace: false,
                 network: None,
                 sandbox: false,
+                fs_group: None,
+                sysctls: Vec::new(),
             };
             let launch = Launch {
                 spec_file: dir.join("pod.yaml"),

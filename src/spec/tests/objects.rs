@@ -253,3 +253,41 @@ fn test_file_modes_read_as_kubectl_reads_them() {
     ));
     assert_eq!(files(&plan, "cfg")[0].1, 0o644);
 }
+
+#[test]
+fn test_security_context_groups_sysctls_and_privilege_escalation() {
+    let plan = ok(&with_container(
+        "    securityContext: {allowPrivilegeEscalation: false}\n  securityContext:\n    fsGroup: 2000\n    supplementalGroups: [3000, 3001]\n    sysctls:\n    - {name: net.ipv4.ip_local_port_range, value: \"20000 30000\"}\n    - {name: kernel/shm_rmid_forced, value: \"1\"}\n",
+    ));
+    assert_eq!(plan.fs_group, Some(2000));
+    assert_eq!(plan.supplemental_groups, [3000, 3001]);
+    assert_eq!(
+        plan.sysctls,
+        [
+            (
+                "net.ipv4.ip_local_port_range".to_owned(),
+                "20000 30000".to_owned()
+            ),
+            ("kernel.shm_rmid_forced".to_owned(), "1".to_owned()),
+        ]
+    );
+    assert!(plan.containers[0].no_new_privs);
+    assert_err(
+        &with_spec("  securityContext:\n    sysctls: [{name: vm.swappiness, value: \"10\"}]\n"),
+        &[
+            "spec.securityContext.sysctls[0].name: vm.swappiness is not a namespaced sysctl",
+            "net.*",
+        ],
+    );
+    assert_err(
+        &with_spec("  securityContext:\n    sysctls: [{name: \"net..x\", value: \"1\"}]\n"),
+        &["is not a sysctl name"],
+    );
+    assert_err(
+        &with_spec("  securityContext:\n    supplementalGroups: [-1]\n"),
+        &[
+            "spec.securityContext.supplementalGroups[0]",
+            "not a valid id",
+        ],
+    );
+}
