@@ -901,3 +901,66 @@ p volume ls | wc -l | sed 's/^/volumes-listed: /'
         "{out:?}"
     );
 }
+
+#[test]
+fn test_vm_probes_readiness_liveness_and_wait_for_ready() {
+    // Probes run by peapod-init in the guest, as an unprivileged user: a
+    // readiness probe (httpGet on a named port) makes `wait --for=ready`
+    // return only once the server listens; a liveness probe (exec) that
+    // starts failing restarts its container, with the reason in inspect; a
+    // startup probe (tcpSocket) gates the container's readiness.
+    let dir = TempDir::with_mode("vm-probes", 0o777);
+    dir.write(
+        "probed.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: web
+    image: busybox:latest
+    ports: [{name: http, containerPort: 8080}]
+    command: [sh, -c, 'sleep 4; mkdir -p /www; echo ok > /www/index.html; echo listening; exec httpd -f -p 8080 -h /www']
+    readinessProbe: {httpGet: {path: /index.html, port: http}, periodSeconds: 1}
+  - name: flaky
+    image: busybox:latest
+    command: [sh, -c, 'touch /tmp/alive; echo started; sleep 8; rm /tmp/alive; exec sleep 3600']
+    livenessProbe: {exec: {command: [cat, /tmp/alive]}, periodSeconds: 1, failureThreshold: 2}
+  - name: slow
+    image: busybox:latest
+    command: [sh, -c, 'sleep 2; mkdir -p /w; exec httpd -f -p 9000 -h /w']
+    startupProbe: {tcpSocket: {port: 9000}, periodSeconds: 1, failureThreshold: 60}
+"#,
+    );
+    let script = format!(
+        r#"set -u
+p() {{ env {env} "$@"; }}
+cd {dir}
+p run -d probed.yaml; echo "run-d=$?"
+p wait probed --for=ready --timeout 1; echo "early-wait=$?"
+p wait probed --for=ready --timeout 120; echo "ready-wait=$?"
+p logs probed -c web | grep -c listening | sed 's/^/listening-lines: /'
+p ps
+for i in $(seq 1 90); do p inspect probed | grep -q '"restart_count": [1-9]' && break; sleep 1; done
+p inspect probed | grep -o '"probe_failure": "Liveness probe failed: command exited with 1"'
+p logs probed -c flaky | grep -c started | sed 's/^/flaky-started: /'
+p stop probed; echo "stop=$?"
+p rm probed; echo "rm=$?"
+"#,
+        env = peapod_env(),
+        dir = dir.0.display(),
+    );
+    let out = on_guest_capable_kvm(&["sh", "-c", &script]);
+    out.expect_stdout(&[
+        "run-d=0",
+        "early-wait=1",
+        "ready-wait=0",
+        "listening-lines: 1",
+        "probed                   Running    3/3",
+        "\"probe_failure\": \"Liveness probe failed: command exited with 1\"",
+        "stop=0",
+        "rm=0",
+    ]);
+    assert!(out.stderr.contains("not ready: web"), "{out:?}");
+}

@@ -14,6 +14,7 @@ mod exec;
 mod logs;
 mod native;
 mod net;
+mod probe;
 mod runtime;
 mod sys;
 mod transport;

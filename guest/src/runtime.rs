@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use peapod_proto::{
     encode, write_frame, Connection, ContainerEvent, ContainerState, ContainerStatus, FrameDecoder,
-    GuestMsg, HostMsg, PodPhase, PodStatus, Stream, Termination, VolumeKind, WirePod,
+    GuestMsg, HostMsg, PodPhase, PodStatus, ProbeAction, ProbeKind, Stream, Termination,
+    VolumeKind, WirePod,
 };
 
 use crate::cgroup::{self, PodCgroups};
@@ -23,6 +24,7 @@ use crate::container::{self, PodContext, VOLUMES_DIR};
 use crate::exec::{self, Execs};
 use crate::logs::take_chunks;
 use crate::net;
+use crate::probe::{Probe, Transition, Verdict};
 use crate::sys::{self, ExitStatus};
 use crate::transport::Transport;
 
@@ -226,6 +228,13 @@ fn files_volume(
     )
 }
 
+/// The pod's IP address: its network's, else loopback's.
+fn pod_ip(pod: &WirePod) -> String {
+    pod.network
+        .as_ref()
+        .map_or_else(|| "127.0.0.1".to_owned(), |n| n.address.to_string())
+}
+
 #[derive(Debug)]
 enum State {
     /// Not started (yet, or ever).
@@ -252,6 +261,15 @@ struct Ctr {
     last: Option<(ExitStatus, Termination)>,
     /// Its cgroup while it runs.
     cgroup: Option<cgroup::Cgroup>,
+    /// Its probes while it runs.
+    probes: Vec<Probe>,
+    /// It runs and passes its readiness probe (as told to the host).
+    ready: bool,
+    /// Its startup probe passed (or it has none).
+    started: bool,
+    /// A failed probe restarts it: SIGKILL at this time if SIGTERM did not
+    /// end it.
+    kill_at: Option<Instant>,
 }
 
 struct LogPipe {
@@ -295,13 +313,17 @@ impl<'a> Runtime<'a> {
             .map(|c| (c, true))
             .chain(pod.containers.iter().map(|c| (c, false)))
             .map(|(c, init)| Ctr {
-                spec: c.clone(),
+                spec: c.clone().with_pod_ip(&pod_ip(pod)),
                 init,
                 removed: false,
                 state: State::Waiting,
                 restarts: 0,
                 last: None,
                 cgroup: None,
+                probes: Vec::new(),
+                ready: false,
+                started: false,
+                kill_at: None,
             })
             .collect();
         Ok(Runtime {
@@ -394,6 +416,7 @@ impl<'a> Runtime<'a> {
                     started_ns: sys::realtime_ns(),
                 };
                 self.event(i, ContainerEvent::Started { pid: sp.pid as u32 });
+                self.start_probes(i);
             }
             Err(e) => {
                 if let Some(cg) = cg {
@@ -408,6 +431,159 @@ impl<'a> Runtime<'a> {
                 self.exited(i, ExitStatus::Code(127));
             }
         }
+    }
+
+    /// A container started: its probes begin; without a startup or
+    /// readiness probe it is ready at once.
+    fn start_probes(&mut self, i: usize) {
+        let now = Instant::now();
+        let c = &mut self.ctrs[i];
+        c.probes = c
+            .spec
+            .probes
+            .iter()
+            .map(|p| Probe::new(p.clone(), now))
+            .collect();
+        c.started = !c.probes.iter().any(|p| p.kind() == ProbeKind::Startup);
+        c.kill_at = None;
+        if c.started && !c.probes.iter().any(|p| p.kind() == ProbeKind::Readiness) {
+            self.set_ready(i, true);
+        }
+    }
+
+    /// Tell the host when a container's readiness changes.
+    fn set_ready(&mut self, i: usize, ready: bool) {
+        if self.ctrs[i].ready != ready {
+            self.ctrs[i].ready = ready;
+            self.event(i, ContainerEvent::Ready { ready });
+        }
+    }
+
+    /// Whether container `i`'s probe `p` runs now: a startup probe until
+    /// it passed, the others after.
+    fn probe_active(&self, i: usize, p: usize) -> bool {
+        let c = &self.ctrs[i];
+        matches!(c.state, State::Running { pid, .. } if pid > 0)
+            && c.kill_at.is_none()
+            && (c.probes[p].kind() == ProbeKind::Startup) != c.started
+    }
+
+    /// An attempt of container `i`'s probe `p` ended.
+    fn probe_result(&mut self, i: usize, p: usize, verdict: Verdict) {
+        let kind = self.ctrs[i].probes[p].kind();
+        let Some(transition) = self.ctrs[i].probes[p].record(verdict) else {
+            return;
+        };
+        match (kind, transition) {
+            (ProbeKind::Startup, Transition::Healthy) => {
+                let now = Instant::now();
+                self.ctrs[i].started = true;
+                for probe in &mut self.ctrs[i].probes {
+                    probe.restart_clock(now);
+                }
+                if !self.ctrs[i]
+                    .probes
+                    .iter()
+                    .any(|p| p.kind() == ProbeKind::Readiness)
+                {
+                    self.set_ready(i, true);
+                }
+            }
+            (ProbeKind::Readiness, Transition::Healthy) => self.set_ready(i, true),
+            (ProbeKind::Liveness, Transition::Healthy) => {}
+            (ProbeKind::Readiness, Transition::Unhealthy(why)) => {
+                self.set_ready(i, false);
+                self.unhealthy(i, kind, why);
+            }
+            (ProbeKind::Startup | ProbeKind::Liveness, Transition::Unhealthy(why)) => {
+                self.set_ready(i, false);
+                self.unhealthy(i, kind, why);
+                // Restarted as the kubelet restarts it: SIGTERM, SIGKILL
+                // after the grace period; restartPolicy decides the rest.
+                if let State::Running { pid, .. } = self.ctrs[i].state {
+                    if pid > 0 {
+                        sys::kill(pid, libc::SIGTERM);
+                        self.ctrs[i].kill_at =
+                            Some(Instant::now() + Duration::from_secs(self.pod.grace_period_s));
+                    }
+                }
+                for probe in &mut self.ctrs[i].probes {
+                    probe.cancel();
+                }
+            }
+        }
+    }
+
+    fn unhealthy(&mut self, i: usize, probe: ProbeKind, why: String) {
+        let message = format!("{} probe failed: {why}", probe.word());
+        eprintln!(
+            "peapod-init: container {}: {message}",
+            self.ctrs[i].spec.name
+        );
+        self.event(
+            i,
+            ContainerEvent::Unhealthy {
+                probe,
+                message: why,
+            },
+        );
+    }
+
+    /// Start due probe attempts, time out late ones, and kill containers a
+    /// failed probe is restarting.
+    fn probe_timers(&mut self, now: Instant) {
+        let pod_ip = pod_ip(self.pod);
+        for i in 0..self.ctrs.len() {
+            if let (Some(at), State::Running { pid, .. }) =
+                (self.ctrs[i].kill_at, &self.ctrs[i].state)
+            {
+                if now >= at && *pid > 0 {
+                    sys::kill(*pid, libc::SIGKILL);
+                    self.ctrs[i].kill_at = Some(now + Duration::from_secs(3600));
+                }
+            }
+            for p in 0..self.ctrs[i].probes.len() {
+                if !self.probe_active(i, p) || self.ctrs[i].probes[p].due() > now {
+                    continue;
+                }
+                let target = match &self.ctrs[i].probes[p].spec.action {
+                    ProbeAction::Exec { .. } => self.exec_target(&self.ctrs[i].spec.name).ok(),
+                    _ => None,
+                };
+                let verdict = self.ctrs[i].probes[p].tick(now, &pod_ip, target.as_ref());
+                if let Some(v) = verdict {
+                    self.probe_result(i, p, v);
+                }
+            }
+        }
+    }
+
+    /// The probes' connections to poll, with (container, probe) for each.
+    fn probe_fds(&self) -> (Vec<libc::pollfd>, Vec<(usize, usize)>) {
+        let mut fds = Vec::new();
+        let mut owners = Vec::new();
+        for (i, c) in self.ctrs.iter().enumerate() {
+            for (p, probe) in c.probes.iter().enumerate() {
+                if let Some(fd) = probe.poll_fd() {
+                    fds.push(fd);
+                    owners.push((i, p));
+                }
+            }
+        }
+        (fds, owners)
+    }
+
+    /// Process `pid` ended: whether it was a probe's.
+    fn probe_exited(&mut self, pid: libc::pid_t, status: ExitStatus) -> bool {
+        for i in 0..self.ctrs.len() {
+            for p in 0..self.ctrs[i].probes.len() {
+                if let Some(v) = self.ctrs[i].probes[p].on_exit(pid, status) {
+                    self.probe_result(i, p, v);
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Start what is due: the next init container, or all app containers.
@@ -453,6 +629,7 @@ impl<'a> Runtime<'a> {
     /// starts now, or with the other app containers once the init
     /// containers are done.
     fn add(&mut self, spec: peapod_proto::WireContainer) {
+        let spec = spec.with_pod_ip(&pod_ip(self.pod));
         let volumes = self.pod.volumes.iter().map(|v| v.name.as_str()).collect();
         let refused = if !self.pod.sandbox {
             Some("the pod is not a sandbox: containers join only pods started as one".into())
@@ -479,6 +656,10 @@ impl<'a> Runtime<'a> {
             restarts: 0,
             last: None,
             cgroup: None,
+            probes: Vec::new(),
+            ready: false,
+            started: false,
+            kill_at: None,
         });
         if self.apps_started {
             self.start(self.ctrs.len() - 1);
@@ -521,6 +702,10 @@ impl<'a> Runtime<'a> {
 
     /// A container's main process ended with `status`.
     fn exited(&mut self, i: usize, status: ExitStatus) {
+        // Its probes end with it (dropping one kills its process).
+        self.ctrs[i].probes.clear();
+        self.ctrs[i].ready = false;
+        self.ctrs[i].kill_at = None;
         // Its output up to now goes out before the event.
         for p in 0..self.pipes.len() {
             if self.pipes[p].ctr == i {
@@ -727,6 +912,8 @@ impl<'a> Runtime<'a> {
                 },
                 restart_count: c.restarts,
                 last_termination: c.last.as_ref().map(|l| l.1.clone()),
+                ready: c.ready,
+                probe_failure: None,
             })
             .collect();
         let phase = if self.apps_started {
@@ -923,6 +1110,7 @@ impl<'a> Runtime<'a> {
             if let Some(i) = found {
                 self.execs.container_exited(pid);
                 self.exited(i, status);
+            } else if self.probe_exited(pid, status) {
             } else if let Some(msgs) = self.execs.exited(pid, status) {
                 self.send_all(msgs);
             }
@@ -931,6 +1119,9 @@ impl<'a> Runtime<'a> {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        if self.stop_deadline.is_none() {
+            self.probe_timers(now);
+        }
         if let Some(deadline) = self.stop_deadline {
             if !self.killed && now >= deadline {
                 self.killed = true;
@@ -982,6 +1173,17 @@ impl<'a> Runtime<'a> {
                 next = Some(next.map_or(until, |n| n.min(until)));
             }
         }
+        if self.stop_deadline.is_none() {
+            for (i, c) in self.ctrs.iter().enumerate() {
+                let due = (0..c.probes.len())
+                    .filter(|&p| self.probe_active(i, p))
+                    .map(|p| c.probes[p].due())
+                    .chain(c.kill_at);
+                for t in due {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+            }
+        }
         match next {
             None => -1,
             Some(t) => t
@@ -1023,6 +1225,9 @@ impl<'a> Runtime<'a> {
             }));
             let exec_fds = fds.len();
             fds.extend(self.execs.poll_fds());
+            let probe_fds = fds.len();
+            let (pfds, probe_owners) = self.probe_fds();
+            fds.extend(pfds);
             let timeout = self.next_timeout();
             // SAFETY: `fds` is a valid array of pollfd of the given length.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
@@ -1044,8 +1249,20 @@ impl<'a> Runtime<'a> {
             for p in closed.into_iter().rev() {
                 self.pipes.remove(p);
             }
-            let msgs = self.execs.on_poll(&fds[exec_fds..]);
+            let msgs = self.execs.on_poll(&fds[exec_fds..probe_fds]);
             self.send_all(msgs);
+            for (k, &(i, p)) in probe_owners.iter().enumerate() {
+                let revents = fds[probe_fds + k].revents;
+                if revents != 0 {
+                    if let Some(v) = self.ctrs[i]
+                        .probes
+                        .get_mut(p)
+                        .and_then(|pr| pr.on_ready(revents))
+                    {
+                        self.probe_result(i, p, v);
+                    }
+                }
+            }
             if fds[0].revents != 0 {
                 self.reap();
             }

@@ -40,6 +40,6 @@ pub use msg::{
 };
 pub use network::{WireHostEntry, WireNetwork};
 pub use pod::{
-    Backoff, RestartPolicy, VolumeKind, WireBind, WireContainer, WireFile, WireMount, WirePod,
-    WireVolume,
+    Backoff, ProbeAction, ProbeKind, RestartPolicy, VolumeKind, WireBind, WireContainer, WireFile,
+    WireMount, WirePod, WireProbe, WireVolume, POD_IP_TOKEN,
 };

@@ -138,6 +138,15 @@ pub enum ContainerEvent {
     /// An `add_container` or `remove_container` of this container was
     /// refused; nothing changed.
     Refused { message: String },
+    /// The container became ready or stopped being ready (readiness and
+    /// startup probes; without them, ready once it runs).
+    Ready { ready: bool },
+    /// A probe failed `failureThreshold` times in a row; a failing startup
+    /// or liveness probe restarts the container.
+    Unhealthy {
+        probe: crate::pod::ProbeKind,
+        message: String,
+    },
 }
 
 /// Pod phase, as in Kubernetes.
@@ -187,6 +196,12 @@ pub struct ContainerStatus {
     pub restart_count: u32,
     /// How the previous run ended, once it was restarted.
     pub last_termination: Option<Termination>,
+    /// It runs and passes its readiness probe (if any).
+    #[serde(default)]
+    pub ready: bool,
+    /// The last probe failure (`Liveness probe failed: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_failure: Option<String>,
 }
 
 /// Answer to `status_query`.
@@ -481,6 +496,8 @@ mod tests {
                         }),
                         restart_count: 0,
                         last_termination: None,
+                        ready: false,
+                        probe_failure: None,
                     },
                     ContainerStatus {
                         name: "app".into(),
@@ -488,6 +505,8 @@ mod tests {
                         state: ContainerState::Running { started_at_ns: 9 },
                         restart_count: 1,
                         last_termination: Some(finished),
+                        ready: false,
+                        probe_failure: None,
                     },
                     ContainerStatus {
                         name: "side".into(),
@@ -497,6 +516,8 @@ mod tests {
                         },
                         restart_count: 4,
                         last_termination: None,
+                        ready: false,
+                        probe_failure: None,
                     },
                 ],
             }),

@@ -60,6 +60,28 @@ pub struct WirePod {
     pub sysctls: Vec<(String, String)>,
 }
 
+/// What stands for the pod's IP address in a container's environment,
+/// command and args (`fieldRef: status.podIP`, and `$(VAR)` references to
+/// it): only peapod-init knows the address, and puts it in before the
+/// container starts ([`WireContainer::with_pod_ip`]).
+pub const POD_IP_TOKEN: &str = "\u{1}peapod:status.podIP\u{1}";
+
+impl WireContainer {
+    /// This container with [`POD_IP_TOKEN`] replaced by `ip`.
+    pub fn with_pod_ip(mut self, ip: &str) -> WireContainer {
+        let put = |s: &mut String| {
+            if s.contains(POD_IP_TOKEN) {
+                *s = s.replace(POD_IP_TOKEN, ip);
+            }
+        };
+        for (_, v) in &mut self.env {
+            put(v);
+        }
+        self.command.iter_mut().for_each(put);
+        self
+    }
+}
+
 /// One container, app or init.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +133,81 @@ pub struct WireContainer {
     /// `allowPrivilegeEscalation: false`: `PR_SET_NO_NEW_PRIVS` before exec.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_new_privs: bool,
+    /// Startup, liveness and readiness probes, run by peapod-init.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<WireProbe>,
+}
+
+/// Which probe: Kubernetes' three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// Gates the others; failing, it restarts the container.
+    Startup,
+    /// Failing, it restarts the container.
+    Liveness,
+    /// Decides whether the container is ready.
+    Readiness,
+}
+
+impl ProbeKind {
+    /// As Kubernetes names it in messages (`Liveness probe failed: ...`).
+    pub fn word(self) -> &'static str {
+        match self {
+            ProbeKind::Startup => "Startup",
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+        }
+    }
+}
+
+/// What a probe does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProbeAction {
+    /// Run a command in the container: exit 0 passes.
+    Exec {
+        /// The command and its arguments.
+        command: Vec<String>,
+    },
+    /// Open a TCP connection: connecting passes.
+    Tcp {
+        /// Where; `None`: the pod's address.
+        host: Option<String>,
+        /// The port.
+        port: u16,
+    },
+    /// An HTTP GET: a status from 200 to 399 passes.
+    Http {
+        /// Where; `None`: the pod's address.
+        host: Option<String>,
+        /// The port.
+        port: u16,
+        /// The path, from `/`.
+        path: String,
+        /// Extra request headers.
+        headers: Vec<(String, String)>,
+    },
+}
+
+/// One probe of a container, as the kubelet runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireProbe {
+    /// Which.
+    pub kind: ProbeKind,
+    /// What it does.
+    pub action: ProbeAction,
+    /// `initialDelaySeconds`.
+    pub initial_delay_s: u32,
+    /// `periodSeconds` (at least 1).
+    pub period_s: u32,
+    /// `timeoutSeconds` (at least 1).
+    pub timeout_s: u32,
+    /// `successThreshold` (at least 1; 1 for startup and liveness).
+    pub success_threshold: u32,
+    /// `failureThreshold` (at least 1).
+    pub failure_threshold: u32,
 }
 
 /// A host file or directory, shared with the pod, bound into a container.
@@ -470,6 +567,7 @@ pub(crate) mod tests {
             binds: vec![],
             supplemental_groups: Vec::new(),
             no_new_privs: false,
+            probes: Vec::new(),
         }
     }
 

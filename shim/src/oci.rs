@@ -391,6 +391,7 @@ pub fn container(spec: &Spec, name: &str, rootfs: String) -> Result<WireContaine
         binds: vec![],
         supplemental_groups: Vec::new(),
         no_new_privs: false,
+        probes: Vec::new(),
     };
     c.validate("config.json", &Default::default())
         .map_err(|e| e.to_string())?;

@@ -99,9 +99,11 @@ struct PsRow<'a> {
     reason: String,
     /// `vm` or `namespace`.
     isolation: &'a str,
-    /// App containers, and how many of them run.
+    /// App containers, how many of them run, and how many are ready (run
+    /// and pass their readiness probes).
     containers: usize,
     running: usize,
+    ready: usize,
     /// Restarts of all containers.
     restarts: u32,
     /// Reserved memory (bytes) and CPU (millicores).
@@ -146,6 +148,7 @@ impl<'a> PsRow<'a> {
             isolation: &p.isolation,
             containers: apps().count(),
             running: apps().filter(|c| c.running()).count(),
+            ready: apps().filter(|c| c.running() && c.status.ready).count(),
             restarts: p.containers.iter().map(|c| c.status.restart_count).sum(),
             memory: p.memory,
             millicpu: p.millicpu,
@@ -219,7 +222,7 @@ pub fn ps(args: PsArgs) -> Result<ExitCode, Failure> {
             "{:<24} {:<10} {:<6} {:<8} {:<9} {:<8} {:<6}",
             r.name,
             r.status,
-            format!("{}/{}", r.running, r.containers),
+            format!("{}/{}", r.ready, r.containers),
             r.restarts,
             r.isolation,
             format!("{}Mi", r.memory >> 20),

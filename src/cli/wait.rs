@@ -30,6 +30,9 @@ pub struct WaitArgs {
 pub enum Condition {
     /// The pod is Running and every app container runs.
     Running,
+    /// The pod is Running and every app container is ready (runs, and
+    /// passes its readiness probe, if it has one).
+    Ready,
     /// The pod has ended (exit 0 when it Succeeded, 1 when it Failed).
     Completed,
     /// The pod is gone (`peapod rm`); also true of a pod that never was.
@@ -40,6 +43,7 @@ impl Condition {
     fn word(self) -> &'static str {
         match self {
             Condition::Running => "running",
+            Condition::Ready => "ready",
             Condition::Completed => "completed",
             Condition::Deleted => "deleted",
         }
@@ -100,9 +104,27 @@ fn check(condition: Condition, name: &str, state: Option<&PodState>) -> Verdict 
         return Verdict::Never(format!("pod {name} is {described}"));
     }
     match condition {
-        Condition::Running if s.ended() => Verdict::Never(format!(
-            "pod {name} ended before it was running ({described})"
+        Condition::Running | Condition::Ready if s.ended() => Verdict::Never(format!(
+            "pod {name} ended before it was {} ({described})",
+            condition.word()
         )),
+        Condition::Ready => {
+            let apps = s.containers.iter().filter(|c| !c.status.init);
+            let waiting: Vec<String> = apps
+                .filter(|c| !(c.running() && c.status.ready))
+                .map(|c| match &c.status.probe_failure {
+                    Some(why) if c.running() => format!("{} ({why})", c.status.name),
+                    _ => c.status.name.clone(),
+                })
+                .collect();
+            if s.phase == PodPhase::Running && waiting.is_empty() {
+                Verdict::Met(0)
+            } else if waiting.is_empty() {
+                Verdict::NotYet(described)
+            } else {
+                Verdict::NotYet(format!("{described}; not ready: {}", waiting.join(", ")))
+            }
+        }
         Condition::Running => {
             let apps = s.containers.iter().filter(|c| !c.status.init);
             let waiting: Vec<&str> = apps

@@ -251,6 +251,8 @@ impl ContainerInfo {
                 },
                 restart_count: 0,
                 last_termination: None,
+                ready: false,
+                probe_failure: None,
             },
         }
     }

@@ -364,6 +364,7 @@ fn container(c: &ContainerPlan, field: &str, store: &ImageStore) -> anyhow::Resu
         binds: vec![],
         supplemental_groups: Vec::new(),
         no_new_privs: c.no_new_privs,
+        probes: c.probes.clone(),
     })
 }
 

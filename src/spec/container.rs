@@ -128,6 +128,7 @@ impl Checker<'_> {
             })
             .unwrap_or_default();
 
+        let probes = self.probes(raw, path, &ports)?;
         Ok(ContainerPlan {
             name,
             image,
@@ -149,6 +150,7 @@ impl Checker<'_> {
                 .unwrap_or(false),
             capabilities,
             no_new_privs: sc.and_then(|sc| sc.allow_privilege_escalation) == Some(false),
+            probes,
             tty: raw.tty.unwrap_or(false),
             stdin: raw.stdin.unwrap_or(false),
             stdin_once: raw.stdin_once.unwrap_or(false),
@@ -217,28 +219,11 @@ impl Checker<'_> {
     }
 
     fn log_ignored_container_fields(&self, raw: &Container, path: &str) {
-        let behavioural = [
-            (
-                "livenessProbe",
-                raw.liveness_probe.is_some(),
-                "peapod does not run probes yet",
-            ),
-            (
-                "readinessProbe",
-                raw.readiness_probe.is_some(),
-                "peapod does not run probes yet",
-            ),
-            (
-                "startupProbe",
-                raw.startup_probe.is_some(),
-                "peapod does not run probes yet",
-            ),
-            (
-                "lifecycle",
-                raw.lifecycle.is_some(),
-                "peapod does not run lifecycle hooks yet",
-            ),
-        ];
+        let behavioural = [(
+            "lifecycle",
+            raw.lifecycle.is_some(),
+            "peapod does not run lifecycle hooks yet",
+        )];
         for (field, _, why) in behavioural.iter().filter(|(_, set, _)| *set) {
             self.warn_ignored(&format!("{path}.{field}"), why);
         }

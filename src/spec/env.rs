@@ -14,8 +14,8 @@ use super::validate::Checker;
 
 /// The fieldRef paths peapod can resolve, for messages.
 const SUPPORTED_FIELD_PATHS: &str = "metadata.name, metadata.namespace, metadata.uid, \
-    metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName and \
-    spec.serviceAccountName";
+    metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, \
+    spec.serviceAccountName, status.podIP and status.podIPs";
 /// The same in a downwardAPI volume.
 const VOLUME_FIELD_PATHS: &str = "metadata.name, metadata.namespace, metadata.uid, \
     metadata.labels, metadata.annotations, metadata.labels['KEY'] and \
@@ -328,7 +328,9 @@ impl Checker<'_> {
             _ if subscript("metadata.annotations").is_some() => subscript("metadata.annotations")
                 .and_then(|key| plan.annotations.get(key).cloned())
                 .unwrap_or_default(),
-            "status.hostIP" | "status.hostIPs" | "status.podIP" | "status.podIPs" if !volume => {
+            // peapod-init puts the address in (it alone knows it).
+            "status.podIP" | "status.podIPs" if !volume => peapod_proto::POD_IP_TOKEN.to_owned(),
+            "status.hostIP" | "status.hostIPs" if !volume => {
                 return Err(self.invalid(
                     path_field,
                     format!("{field_path} is not supported by peapod yet; use one of {supported}"),

@@ -36,6 +36,7 @@ pub mod objects;
 pub(crate) use names::dns_label_problem;
 mod plan;
 mod pod;
+mod probes;
 pub mod quantity;
 mod validate;
 

@@ -146,6 +146,10 @@ pub struct ContainerPlan {
     /// `securityContext.allowPrivilegeEscalation: false`: no_new_privs.
     #[serde(default)]
     pub no_new_privs: bool,
+    /// `startupProbe`, `livenessProbe` and `readinessProbe`, named ports
+    /// resolved.
+    #[serde(default)]
+    pub probes: Vec<peapod_proto::WireProbe>,
     /// `tty`.
     pub tty: bool,
     /// `stdin`.
@@ -426,6 +430,7 @@ mod tests {
             read_only_root_filesystem: false,
             capabilities: Capabilities::default(),
             no_new_privs: false,
+            probes: Vec::new(),
             tty: false,
             stdin: false,
             stdin_once: false,

@@ -271,9 +271,9 @@ pub(crate) struct Container {
     pub stdin: Option<bool>,
     pub stdin_once: Option<bool>,
     pub tty: Option<bool>,
-    pub liveness_probe: Option<Value>,
-    pub readiness_probe: Option<Value>,
-    pub startup_probe: Option<Value>,
+    pub liveness_probe: Option<Probe>,
+    pub readiness_probe: Option<Probe>,
+    pub startup_probe: Option<Probe>,
     pub lifecycle: Option<Value>,
     pub termination_message_path: Option<String>,
     pub termination_message_policy: Option<String>,
@@ -623,4 +623,64 @@ pub(crate) struct VolumeProjection {
 pub(crate) struct ClaimVolumeSource {
     pub claim_name: Option<String>,
     pub read_only: Option<bool>,
+}
+
+/// `livenessProbe`, `readinessProbe`, `startupProbe` (Probe).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Probe {
+    pub exec: Option<ExecAction>,
+    pub http_get: Option<HttpGetAction>,
+    pub tcp_socket: Option<TcpSocketAction>,
+    pub grpc: Option<GrpcAction>,
+    pub initial_delay_seconds: Option<i64>,
+    pub period_seconds: Option<i64>,
+    pub timeout_seconds: Option<i64>,
+    pub success_threshold: Option<i64>,
+    pub failure_threshold: Option<i64>,
+    pub termination_grace_period_seconds: Option<i64>,
+}
+
+/// A probe's `exec` (ExecAction).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ExecAction {
+    pub command: Option<Vec<String>>,
+}
+
+/// A probe's `httpGet` (HTTPGetAction).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct HttpGetAction {
+    pub path: Option<String>,
+    /// A number, or the name of a container port.
+    pub port: Option<Value>,
+    pub host: Option<String>,
+    pub scheme: Option<String>,
+    pub http_headers: Option<Vec<HttpHeader>>,
+}
+
+/// An entry of `httpGet.httpHeaders` (HTTPHeader).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct HttpHeader {
+    pub name: Option<String>,
+    pub value: Option<String>,
+}
+
+/// A probe's `tcpSocket` (TCPSocketAction).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct TcpSocketAction {
+    pub port: Option<Value>,
+    pub host: Option<String>,
+}
+
+/// A probe's `grpc` (GRPCAction).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code, reason = "fields kept so the schema accepts them")]
+pub(crate) struct GrpcAction {
+    pub port: Option<i64>,
+    pub service: Option<String>,
 }

@@ -445,6 +445,7 @@ pub fn sh(name: &str, script: &str) -> peapod_proto::WireContainer {
         binds: vec![],
         supplemental_groups: Vec::new(),
         no_new_privs: false,
+        probes: Vec::new(),
     }
 }
 
@@ -502,11 +503,14 @@ spec:
       echo "subpath $(cat /etc/one.conf)"
       echo "secret $(cat /etc/sec/password) $(stat -L -c %a /etc/sec/password)"
       echo "labels $(cat /etc/info/labels)"
+      ip -4 addr | grep -q "inet $POD_IP/" && echo "pod-ip-ok $URL" | sed "s/$POD_IP/IP/"
       touch /etc/app/new 2>/dev/null || echo config-read-only
       echo kept > /store/f && echo stored
     env:
     - {{name: MODE, valueFrom: {{configMapKeyRef: {{name: settings, key: mode}}}}}}
     - {{name: PASS, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}
+    - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+    - {{name: URL, value: "http://$(POD_IP):8080/"}}
     envFrom:
     - {{configMapRef: {{name: extra}}, prefix: EXTRA_}}
     volumeMounts:
@@ -557,6 +561,7 @@ pub const CONFIG_SCENARIO_OUTPUT: &[&str] = &[
     "[u] no-new-privs 1",
     "[u] sysctl 20000 30000",
     "[c] labels app=\"demo\"",
+    "[c] pod-ip-ok http://IP:8080/",
     "[c] config-read-only",
     "[c] stored",
     "[r] claim kept",

@@ -51,6 +51,7 @@ use peapod_proto::{ExecId, GuestMsg, Stream, MAX_CHUNK};
 
 use crate::sys::{self, ExitStatus};
 use spawn::spawn;
+pub use spawn::spawn_quiet;
 
 /// Exit code of an exec whose command was not found.
 const EXIT_NOT_FOUND: i32 = 127;

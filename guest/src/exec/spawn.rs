@@ -119,6 +119,44 @@ pub fn spawn(req: &Request, target: &Target) -> io::Result<Session> {
     Ok(session)
 }
 
+/// Start `command` in `target` as its main process runs (user, groups,
+/// environment, working directory), its input and output on /dev/null: a
+/// probe's or a hook's command. Returns its PID; the caller reaps it.
+pub fn spawn_quiet(command: &[String], target: &Target) -> io::Result<libc::pid_t> {
+    let req = Request {
+        exec_id: 0,
+        command: command.to_vec(),
+        tty: false,
+        stdin: false,
+        env: Vec::new(),
+        working_dir: None,
+        user: None,
+    };
+    let plan = Plan::new(&req, target)?;
+    let ns = |kind: &str| -> io::Result<OwnedFd> {
+        fs::File::open(format!("/proc/{}/ns/{kind}", target.pid)).map(OwnedFd::from)
+    };
+    let mnt = ns("mnt")?;
+    let pid_ns = ns("pid")?;
+    let null = |write: bool| -> io::Result<OwnedFd> {
+        fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+    };
+    let io = ChildIo::Pipes {
+        stdin: null(false)?,
+        stdout: null(true)?,
+        stderr: null(true)?,
+    };
+    let pid = fork_in(pid_ns.as_fd())?;
+    if pid == 0 {
+        child(&plan, io, mnt, &target.cgroup_procs)
+    }
+    Ok(pid)
+}
+
 impl Plan {
     fn new(req: &Request, target: &Target) -> io::Result<Plan> {
         if req.command.is_empty() {

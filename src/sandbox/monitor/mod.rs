@@ -352,7 +352,9 @@ impl Monitor {
             | ContainerEvent::Exited { .. }
             | ContainerEvent::Removed {} => Some(Ok(())),
             ContainerEvent::Refused { message } => Some(Err(message.clone())),
-            ContainerEvent::Restarting { .. } => None,
+            ContainerEvent::Restarting { .. }
+            | ContainerEvent::Ready { .. }
+            | ContainerEvent::Unhealthy { .. } => None,
         };
         self.apply_event(container, event);
         if let Some(answer) = answer {
@@ -369,6 +371,27 @@ impl Monitor {
                 return;
             }
             ContainerEvent::Refused { .. } => return,
+            ContainerEvent::Unhealthy { probe, message } => {
+                let text = format!("{} probe failed: {message}", probe.word());
+                self.guest_warnings
+                    .warn(|| format!("container {container}: {text}"));
+                let mut text = text;
+                text.truncate(1024);
+                self.update(|s| {
+                    if let Some(c) = s.container_mut(container) {
+                        c.status.probe_failure = Some(text);
+                    }
+                });
+                return;
+            }
+            ContainerEvent::Ready { ready } => {
+                self.update(|s| {
+                    if let Some(c) = s.container_mut(container) {
+                        c.status.ready = ready;
+                    }
+                });
+                return;
+            }
             _ => {}
         }
         if let ContainerEvent::Started { .. } = event {
@@ -386,6 +409,7 @@ impl Monitor {
             let init = c.status.init;
             match event {
                 ContainerEvent::Started { .. } => {
+                    c.status.ready = false;
                     c.status.state = ContainerState::Running {
                         started_at_ns: now_ns(),
                     };
@@ -411,6 +435,7 @@ impl Monitor {
                         reason: reason.into(),
                         finished_at_ns: now_ns(),
                     };
+                    c.status.ready = false;
                     c.status.state = ContainerState::Terminated(t.clone());
                     c.status.last_termination = Some(t);
                 }
@@ -422,7 +447,10 @@ impl Monitor {
                         reason: "CrashLoopBackOff".into(),
                     };
                 }
-                ContainerEvent::Removed {} | ContainerEvent::Refused { .. } => {}
+                ContainerEvent::Removed {}
+                | ContainerEvent::Refused { .. }
+                | ContainerEvent::Ready { .. }
+                | ContainerEvent::Unhealthy { .. } => {}
             }
         });
     }
@@ -761,6 +789,7 @@ pub mod fuzzing {
             binds: Vec::new(),
             supplemental_groups: Vec::new(),
             no_new_privs: false,
+            probes: Vec::new(),
         }
     }
 

@@ -278,8 +278,8 @@ fn test_parse_env_invalid() {
         &["env[0].valueFrom: is empty"],
     );
     assert_err(
-        &with_container("    env:\n    - name: IP\n      valueFrom:\n        fieldRef: {fieldPath: status.podIP}\n"),
-        &["env[0].valueFrom.fieldRef.fieldPath: status.podIP is not supported by peapod yet"],
+        &with_container("    env:\n    - name: IP\n      valueFrom:\n        fieldRef: {fieldPath: status.hostIP}\n"),
+        &["env[0].valueFrom.fieldRef.fieldPath: status.hostIP is not supported by peapod yet"],
     );
     assert_err(
         &with_container("    env:\n    - name: X\n      valueFrom:\n        fieldRef: {fieldPath: metadata.uid}\n"),
@@ -633,5 +633,77 @@ fn test_dns_policy_and_config() {
         ),
     ] {
         assert_err(&with_spec(extra), &[want]);
+    }
+}
+
+#[test]
+fn test_parse_probes() {
+    let plan = ok(&with_container(
+        "    ports: [{name: http, containerPort: 8080}]\n    startupProbe: {tcpSocket: {port: http}, failureThreshold: 30, periodSeconds: 1}\n    livenessProbe:\n      exec: {command: [cat, /tmp/healthy]}\n      initialDelaySeconds: 5\n    readinessProbe:\n      httpGet:\n        path: healthz\n        port: 8080\n        httpHeaders: [{name: X-Probe, value: \"1\"}]\n      successThreshold: 2\n",
+    ));
+    let probes = &plan.containers[0].probes;
+    use peapod_proto::{ProbeAction, ProbeKind};
+    assert_eq!(
+        probes.iter().map(|p| p.kind).collect::<Vec<_>>(),
+        [
+            ProbeKind::Startup,
+            ProbeKind::Liveness,
+            ProbeKind::Readiness
+        ]
+    );
+    assert_eq!(
+        probes[0].action,
+        ProbeAction::Tcp {
+            host: None,
+            port: 8080
+        }
+    );
+    assert_eq!((probes[0].period_s, probes[0].failure_threshold), (1, 30));
+    assert_eq!(
+        probes[1].action,
+        ProbeAction::Exec {
+            command: vec!["cat".into(), "/tmp/healthy".into()]
+        }
+    );
+    // The kubelet's defaults.
+    assert_eq!(
+        (
+            probes[1].initial_delay_s,
+            probes[1].period_s,
+            probes[1].timeout_s,
+            probes[1].failure_threshold
+        ),
+        (5, 10, 1, 3)
+    );
+    assert_eq!(
+        probes[2].action,
+        ProbeAction::Http {
+            host: None,
+            port: 8080,
+            path: "/healthz".into(),
+            headers: vec![("X-Probe".into(), "1".into())],
+        }
+    );
+    assert_eq!(probes[2].success_threshold, 2);
+    // Probes peapod cannot run yet are left out (with a warning): the pod
+    // runs.
+    let plan = ok(&with_container(
+        "    livenessProbe: {grpc: {port: 9000}}\n    readinessProbe: {httpGet: {port: 443, scheme: HTTPS}}\n",
+    ));
+    assert!(plan.containers[0].probes.is_empty());
+    for (probe, needle) in [
+        ("{tcpSocket: {port: web}}", "livenessProbe.tcpSocket.port: the container has no port named \"web\" (the container names no ports)"),
+        ("{exec: {command: []}}", "livenessProbe.exec.command: is required"),
+        ("{grpc: {}}", "livenessProbe.grpc.port: is required"),
+        ("{tcpSocket: {port: 80}, successThreshold: 2}", "livenessProbe.successThreshold: must be 1 for a liveness probe"),
+        ("{tcpSocket: {port: 80}, periodSeconds: 0}", "livenessProbe.periodSeconds: 0 is out of range; use 1 or more"),
+        ("{tcpSocket: {port: 70000}}", "livenessProbe.tcpSocket.port: 70000 is not a port"),
+        ("{exec: {command: [x]}, tcpSocket: {port: 1}}", "livenessProbe: must set exactly one of exec, httpGet, tcpSocket and grpc"),
+        ("{httpGet: {port: 80, host: example.com}}", "livenessProbe.httpGet.host: \"example.com\" is not an IP address"),
+    ] {
+        assert_err(
+            &with_container(&format!("    livenessProbe: {probe}\n")),
+            &[&format!("spec.containers[0].{needle}")],
+        );
     }
 }

@@ -291,3 +291,16 @@ fn test_security_context_groups_sysctls_and_privilege_escalation() {
         ],
     );
 }
+
+/// status.podIP is put in by peapod-init: the plan carries the token,
+/// through `$(VAR)` references too.
+#[test]
+fn test_pod_ip_is_left_for_the_guest() {
+    let plan = ok(&with_container(
+        "    command: [echo, \"$(URL)\"]\n    env:\n    - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}\n    - {name: URL, value: \"http://$(IP):80\"}\n",
+    ));
+    let token = peapod_proto::POD_IP_TOKEN;
+    assert_eq!(plan.containers[0].env[0].1, token);
+    assert_eq!(plan.containers[0].env[1].1, format!("http://{token}:80"));
+    assert_eq!(plan.containers[0].command[1], format!("http://{token}:80"));
+}
