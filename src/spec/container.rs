@@ -518,14 +518,17 @@ impl Checker<'_> {
                     Some(sub.to_owned())
                 }
             };
-            if mount
-                .sub_path_expr
-                .as_deref()
-                .is_some_and(|e| !e.is_empty())
+            // subPathExpr is expanded with the container's environment,
+            // once it is known (`Checker::environment`).
+            if sub_path.is_some()
+                && mount
+                    .sub_path_expr
+                    .as_deref()
+                    .is_some_and(|e| !e.is_empty())
             {
                 return Err(self.invalid(
                     format!("{field}.subPathExpr"),
-                    "is not supported by peapod; use subPath with a fixed relative path",
+                    "is set with subPath; keep one",
                 ));
             }
             match mount.mount_propagation.as_deref() {
@@ -575,7 +578,7 @@ impl Checker<'_> {
         Ok(mounts)
     }
 
-    fn check_sub_path(&self, field: &str, sub: &str) -> Result<(), SpecError> {
+    pub(crate) fn check_sub_path(&self, field: &str, sub: &str) -> Result<(), SpecError> {
         if sub.starts_with('/') {
             return Err(self.invalid(
                 field,

@@ -26,6 +26,8 @@ pub(crate) struct Resolved {
     env: Vec<(String, String)>,
     command: Vec<String>,
     args: Vec<String>,
+    /// Expanded `subPathExpr`s, by mount index.
+    sub_paths: Vec<(usize, String)>,
 }
 
 impl Resolved {
@@ -33,6 +35,11 @@ impl Resolved {
         container.env = self.env;
         container.command = self.command;
         container.args = self.args;
+        for (j, sub) in self.sub_paths {
+            if let Some(m) = container.volume_mounts.get_mut(j) {
+                m.sub_path = Some(sub);
+            }
+        }
     }
 }
 
@@ -153,7 +160,27 @@ impl Checker<'_> {
         };
         let command = expand_all(&raw.command);
         let args = expand_all(&raw.args);
-        Ok(Resolved { env, command, args })
+        let mut sub_paths = Vec::new();
+        for (j, m) in raw.volume_mounts.iter().flatten().enumerate() {
+            if let Some(expr) = m.sub_path_expr.as_deref().filter(|e| !e.is_empty()) {
+                let sub = expand(expr, |key| lookup(&env, key));
+                let field = format!("{path}.volumeMounts[{j}].subPathExpr");
+                if sub.contains(peapod_proto::POD_IP_TOKEN) {
+                    return Err(self.invalid(
+                        field,
+                        "cannot use status.podIP (known only once the pod runs)",
+                    ));
+                }
+                self.check_sub_path(&field, &sub)?;
+                sub_paths.push((j, sub));
+            }
+        }
+        Ok(Resolved {
+            env,
+            command,
+            args,
+            sub_paths,
+        })
     }
 
     fn value_from(

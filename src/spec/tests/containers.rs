@@ -69,10 +69,18 @@ fn test_parse_bad_sub_path() {
         plan.containers[0].volume_mounts[0].sub_path.as_deref(),
         Some("logs/app..1")
     );
-    let expr = with_container("    volumeMounts:\n    - name: a\n      mountPath: /data\n      subPathExpr: $(POD_NAME)\n") + "  volumes:\n  - name: a\n";
+    // subPathExpr: expanded with the container's environment.
+    let expr = |e: &str| {
+        with_container(&format!("    env:\n    - name: POD_NAME\n      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}\n    volumeMounts:\n    - name: a\n      mountPath: /data\n      subPathExpr: {e}\n")) + "  volumes:\n  - name: a\n"
+    };
+    let plan = ok(&expr("logs/$(POD_NAME)"));
+    assert_eq!(
+        plan.containers[0].volume_mounts[0].sub_path.as_deref(),
+        Some("logs/web")
+    );
     assert_err(
-        &expr,
-        &["subPathExpr: is not supported by peapod", "use subPath"],
+        &expr("$(POD_NAME)/.."),
+        &["volumeMounts[0].subPathExpr", "'..'"],
     );
 }
 
