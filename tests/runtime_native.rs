@@ -312,8 +312,14 @@ fn test_runtime_logs_in_order_and_pod_succeeds() {
         matches!(events[0], ContainerEvent::Started { .. }),
         "{events:?}"
     );
-    assert_eq!(exited_code(&events[1]), Some(0), "{events:?}");
-    assert_eq!(events.len(), 2, "{events:?}");
+    // Without probes a container is ready as soon as it runs.
+    assert_eq!(
+        events[1],
+        ContainerEvent::Ready { ready: true },
+        "{events:?}"
+    );
+    assert_eq!(exited_code(&events[2]), Some(0), "{events:?}");
+    assert_eq!(events.len(), 3, "{events:?}");
 }
 
 #[test]
@@ -455,7 +461,7 @@ fn test_runtime_failing_init_container_fails_pod() {
     assert_eq!(phase, PodPhase::Failed, "{:#?}", p.msgs);
     assert_eq!(status.code(), Some(1));
     assert_eq!(p.log("setup", Stream::Stdout), "setting-up\n");
-    assert_eq!(exited_code(&p.events("setup")[1]), Some(3));
+    assert_eq!(exited_code(&p.events("setup")[2]), Some(3));
     assert!(p.events("app").is_empty(), "{:#?}", p.msgs);
 }
 
@@ -631,10 +637,10 @@ fn test_runtime_stop_terminates_then_kills() {
     assert_eq!(phase, PodPhase::Failed, "{:#?}", p.msgs);
     assert_eq!(status.code(), Some(1));
     assert_eq!(p.log("polite", Stream::Stdout), "ready\ngot-term\n");
-    assert_eq!(exited_code(&p.events("polite")[1]), Some(0));
+    assert_eq!(exited_code(&p.events("polite")[2]), Some(0));
     assert!(
         matches!(
-            p.events("stubborn")[1],
+            p.events("stubborn")[2],
             ContainerEvent::Exited {
                 signal: Some(9),
                 ..
