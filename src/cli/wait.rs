@@ -108,12 +108,16 @@ fn check(condition: Condition, name: &str, state: Option<&PodState>) -> Verdict 
             "pod {name} ended before it was {} ({described})",
             condition.word()
         )),
-        Condition::Ready => {
-            let apps = s.containers.iter().filter(|c| !c.status.init);
-            let waiting: Vec<String> = apps
-                .filter(|c| !(c.running() && c.status.ready))
+        Condition::Running | Condition::Ready => {
+            // Running: every app container runs; ready: and passes its
+            // readiness probe.
+            let ready = condition == Condition::Ready;
+            let waiting: Vec<String> = s
+                .containers
+                .iter()
+                .filter(|c| !c.status.init && !(c.running() && (!ready || c.status.ready)))
                 .map(|c| match &c.status.probe_failure {
-                    Some(why) if c.running() => format!("{} ({why})", c.status.name),
+                    Some(why) if ready && c.running() => format!("{} ({why})", c.status.name),
                     _ => c.status.name.clone(),
                 })
                 .collect();
@@ -122,21 +126,11 @@ fn check(condition: Condition, name: &str, state: Option<&PodState>) -> Verdict 
             } else if waiting.is_empty() {
                 Verdict::NotYet(described)
             } else {
-                Verdict::NotYet(format!("{described}; not ready: {}", waiting.join(", ")))
-            }
-        }
-        Condition::Running => {
-            let apps = s.containers.iter().filter(|c| !c.status.init);
-            let waiting: Vec<&str> = apps
-                .filter(|c| !c.running())
-                .map(|c| c.status.name.as_str())
-                .collect();
-            if s.phase == PodPhase::Running && waiting.is_empty() {
-                Verdict::Met(0)
-            } else if waiting.is_empty() {
-                Verdict::NotYet(described)
-            } else {
-                Verdict::NotYet(format!("{described}; not running: {}", waiting.join(", ")))
+                Verdict::NotYet(format!(
+                    "{described}; not {}: {}",
+                    condition.word(),
+                    waiting.join(", ")
+                ))
             }
         }
         Condition::Completed if s.ended() => Verdict::Met(u8::from(s.phase != PodPhase::Succeeded)),

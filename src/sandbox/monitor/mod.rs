@@ -166,6 +166,30 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Monitor {
+    /// The monitor of `launch`'s pod in `dir`, its state `state`.
+    fn new(dir: PathBuf, launch: Launch, state: PodState, reporter: Arc<Reporter>) -> Monitor {
+        Monitor {
+            dir,
+            logs: Mutex::new(crilog::Writer::new(launch.log_limits)),
+            launch,
+            state: Mutex::new(state),
+            guest: Mutex::new(None),
+            execs: Mutex::default(),
+            next_exec: AtomicU64::new(1),
+            container_ops: Mutex::new(HashMap::new()),
+            killer: Mutex::new(None),
+            killed: AtomicBool::new(false),
+            network: Mutex::new(None),
+            stopping: Mutex::new(None),
+            reporter,
+            guest_warnings: WarnLimit::default(),
+            me: Mutex::new(std::sync::Weak::new()),
+            guest_ended: AtomicBool::new(false),
+            pod_exited: AtomicBool::new(false),
+            started: Instant::now(),
+        }
+    }
+
     /// Change the state and write it out.
     fn update(&self, f: impl FnOnce(&mut PodState)) {
         let mut s = lock(&self.state);
@@ -658,26 +682,12 @@ fn prepare(
     state
         .store(&dir)
         .map_err(|e| cleanup(failed(anyhow!(e).context("cannot write the pod state"))))?;
-    let monitor = Arc::new(Monitor {
-        dir: dir.clone(),
-        launch: launch.clone(),
-        state: Mutex::new(state),
-        logs: Mutex::new(crilog::Writer::new(launch.log_limits)),
-        guest: Mutex::new(None),
-        execs: Mutex::default(),
-        next_exec: AtomicU64::new(1),
-        container_ops: Mutex::new(HashMap::new()),
-        killer: Mutex::new(None),
-        killed: AtomicBool::new(false),
-        network: Mutex::new(None),
-        stopping: Mutex::new(None),
-        reporter: reporter.clone(),
-        guest_warnings: WarnLimit::default(),
-        me: Mutex::new(std::sync::Weak::new()),
-        guest_ended: AtomicBool::new(false),
-        pod_exited: AtomicBool::new(false),
-        started: Instant::now(),
-    });
+    let monitor = Arc::new(Monitor::new(
+        dir.clone(),
+        launch.clone(),
+        state,
+        reporter.clone(),
+    ));
     *lock(&monitor.me) = Arc::downgrade(&monitor);
     monitor.mark("admitted");
     let api = UnixListener::bind(API_SOCKET)
@@ -836,26 +846,12 @@ pub mod fuzzing {
                     .push(ContainerInfo::waiting(c, init, "busybox"));
             }
             state.store(dir).expect("write the pod state");
-            GuestFeed(Arc::new(Monitor {
-                dir: dir.to_owned(),
+            GuestFeed(Arc::new(Monitor::new(
+                dir.to_owned(),
                 launch,
-                state: Mutex::new(state),
-                logs: Mutex::new(crilog::Writer::new(log_limits)),
-                guest: Mutex::new(None),
-                execs: Mutex::default(),
-                next_exec: AtomicU64::new(1),
-                container_ops: Mutex::new(HashMap::new()),
-                killer: Mutex::new(None),
-                killed: AtomicBool::new(false),
-                network: Mutex::new(None),
-                stopping: Mutex::new(None),
-                reporter: Arc::new(Reporter(Mutex::new(None))),
-                guest_warnings: WarnLimit::default(),
-                me: Mutex::new(std::sync::Weak::new()),
-                guest_ended: AtomicBool::new(false),
-                pod_exited: AtomicBool::new(false),
-                started: Instant::now(),
-            }))
+                state,
+                Arc::new(Reporter(Mutex::new(None))),
+            )))
         }
 
         /// One message from the guest.
