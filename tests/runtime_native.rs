@@ -99,6 +99,8 @@ struct Pod {
     conn: Connection<UnixStream>,
     deadline: Instant,
     msgs: Vec<GuestMsg>,
+    /// When each of `msgs` arrived.
+    times: Vec<Instant>,
     _dir: TempDir,
 }
 
@@ -149,6 +151,7 @@ impl Pod {
             conn: Connection::new(stream),
             deadline,
             msgs: vec![],
+            times: vec![],
             _dir: dir,
         };
         assert_ne!(p.init_pid, 0, "the launcher has no child");
@@ -170,8 +173,19 @@ impl Pod {
         let msg: Option<GuestMsg> = self.conn.recv().expect("receive from peapod-init");
         if let Some(m) = &msg {
             self.msgs.push(m.clone());
+            self.times.push(Instant::now());
         }
         msg
+    }
+
+    /// When a container's first event of the kind `pred` picks arrived.
+    fn event_time(&self, container: &str, pred: impl Fn(&ContainerEvent) -> bool) -> Instant {
+        let i = self
+            .msgs
+            .iter()
+            .position(|m| matches!(m, GuestMsg::ContainerEvent { container: c, event, .. } if c == container && pred(event)))
+            .unwrap_or_else(|| panic!("no such event of {container}: {:#?}", self.msgs));
+        self.times[i]
     }
 
     /// Read until a message matches.
@@ -657,6 +671,150 @@ fn test_runtime_stop_terminates_then_kills() {
         .map(|pid| pid.to_string())
         .collect();
     assert!(left.is_empty(), "pod processes left: {left:?}");
+}
+
+#[test]
+fn test_runtime_lifecycle_hooks_stop_signal_and_termination_messages() {
+    if skip() {
+        return;
+    }
+    use peapod_proto::{HookKind, ProbeAction};
+    let exec = |script: &str| ProbeAction::Exec {
+        command: vec!["sh".into(), "-c".into(), script.into()],
+    };
+    let term = Some("/dev/termination-log".to_string());
+    // postStart runs first (the container counts as running after it),
+    // preStop before the stop signal; what the container leaves in its
+    // termination message file is its message.
+    let hooked = WireContainer {
+        post_start: Some(exec("sleep 1; echo post-start > /tmp/order")),
+        pre_stop: Some(exec("echo pre-stop >> /tmp/order")),
+        termination_message_path: term.clone(),
+        ..sh(
+            "hooked",
+            "trap 'cat /tmp/order; echo bye > /dev/termination-log; exit 0' TERM; \
+             while :; do sleep 0.1; done",
+        )
+    };
+    // Stopped with its own signal; the message file may be anywhere.
+    let quitter = WireContainer {
+        stop_signal: Some(libc::SIGQUIT),
+        termination_message_path: Some("/var/run/why".into()),
+        ..sh(
+            "quitter",
+            "trap 'echo got-term; exit 1' TERM; trap 'echo quit > /var/run/why; exit 0' QUIT; \
+             while :; do sleep 0.1; done",
+        )
+    };
+    // Failed and said nothing: its output's last lines are its message.
+    let fails = WireContainer {
+        termination_message_path: term.clone(),
+        termination_message_fallback: true,
+        ..sh("fails", "seq 1 100 >&2; exit 3")
+    };
+    // A failed postStart hook stops the container; it never runs.
+    let bad_hook = WireContainer {
+        post_start: Some(exec("exit 7")),
+        ..sh("bad-hook", "sleep 1000")
+    };
+    // A preStop hook that outlives the grace period is cut short.
+    let slow_stop = WireContainer {
+        pre_stop: Some(ProbeAction::Sleep { seconds: 600 }),
+        ..sh(
+            "slow-stop",
+            "trap 'echo got-term; exit 0' TERM; while :; do sleep 0.1; done",
+        )
+    };
+    let mut spec = pod(vec![hooked, quitter, fails, bad_hook, slow_stop]);
+    spec.grace_period_s = 2;
+    let mut p = Pod::start(&spec);
+    while p.started_at("hooked").is_none()
+        || p.started_at("slow-stop").is_none()
+        || !p
+            .events("fails")
+            .iter()
+            .any(|e| matches!(e, ContainerEvent::Exited { .. }))
+        || !p
+            .events("bad-hook")
+            .iter()
+            .any(|e| matches!(e, ContainerEvent::Exited { .. }))
+    {
+        p.recv().expect("a message before the containers are up");
+    }
+    let created = p.event_time("hooked", |e| matches!(e, ContainerEvent::Created { .. }));
+    let started = p.event_time("hooked", |e| matches!(e, ContainerEvent::Started { .. }));
+    assert!(
+        started.duration_since(created) >= Duration::from_millis(900),
+        "started {:?} after it was created, before its postStart hook ended",
+        started.duration_since(created)
+    );
+    let stop_sent = Instant::now();
+    p.conn
+        .send(&HostMsg::StopPod { grace_period_s: 2 })
+        .unwrap();
+    let (phase, _) = p.finish();
+    assert_eq!(phase, PodPhase::Failed, "{:#?}", p.msgs);
+
+    let events = p.events("hooked");
+    assert!(
+        matches!(events[0], ContainerEvent::Created { .. }),
+        "{events:?}"
+    );
+    assert!(
+        matches!(events[1], ContainerEvent::Started { .. }),
+        "{events:?}"
+    );
+    assert_eq!(p.log("hooked", Stream::Stdout), "post-start\npre-stop\n");
+    let message = |name: &str| {
+        p.events(name).iter().find_map(|e| match e {
+            ContainerEvent::Exited { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(message("hooked"), Some(Some("bye\n".into())));
+
+    assert_eq!(p.log("quitter", Stream::Stdout), "");
+    assert_eq!(message("quitter"), Some(Some("quit\n".into())));
+    assert_eq!(exited_code(p.events("quitter").last().unwrap()), Some(0));
+
+    let tail: Vec<String> = (21..=100).map(|n| n.to_string()).collect();
+    assert_eq!(message("fails"), Some(Some(tail.join("\n"))));
+
+    let events = p.events("bad-hook");
+    assert!(
+        matches!(events[0], ContainerEvent::Created { .. }),
+        "{events:?}"
+    );
+    assert!(
+        matches!(&events[1], ContainerEvent::HookFailed { hook: HookKind::PostStart, message } if message.contains("exited with 7")),
+        "{events:?}"
+    );
+    // (sleep is its PID namespace's init: SIGTERM does not end it,
+    // SIGKILL does, after the grace period.)
+    assert!(
+        matches!(
+            events[2],
+            ContainerEvent::Exited {
+                signal: Some(9),
+                ..
+            }
+        ),
+        "{events:?}"
+    );
+    assert_eq!(p.started_at("bad-hook"), None);
+
+    let events = p.events("slow-stop");
+    assert!(
+        events.iter().any(|e| matches!(e, ContainerEvent::HookFailed { hook: HookKind::PreStop, message } if message.contains("grace period"))),
+        "{events:?}"
+    );
+    assert_eq!(p.log("slow-stop", Stream::Stdout), "got-term\n");
+    let ended = p.event_time("slow-stop", |e| matches!(e, ContainerEvent::Exited { .. }));
+    let took = ended.duration_since(stop_sent);
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(10),
+        "slow-stop ended {took:?} after the stop"
+    );
 }
 
 #[test]

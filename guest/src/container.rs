@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use peapod_proto::{WireContainer, WireMount, WirePod};
@@ -22,6 +22,12 @@ use crate::{cgroup, net, sys};
 pub const CONTAINERS_DIR: &str = "/run/peapod/containers";
 /// Where the init mounts the pod's emptyDir volumes.
 pub const VOLUMES_DIR: &str = "/run/peapod/volumes";
+/// Where the init keeps each container's termination message file (bound
+/// on its `terminationMessagePath`).
+pub const TERMINATION_DIR: &str = "/run/peapod/termination";
+/// How long a container's setup may take before a postStart hook runs
+/// anyway.
+const SETUP_WAIT_MS: libc::c_int = 30_000;
 
 /// Device nodes bind-mounted from the init's /dev.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -56,6 +62,17 @@ pub fn spawn(
 ) -> io::Result<Spawned> {
     let (out_r, out_w) = sys::pipe()?;
     let (err_r, err_w) = sys::pipe()?;
+    let termination = match &c.termination_message_path {
+        Some(_) => Some(termination_file(&c.name)?),
+        None => None,
+    };
+    // A postStart hook runs in the container, so not before its command
+    // does (it would see the root still being set up): the child's end of
+    // this close-on-exec pipe closes at its execve.
+    let execed = match &c.post_start {
+        Some(_) => Some(sys::pipe()?),
+        None => None,
+    };
     let mut flags = libc::CLONE_NEWNS;
     if !ctx.pod.share_process_namespace {
         flags |= libc::CLONE_NEWPID;
@@ -63,7 +80,11 @@ pub fn spawn(
     let pid = sys::clone_process(flags)?;
     if pid == 0 {
         drop((out_r, err_r));
-        child(ctx, c, cgroup_procs, out_w, err_w)
+        child(ctx, c, cgroup_procs, termination.as_deref(), out_w, err_w)
+    }
+    if let Some((r, w)) = execed {
+        drop(w);
+        wait_closed(&r, SETUP_WAIT_MS);
     }
     Ok(Spawned {
         pid,
@@ -72,10 +93,56 @@ pub fn spawn(
     })
 }
 
+/// Wait until the other end of pipe `r` is closed (or `timeout_ms`).
+fn wait_closed(r: &OwnedFd, timeout_ms: libc::c_int) {
+    let mut pfd = libc::pollfd {
+        fd: r.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    while unsafe { libc::poll(&mut pfd, 1, timeout_ms) } < 0 {
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+}
+
+/// The init's file for container `name`'s termination message: empty, and
+/// writable by whatever user the container runs as (as the kubelet makes
+/// it).
+fn termination_file(name: &str) -> io::Result<PathBuf> {
+    fs::create_dir_all(TERMINATION_DIR).map_err(ctx_err(format!("create {TERMINATION_DIR}")))?;
+    let path = Path::new(TERMINATION_DIR).join(name);
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(ctx_err(format!("create {}", path.display())))?;
+    file.set_permissions(fs::Permissions::from_mode(0o666))?;
+    Ok(path)
+}
+
+/// What container `name` left in its termination message file: at most
+/// `max` bytes, `None` if nothing.
+pub fn termination_message(name: &str, max: usize) -> Option<String> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(Path::new(TERMINATION_DIR).join(name))
+        .ok()?;
+    let mut buf = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(file, max as u64), &mut buf).ok()?;
+    (!buf.is_empty()).then(|| String::from_utf8_lossy(&buf).into_owned())
+}
+
 fn child(
     ctx: &PodContext<'_>,
     c: &WireContainer,
     cgroup_procs: &[fs::File],
+    termination: Option<&Path>,
     out: OwnedFd,
     err: OwnedFd,
 ) -> ! {
@@ -84,7 +151,7 @@ fn child(
         sys::exit_now(127);
     }
     drop((out, err));
-    let e = match cgroup::join(cgroup_procs).and_then(|()| setup(ctx, c)) {
+    let e = match cgroup::join(cgroup_procs).and_then(|()| setup(ctx, c, termination)) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -103,7 +170,7 @@ fn inside(root: &Path, abs: &str) -> PathBuf {
     root.join(abs.trim_start_matches('/'))
 }
 
-fn setup(ctx: &PodContext<'_>, c: &WireContainer) -> io::Result<Never> {
+fn setup(ctx: &PodContext<'_>, c: &WireContainer, termination: Option<&Path>) -> io::Result<Never> {
     let null = fs::File::open("/dev/null").map_err(ctx_err("open /dev/null"))?;
     sys::dup_to(null.as_fd(), 0)?;
     drop(null);
@@ -155,6 +222,12 @@ fn setup(ctx: &PodContext<'_>, c: &WireContainer) -> io::Result<Never> {
     for b in &c.binds {
         mount_bind(ctx.share, &merged, b)
             .map_err(ctx_err(format!("bind mount {}", b.destination)))?;
+    }
+    // Last, as the kubelet's: the path may be inside a volume.
+    if let (Some(file), Some(at)) = (termination, &c.termination_message_path) {
+        let fd = open_beneath(Path::new("/"), &file.to_string_lossy(), false)?;
+        bind_opened(&fd, &inside(&merged, at), false)
+            .map_err(ctx_err(format!("termination message file {at}")))?;
     }
     let cwd = inside(&merged, &c.working_dir);
     fs::create_dir_all(&cwd).map_err(ctx_err(format!("create working dir {}", c.working_dir)))?;

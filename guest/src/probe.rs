@@ -1,5 +1,5 @@
-//! Startup, liveness and readiness probes, run by the init as the kubelet
-//! runs them, inside the guest: an exec probe is a process in the
+//! Startup, liveness and readiness probes, and lifecycle hooks' actions, run
+//! by the init as the kubelet runs them, inside the guest: an exec probe is a process in the
 //! container, a TCP or HTTP probe a non-blocking connection the init's poll
 //! loop drives. Between periods a probe costs nothing but a timer.
 
@@ -38,17 +38,204 @@ enum Stage {
     Reading { got: Vec<u8> },
 }
 
-enum Inflight {
+enum Work {
     Exec {
         pid: libc::pid_t,
-        deadline: Instant,
     },
     Net {
         fd: OwnedFd,
         stage: Stage,
         request: Vec<u8>,
-        deadline: Instant,
     },
+    Sleep,
+    /// Its result is in: nothing to stop.
+    Done,
+}
+
+/// One run of a probe's or a hook's action: a process in the container, a
+/// connection the init's poll loop drives, or a wait. Dropping one that is
+/// under way kills its process.
+pub struct Attempt {
+    work: Work,
+    /// It fails (a sleep: passes) at this time; `None`: it may take as
+    /// long as it takes.
+    deadline: Option<Instant>,
+    /// Any HTTP response passes (a hook, as the kubelet runs one), not
+    /// only a status from 200 to 399 (a probe).
+    any_status: bool,
+}
+
+impl Attempt {
+    /// Start `action` at `now`; it fails after `timeout`. A result at once
+    /// (it could not start) is the error. An exec needs the container
+    /// (`target`); a connection without a host goes to `pod_ip`.
+    pub fn start(
+        action: &ProbeAction,
+        now: Instant,
+        timeout: Option<Duration>,
+        pod_ip: &str,
+        target: Option<&Target>,
+        any_status: bool,
+    ) -> Result<Attempt, Verdict> {
+        let work = match action {
+            ProbeAction::Exec { command } => {
+                let Some(target) = target else {
+                    return Err(Verdict::Fail("the container does not run".into()));
+                };
+                let pid = exec::spawn_quiet(command, target)
+                    .map_err(|e| Verdict::Fail(format!("cannot run {:?}: {e}", command[0])))?;
+                Work::Exec { pid }
+            }
+            ProbeAction::Tcp { host, port } | ProbeAction::Http { host, port, .. } => {
+                let host = host.as_deref().unwrap_or(pod_ip);
+                let addr = match host.parse::<IpAddr>() {
+                    Ok(ip) => SocketAddr::new(ip, *port),
+                    Err(_) => return Err(Verdict::Fail(format!("{host:?} is not an address"))),
+                };
+                let request = match action {
+                    ProbeAction::Http { path, headers, .. } => {
+                        http_request(host, *port, path, headers)
+                    }
+                    _ => Vec::new(),
+                };
+                let fd = connect_nonblocking(addr)
+                    .map_err(|e| Verdict::Fail(format!("dial tcp {addr}: {e}")))?;
+                Work::Net {
+                    fd,
+                    stage: Stage::Connecting,
+                    request,
+                }
+            }
+            ProbeAction::Sleep { seconds } => {
+                return Ok(Attempt {
+                    work: Work::Sleep,
+                    deadline: Some(now + Duration::from_secs((*seconds).into())),
+                    any_status,
+                });
+            }
+        };
+        Ok(Attempt {
+            work,
+            deadline: timeout.map(|t| now + t),
+            any_status,
+        })
+    }
+
+    /// When it needs the loop: its deadline.
+    pub fn due(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Its deadline passed (`now`): the result, its process killed.
+    pub fn expired(&mut self, now: Instant) -> Option<Verdict> {
+        self.deadline.filter(|d| now >= *d)?;
+        let verdict = match self.work {
+            Work::Sleep => Verdict::Pass,
+            _ => Verdict::Fail("timed out".into()),
+        };
+        self.stop();
+        Some(verdict)
+    }
+
+    /// The descriptor to poll, and for what.
+    pub fn poll_fd(&self) -> Option<libc::pollfd> {
+        let Work::Net { fd, stage, .. } = &self.work else {
+            return None;
+        };
+        let events = match stage {
+            Stage::Connecting | Stage::Sending { .. } => libc::POLLOUT,
+            Stage::Reading { .. } => libc::POLLIN,
+        };
+        Some(libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events,
+            revents: 0,
+        })
+    }
+
+    /// Its connection is ready (`revents`): go on; the result once there is
+    /// one.
+    pub fn on_ready(&mut self, revents: libc::c_short) -> Option<Verdict> {
+        let any_status = self.any_status;
+        let Work::Net { fd, stage, request } = &mut self.work else {
+            return None;
+        };
+        let verdict = match stage {
+            Stage::Connecting => match socket_error(fd) {
+                Some(e) => Some(Verdict::Fail(format!("connect: {e}"))),
+                None if request.is_empty() => Some(Verdict::Pass),
+                None => {
+                    *stage = Stage::Sending { sent: 0 };
+                    None
+                }
+            },
+            Stage::Sending { sent } => match sys::write_some(fd, &request[*sent..]) {
+                Ok(n) => {
+                    *sent += n;
+                    if *sent == request.len() {
+                        *stage = Stage::Reading { got: Vec::new() };
+                    }
+                    None
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                Err(e) => Some(Verdict::Fail(format!("send: {e}"))),
+            },
+            Stage::Reading { got } => {
+                let mut buf = [0u8; 512];
+                match sys::read_some(fd, &mut buf) {
+                    Ok(0) => Some(http_verdict(got, true, any_status)),
+                    Ok(n) => {
+                        got.extend_from_slice(&buf[..n]);
+                        if got.contains(&b'\n') || got.len() >= MAX_RESPONSE {
+                            Some(http_verdict(got, false, any_status))
+                        } else {
+                            None
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                            Some(http_verdict(got, true, any_status))
+                        } else {
+                            None
+                        }
+                    }
+                    Err(e) => Some(Verdict::Fail(format!("read: {e}"))),
+                }
+            }
+        };
+        if verdict.is_some() {
+            self.work = Work::Done;
+        }
+        verdict
+    }
+
+    /// Process `pid` ended: the result, if it was this attempt's.
+    pub fn on_exit(&mut self, pid: libc::pid_t, status: ExitStatus) -> Option<Verdict> {
+        match self.work {
+            Work::Exec { pid: p } if p == pid => {
+                self.work = Work::Done;
+                Some(if status.success() {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail(format!("command {}", describe(status)))
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Stop it (its process is killed; the init reaps it).
+    fn stop(&mut self) {
+        if let Work::Exec { pid } = std::mem::replace(&mut self.work, Work::Done) {
+            sys::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// A probe of a running container.
@@ -60,7 +247,7 @@ pub struct Probe {
     /// Passing, as far as the thresholds say (readiness starts failing,
     /// the others passing, as in Kubernetes).
     healthy: bool,
-    inflight: Option<Inflight>,
+    inflight: Option<Attempt>,
 }
 
 impl Probe {
@@ -90,139 +277,46 @@ impl Probe {
     /// deadline.
     pub fn due(&self) -> Instant {
         match &self.inflight {
-            Some(Inflight::Exec { deadline, .. } | Inflight::Net { deadline, .. }) => *deadline,
+            Some(a) => a.due().unwrap_or(self.next),
             None => self.next,
         }
     }
 
     /// Start an attempt if one is due. A result at once (it could not
-    /// start) is returned.
+    /// start, or timed out) is returned.
     pub fn tick(&mut self, now: Instant, pod_ip: &str, target: Option<&Target>) -> Option<Verdict> {
-        match &self.inflight {
-            Some(Inflight::Exec { deadline, .. } | Inflight::Net { deadline, .. })
-                if now >= *deadline =>
-            {
-                self.cancel();
-                return Some(Verdict::Fail(format!(
-                    "timed out after {}s",
-                    self.spec.timeout_s
-                )));
+        if let Some(attempt) = &mut self.inflight {
+            let verdict = attempt
+                .expired(now)
+                .map(|_| Verdict::Fail(format!("timed out after {}s", self.spec.timeout_s)));
+            if verdict.is_some() {
+                self.inflight = None;
             }
-            Some(_) => return None,
-            None if now < self.next => return None,
-            None => {}
+            return verdict;
+        }
+        if now < self.next {
+            return None;
         }
         self.next = now + Duration::from_secs(self.spec.period_s.into());
-        let deadline = now + Duration::from_secs(self.spec.timeout_s.into());
-        match &self.spec.action {
-            ProbeAction::Exec { command } => {
-                let Some(target) = target else {
-                    return Some(Verdict::Fail("the container does not run".into()));
-                };
-                match exec::spawn_quiet(command, target) {
-                    Ok(pid) => {
-                        self.inflight = Some(Inflight::Exec { pid, deadline });
-                        None
-                    }
-                    Err(e) => Some(Verdict::Fail(format!("cannot run {:?}: {e}", command[0]))),
-                }
+        let timeout = Duration::from_secs(self.spec.timeout_s.into());
+        match Attempt::start(&self.spec.action, now, Some(timeout), pod_ip, target, false) {
+            Ok(a) => {
+                self.inflight = Some(a);
+                None
             }
-            ProbeAction::Tcp { host, port } | ProbeAction::Http { host, port, .. } => {
-                let host = host.as_deref().unwrap_or(pod_ip);
-                let addr = match host.parse::<IpAddr>() {
-                    Ok(ip) => SocketAddr::new(ip, *port),
-                    Err(_) => return Some(Verdict::Fail(format!("{host:?} is not an address"))),
-                };
-                let request = match &self.spec.action {
-                    ProbeAction::Http { path, headers, .. } => {
-                        http_request(host, *port, path, headers)
-                    }
-                    _ => Vec::new(),
-                };
-                match connect_nonblocking(addr) {
-                    Ok(fd) => {
-                        self.inflight = Some(Inflight::Net {
-                            fd,
-                            stage: Stage::Connecting,
-                            request,
-                            deadline,
-                        });
-                        None
-                    }
-                    Err(e) => Some(Verdict::Fail(format!("dial tcp {addr}: {e}"))),
-                }
-            }
+            Err(v) => Some(v),
         }
     }
 
     /// The descriptor to poll, and for what.
     pub fn poll_fd(&self) -> Option<libc::pollfd> {
-        let Some(Inflight::Net { fd, stage, .. }) = &self.inflight else {
-            return None;
-        };
-        let events = match stage {
-            Stage::Connecting | Stage::Sending { .. } => libc::POLLOUT,
-            Stage::Reading { .. } => libc::POLLIN,
-        };
-        Some(libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events,
-            revents: 0,
-        })
+        self.inflight.as_ref().and_then(Attempt::poll_fd)
     }
 
     /// Its connection is ready (`revents`): go on; the result once there is
     /// one.
     pub fn on_ready(&mut self, revents: libc::c_short) -> Option<Verdict> {
-        let Some(Inflight::Net {
-            fd, stage, request, ..
-        }) = &mut self.inflight
-        else {
-            return None;
-        };
-        let verdict = match stage {
-            Stage::Connecting => match socket_error(fd) {
-                Some(e) => Some(Verdict::Fail(format!("connect: {e}"))),
-                None if request.is_empty() => Some(Verdict::Pass),
-                None => {
-                    *stage = Stage::Sending { sent: 0 };
-                    None
-                }
-            },
-            Stage::Sending { sent } => match sys::write_some(fd, &request[*sent..]) {
-                Ok(n) => {
-                    *sent += n;
-                    if *sent == request.len() {
-                        *stage = Stage::Reading { got: Vec::new() };
-                    }
-                    None
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-                Err(e) => Some(Verdict::Fail(format!("send: {e}"))),
-            },
-            Stage::Reading { got } => {
-                let mut buf = [0u8; 512];
-                match sys::read_some(fd, &mut buf) {
-                    Ok(0) => Some(http_verdict(got, true)),
-                    Ok(n) => {
-                        got.extend_from_slice(&buf[..n]);
-                        if got.contains(&b'\n') || got.len() >= MAX_RESPONSE {
-                            Some(http_verdict(got, false))
-                        } else {
-                            None
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-                            Some(http_verdict(got, true))
-                        } else {
-                            None
-                        }
-                    }
-                    Err(e) => Some(Verdict::Fail(format!("read: {e}"))),
-                }
-            }
-        };
+        let verdict = self.inflight.as_mut()?.on_ready(revents);
         if verdict.is_some() {
             self.inflight = None;
         }
@@ -231,17 +325,11 @@ impl Probe {
 
     /// Process `pid` ended: the result, if it was this probe's.
     pub fn on_exit(&mut self, pid: libc::pid_t, status: ExitStatus) -> Option<Verdict> {
-        match self.inflight {
-            Some(Inflight::Exec { pid: p, .. }) if p == pid => {
-                self.inflight = None;
-                Some(if status.success() {
-                    Verdict::Pass
-                } else {
-                    Verdict::Fail(format!("command {}", describe(status)))
-                })
-            }
-            _ => None,
+        let verdict = self.inflight.as_mut()?.on_exit(pid, status);
+        if verdict.is_some() {
+            self.inflight = None;
         }
+        verdict
     }
 
     /// Count an attempt's result; a change of health comes back.
@@ -278,15 +366,7 @@ impl Probe {
     /// Stop an attempt under way (its process is killed; the init reaps
     /// it).
     pub fn cancel(&mut self) {
-        if let Some(Inflight::Exec { pid, .. }) = self.inflight.take() {
-            sys::kill(pid, libc::SIGKILL);
-        }
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.cancel();
+        self.inflight = None;
     }
 }
 
@@ -322,8 +402,8 @@ fn http_request(host: &str, port: u16, path: &str, headers: &[(String, String)])
 }
 
 /// The result of an HTTP probe from the start of its response: a status
-/// from 200 to 399 passes.
-fn http_verdict(got: &[u8], ended: bool) -> Verdict {
+/// from 200 to 399 passes (any status, with `any_status`).
+fn http_verdict(got: &[u8], ended: bool, any_status: bool) -> Verdict {
     let line = got.split(|b| *b == b'\n').next().unwrap_or_default();
     let text = String::from_utf8_lossy(line);
     let mut words = text.split_whitespace();
@@ -332,10 +412,8 @@ fn http_verdict(got: &[u8], ended: bool) -> Verdict {
         _ => None,
     };
     match status {
-        Some(code @ 200..=399) => {
-            let _ = code;
-            Verdict::Pass
-        }
+        Some(200..=399) => Verdict::Pass,
+        Some(_) if any_status => Verdict::Pass,
         Some(code) => Verdict::Fail(format!("HTTP probe failed with statuscode: {code}")),
         None if ended && got.is_empty() => Verdict::Fail("the server closed the connection".into()),
         None => Verdict::Fail(format!("not an HTTP response: {:?}", text.trim_end())),
@@ -448,17 +526,26 @@ mod tests {
 
     #[test]
     fn test_http_status_decides() {
-        assert_eq!(http_verdict(b"HTTP/1.1 200 OK\r\n", false), Verdict::Pass);
         assert_eq!(
-            http_verdict(b"HTTP/1.0 302 Found\r\n", false),
+            http_verdict(b"HTTP/1.1 200 OK\r\n", false, false),
+            Verdict::Pass
+        );
+        assert_eq!(
+            http_verdict(b"HTTP/1.0 302 Found\r\n", false, false),
             Verdict::Pass
         );
         assert!(
-            matches!(http_verdict(b"HTTP/1.1 503 x\r\n", false), Verdict::Fail(m) if m.contains("503"))
+            matches!(http_verdict(b"HTTP/1.1 503 x\r\n", false, false), Verdict::Fail(m) if m.contains("503"))
         );
-        assert!(matches!(http_verdict(b"", true), Verdict::Fail(_)));
+        assert!(matches!(http_verdict(b"", true, false), Verdict::Fail(_)));
+        // A hook takes any response.
+        assert_eq!(
+            http_verdict(b"HTTP/1.1 503 x\r\n", false, true),
+            Verdict::Pass
+        );
+        assert!(matches!(http_verdict(b"", true, true), Verdict::Fail(_)));
         assert!(matches!(
-            http_verdict(b"SSH-2.0\r\n", false),
+            http_verdict(b"SSH-2.0\r\n", false, false),
             Verdict::Fail(_)
         ));
         let req = String::from_utf8(http_request(

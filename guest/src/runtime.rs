@@ -4,9 +4,14 @@
 //! `FrameDecoder`), a signalfd for SIGCHLD (then `waitpid(-1, WNOHANG)`
 //! until nothing is left, so re-parented orphans are reaped too), the read
 //! ends of every container's stdout/stderr pipe, and the descriptors of exec
-//! sessions (see [`crate::exec`]). Timers (restart backoff, the stop grace
+//! sessions (see [`crate::exec`]), and the connections of probes and
+//! lifecycle hooks. Timers (restart backoff, probe periods, the stop grace
 //! period) become the poll timeout. Writes to the host are blocking, whole
 //! frames.
+//!
+//! A container is stopped as the kubelet stops one: its preStop hook, then
+//! its stop signal (SIGTERM unless it names another), then SIGKILL once the
+//! grace period is over (2 s more if the hook was still running then).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -15,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use peapod_proto::{
     encode, write_frame, Connection, ContainerEvent, ContainerState, ContainerStatus, FrameDecoder,
-    GuestMsg, HostMsg, PodPhase, PodStatus, ProbeAction, ProbeKind, Stream, Termination,
-    VolumeKind, WirePod,
+    GuestMsg, HookKind, HostMsg, PodPhase, PodStatus, ProbeAction, ProbeKind, Stream, Termination,
+    VolumeKind, WirePod, MAX_TERMINATION_MESSAGE,
 };
 
 use crate::cgroup::{self, PodCgroups};
@@ -24,12 +29,21 @@ use crate::container::{self, PodContext, VOLUMES_DIR};
 use crate::exec::{self, Execs};
 use crate::logs::take_chunks;
 use crate::net;
-use crate::probe::{Probe, Transition, Verdict};
+use crate::probe::{Attempt, Probe, Transition, Verdict};
 use crate::sys::{self, ExitStatus};
 use crate::transport::Transport;
 
 /// Kubernetes' termination reason of a container the OOM killer ended.
 const OOM_KILLED: &str = "OOMKilled";
+
+/// The most of a container's output a `FallbackToLogsOnError` termination
+/// message takes, as the kubelet: 2048 bytes, 80 lines.
+const FALLBACK_BYTES: usize = 2048;
+const FALLBACK_LINES: usize = 80;
+
+/// How long past its grace period a container whose preStop hook still
+/// runs has to end after its stop signal, as the kubelet gives.
+const PRE_STOP_EXTRA: Duration = Duration::from_secs(2);
 
 /// The agent string in our hello.
 pub const AGENT: &str = concat!("peapod-init ", env!("CARGO_PKG_VERSION"));
@@ -267,9 +281,76 @@ struct Ctr {
     ready: bool,
     /// Its startup probe passed (or it has none).
     started: bool,
-    /// A failed probe restarts it: SIGKILL at this time if SIGTERM did not
-    /// end it.
-    kill_at: Option<Instant>,
+    /// Its lifecycle hook under way.
+    hook: Option<(HookKind, Attempt)>,
+    /// It is being stopped (the pod stops, a probe or its postStart hook
+    /// failed, the pod is done with a sidecar).
+    stopping: Option<Stopping>,
+    /// The end of its output (`FallbackToLogsOnError`).
+    tail: Vec<u8>,
+}
+
+/// A container being stopped.
+#[derive(Debug, Clone, Copy)]
+struct Stopping {
+    /// SIGKILL then, if it still runs.
+    kill_at: Instant,
+    /// It got SIGKILL.
+    killed: bool,
+}
+
+impl Ctr {
+    fn new(spec: peapod_proto::WireContainer, init: bool) -> Ctr {
+        Ctr {
+            spec,
+            init,
+            removed: false,
+            state: State::Waiting,
+            restarts: 0,
+            last: None,
+            cgroup: None,
+            probes: Vec::new(),
+            ready: false,
+            started: false,
+            hook: None,
+            stopping: None,
+            tail: Vec::new(),
+        }
+    }
+
+    /// Its main process, while it runs.
+    fn pid(&self) -> Option<libc::pid_t> {
+        match self.state {
+            State::Running { pid, .. } if pid > 0 => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// Keep the end of its output for a termination message.
+    fn keep_tail(&mut self, data: &[u8]) {
+        if !self.spec.termination_message_fallback {
+            return;
+        }
+        self.tail.extend_from_slice(data);
+        if self.tail.len() > FALLBACK_BYTES {
+            self.tail.drain(..self.tail.len() - FALLBACK_BYTES);
+        }
+    }
+
+    /// Its termination message, once it ended with `status`: what it
+    /// wrote at its `terminationMessagePath`, else, under
+    /// `FallbackToLogsOnError` after a failure, its last lines of output.
+    fn termination_message(&self, status: ExitStatus) -> Option<String> {
+        self.spec.termination_message_path.as_ref()?;
+        let written = container::termination_message(&self.spec.name, MAX_TERMINATION_MESSAGE);
+        if written.is_some() || !self.spec.termination_message_fallback || status.success() {
+            return written;
+        }
+        let text = String::from_utf8_lossy(&self.tail);
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(FALLBACK_LINES)..].join("\n");
+        (!tail.is_empty()).then_some(tail)
+    }
 }
 
 struct LogPipe {
@@ -294,13 +375,12 @@ pub struct Runtime<'a> {
     /// The first init container that has not succeeded yet.
     next_init: usize,
     apps_started: bool,
-    stop_deadline: Option<Instant>,
-    killed: bool,
+    /// The pod is stopping (`stop_pod`, or the host is gone).
+    stopping: bool,
     failed_init: Option<String>,
     cgroups: PodCgroups,
     /// Sidecars got SIGTERM (the app containers are done); SIGKILL then.
-    sidecar_deadline: Option<Instant>,
-    sidecars_killed: bool,
+    sidecars_stopping: bool,
 }
 
 impl<'a> Runtime<'a> {
@@ -312,19 +392,7 @@ impl<'a> Runtime<'a> {
             .iter()
             .map(|c| (c, true))
             .chain(pod.containers.iter().map(|c| (c, false)))
-            .map(|(c, init)| Ctr {
-                spec: c.clone().with_pod_ip(&pod_ip(pod)),
-                init,
-                removed: false,
-                state: State::Waiting,
-                restarts: 0,
-                last: None,
-                cgroup: None,
-                probes: Vec::new(),
-                ready: false,
-                started: false,
-                kill_at: None,
-            })
+            .map(|(c, init)| Ctr::new(c.clone().with_pod_ip(&pod_ip(pod)), init))
             .collect();
         Ok(Runtime {
             conn,
@@ -342,12 +410,10 @@ impl<'a> Runtime<'a> {
             sigchld,
             next_init: 0,
             apps_started: false,
-            stop_deadline: None,
-            killed: false,
+            stopping: false,
             failed_init: None,
             cgroups: PodCgroups::new(&pod.name),
-            sidecar_deadline: None,
-            sidecars_killed: false,
+            sidecars_stopping: false,
         })
     }
 
@@ -415,8 +481,18 @@ impl<'a> Runtime<'a> {
                     pid: sp.pid,
                     started_ns: sys::realtime_ns(),
                 };
-                self.event(i, ContainerEvent::Started { pid: sp.pid as u32 });
-                self.start_probes(i);
+                self.ctrs[i].tail.clear();
+                match self.ctrs[i].spec.post_start.clone() {
+                    None => {
+                        self.event(i, ContainerEvent::Started { pid: sp.pid as u32 });
+                        self.start_probes(i);
+                    }
+                    // It counts as running once its postStart hook passed.
+                    Some(action) => {
+                        self.event(i, ContainerEvent::Created { pid: sp.pid as u32 });
+                        self.start_hook(i, HookKind::PostStart, &action);
+                    }
+                }
             }
             Err(e) => {
                 if let Some(cg) = cg {
@@ -445,7 +521,6 @@ impl<'a> Runtime<'a> {
             .map(|p| Probe::new(p.clone(), now))
             .collect();
         c.started = !c.probes.iter().any(|p| p.kind() == ProbeKind::Startup);
-        c.kill_at = None;
         if c.started && !c.probes.iter().any(|p| p.kind() == ProbeKind::Readiness) {
             self.set_ready(i, true);
         }
@@ -463,8 +538,8 @@ impl<'a> Runtime<'a> {
     /// it passed, the others after.
     fn probe_active(&self, i: usize, p: usize) -> bool {
         let c = &self.ctrs[i];
-        matches!(c.state, State::Running { pid, .. } if pid > 0)
-            && c.kill_at.is_none()
+        c.pid().is_some()
+            && c.stopping.is_none()
             && (c.probes[p].kind() == ProbeKind::Startup) != c.started
     }
 
@@ -498,18 +573,10 @@ impl<'a> Runtime<'a> {
             (ProbeKind::Startup | ProbeKind::Liveness, Transition::Unhealthy(why)) => {
                 self.set_ready(i, false);
                 self.unhealthy(i, kind, why);
-                // Restarted as the kubelet restarts it: SIGTERM, SIGKILL
-                // after the grace period; restartPolicy decides the rest.
-                if let State::Running { pid, .. } = self.ctrs[i].state {
-                    if pid > 0 {
-                        sys::kill(pid, libc::SIGTERM);
-                        self.ctrs[i].kill_at =
-                            Some(Instant::now() + Duration::from_secs(self.pod.grace_period_s));
-                    }
-                }
-                for probe in &mut self.ctrs[i].probes {
-                    probe.cancel();
-                }
+                // Restarted as the kubelet restarts it (preStop, stop
+                // signal, SIGKILL after the grace period); restartPolicy
+                // decides the rest.
+                self.terminate(i, Duration::from_secs(self.pod.grace_period_s));
             }
         }
     }
@@ -529,19 +596,10 @@ impl<'a> Runtime<'a> {
         );
     }
 
-    /// Start due probe attempts, time out late ones, and kill containers a
-    /// failed probe is restarting.
+    /// Start due probe attempts and time out late ones.
     fn probe_timers(&mut self, now: Instant) {
         let pod_ip = pod_ip(self.pod);
         for i in 0..self.ctrs.len() {
-            if let (Some(at), State::Running { pid, .. }) =
-                (self.ctrs[i].kill_at, &self.ctrs[i].state)
-            {
-                if now >= at && *pid > 0 {
-                    sys::kill(*pid, libc::SIGKILL);
-                    self.ctrs[i].kill_at = Some(now + Duration::from_secs(3600));
-                }
-            }
             for p in 0..self.ctrs[i].probes.len() {
                 if !self.probe_active(i, p) || self.ctrs[i].probes[p].due() > now {
                     continue;
@@ -558,22 +616,27 @@ impl<'a> Runtime<'a> {
         }
     }
 
-    /// The probes' connections to poll, with (container, probe) for each.
-    fn probe_fds(&self) -> (Vec<libc::pollfd>, Vec<(usize, usize)>) {
+    /// The connections of probes and hooks to poll, with (container,
+    /// probe) for each (no probe: the container's hook).
+    fn probe_fds(&self) -> (Vec<libc::pollfd>, Vec<(usize, Option<usize>)>) {
         let mut fds = Vec::new();
         let mut owners = Vec::new();
         for (i, c) in self.ctrs.iter().enumerate() {
             for (p, probe) in c.probes.iter().enumerate() {
                 if let Some(fd) = probe.poll_fd() {
                     fds.push(fd);
-                    owners.push((i, p));
+                    owners.push((i, Some(p)));
                 }
+            }
+            if let Some(fd) = c.hook.as_ref().and_then(|(_, a)| a.poll_fd()) {
+                fds.push(fd);
+                owners.push((i, None));
             }
         }
         (fds, owners)
     }
 
-    /// Process `pid` ended: whether it was a probe's.
+    /// Process `pid` ended: whether it was a probe's or a hook's.
     fn probe_exited(&mut self, pid: libc::pid_t, status: ExitStatus) -> bool {
         for i in 0..self.ctrs.len() {
             for p in 0..self.ctrs[i].probes.len() {
@@ -582,13 +645,143 @@ impl<'a> Runtime<'a> {
                     return true;
                 }
             }
+            let hook = self.ctrs[i].hook.as_mut();
+            if let Some(v) = hook.and_then(|(_, a)| a.on_exit(pid, status)) {
+                self.hook_result(i, v);
+                return true;
+            }
         }
         false
     }
 
+    /// Start container `i`'s `kind` hook, doing `action`. It has no time
+    /// limit of its own: a preStop hook ends with the grace period.
+    fn start_hook(&mut self, i: usize, kind: HookKind, action: &peapod_proto::ProbeAction) {
+        let target = match action {
+            ProbeAction::Exec { .. } => self.exec_target(&self.ctrs[i].spec.name).ok(),
+            _ => None,
+        };
+        let pod_ip = pod_ip(self.pod);
+        match Attempt::start(action, Instant::now(), None, &pod_ip, target.as_ref(), true) {
+            Ok(a) => self.ctrs[i].hook = Some((kind, a)),
+            Err(v) => {
+                self.ctrs[i].hook = None;
+                self.hook_done(i, kind, v);
+            }
+        }
+    }
+
+    /// Container `i`'s hook ended with `verdict`.
+    fn hook_result(&mut self, i: usize, verdict: Verdict) {
+        if let Some((kind, _)) = self.ctrs[i].hook.take() {
+            self.hook_done(i, kind, verdict);
+        }
+    }
+
+    fn hook_done(&mut self, i: usize, kind: HookKind, verdict: Verdict) {
+        if let Verdict::Fail(why) = &verdict {
+            let message = format!("{} hook failed: {why}", hook_field(kind));
+            eprintln!(
+                "peapod-init: container {}: {}: {message}",
+                self.ctrs[i].spec.name,
+                kind.failure()
+            );
+            self.event(
+                i,
+                ContainerEvent::HookFailed {
+                    hook: kind,
+                    message,
+                },
+            );
+        }
+        let Some(pid) = self.ctrs[i].pid() else {
+            return;
+        };
+        match (kind, verdict) {
+            (HookKind::PostStart, Verdict::Pass) => {
+                self.event(i, ContainerEvent::Started { pid: pid as u32 });
+                self.start_probes(i);
+            }
+            // As the kubelet: the container is stopped, and restartPolicy
+            // decides the rest.
+            (HookKind::PostStart, Verdict::Fail(_)) => {
+                self.terminate(i, Duration::from_secs(self.pod.grace_period_s));
+            }
+            // Failed or not, the stop goes on.
+            (HookKind::PreStop, _) => self.stop_signal(i),
+        }
+    }
+
+    /// Stop container `i` as the kubelet stops one: its preStop hook, then
+    /// its stop signal, SIGKILL once `grace` is over. One waiting to
+    /// restart is done.
+    fn terminate(&mut self, i: usize, grace: Duration) {
+        let c = &mut self.ctrs[i];
+        if let State::Backoff { .. } = c.state {
+            c.state = State::Exited;
+            return;
+        }
+        if c.pid().is_none() || c.stopping.is_some() {
+            return;
+        }
+        c.stopping = Some(Stopping {
+            kill_at: Instant::now() + grace,
+            killed: false,
+        });
+        for probe in &mut c.probes {
+            probe.cancel();
+        }
+        // A postStart hook under way ends (its process killed).
+        c.hook = None;
+        match c.spec.pre_stop.clone() {
+            Some(action) if !grace.is_zero() => self.start_hook(i, HookKind::PreStop, &action),
+            _ => self.stop_signal(i),
+        }
+    }
+
+    /// Send container `i` its stop signal.
+    fn stop_signal(&mut self, i: usize) {
+        if let Some(pid) = self.ctrs[i].pid() {
+            sys::kill(pid, self.ctrs[i].spec.stop_signal.unwrap_or(libc::SIGTERM));
+        }
+    }
+
+    /// Containers being stopped whose grace period is over: a preStop hook
+    /// still running is ended and the stop signal sent, with 2 s more;
+    /// else SIGKILL.
+    fn stop_timers(&mut self, now: Instant) {
+        for i in 0..self.ctrs.len() {
+            let Some(st) = self.ctrs[i].stopping else {
+                continue;
+            };
+            if st.killed || now < st.kill_at || self.ctrs[i].pid().is_none() {
+                continue;
+            }
+            if matches!(self.ctrs[i].hook, Some((HookKind::PreStop, _))) {
+                self.ctrs[i].hook = None;
+                let message = "preStop hook failed: it did not finish within the grace period";
+                self.event(
+                    i,
+                    ContainerEvent::HookFailed {
+                        hook: HookKind::PreStop,
+                        message: message.into(),
+                    },
+                );
+                self.stop_signal(i);
+                self.ctrs[i].stopping = Some(Stopping {
+                    kill_at: now + PRE_STOP_EXTRA,
+                    killed: false,
+                });
+            } else if let Some(pid) = self.ctrs[i].pid() {
+                sys::kill(pid, libc::SIGKILL);
+                self.ctrs[i].stopping = Some(Stopping { killed: true, ..st });
+            }
+        }
+    }
+
     /// Start what is due: the next init container, or all app containers.
     fn advance(&mut self) {
-        if self.stop_deadline.is_some() || self.failed_init.is_some() || self.apps_started {
+        if self.stopping || self.failed_init.is_some() || self.apps_started {
             return;
         }
         while self.next_init < self.pod.init_containers.len() {
@@ -633,7 +826,7 @@ impl<'a> Runtime<'a> {
         let volumes = self.pod.volumes.iter().map(|v| v.name.as_str()).collect();
         let refused = if !self.pod.sandbox {
             Some("the pod is not a sandbox: containers join only pods started as one".into())
-        } else if self.stop_deadline.is_some() || self.failed_init.is_some() {
+        } else if self.stopping || self.failed_init.is_some() {
             Some("the pod is ending".to_string())
         } else if self.find(&spec.name).is_some() {
             Some("the pod already has a container of that name".into())
@@ -648,19 +841,7 @@ impl<'a> Runtime<'a> {
             self.refuse(&spec.name, message);
             return;
         }
-        self.ctrs.push(Ctr {
-            spec,
-            init: false,
-            removed: false,
-            state: State::Waiting,
-            restarts: 0,
-            last: None,
-            cgroup: None,
-            probes: Vec::new(),
-            ready: false,
-            started: false,
-            kill_at: None,
-        });
+        self.ctrs.push(Ctr::new(spec, false));
         if self.apps_started {
             self.start(self.ctrs.len() - 1);
         }
@@ -702,10 +883,11 @@ impl<'a> Runtime<'a> {
 
     /// A container's main process ended with `status`.
     fn exited(&mut self, i: usize, status: ExitStatus) {
-        // Its probes end with it (dropping one kills its process).
+        // Its probes and hook end with it (dropping one kills its process).
         self.ctrs[i].probes.clear();
+        self.ctrs[i].hook = None;
+        self.ctrs[i].stopping = None;
         self.ctrs[i].ready = false;
-        self.ctrs[i].kill_at = None;
         // Its output up to now goes out before the event.
         for p in 0..self.pipes.len() {
             if self.pipes[p].ctr == i {
@@ -722,12 +904,14 @@ impl<'a> Runtime<'a> {
             ExitStatus::Code(c) => (Some(c), None),
             ExitStatus::Signal(s) => (None, Some(s)),
         };
+        let message = self.ctrs[i].termination_message(status);
         self.event(
             i,
             ContainerEvent::Exited {
                 code,
                 signal,
                 oom_killed,
+                message: message.clone(),
             },
         );
         let reason = if oom_killed {
@@ -744,6 +928,7 @@ impl<'a> Runtime<'a> {
                 signal,
                 reason: reason.into(),
                 finished_at_ns: sys::realtime_ns(),
+                message,
             },
         ));
         let init = self.ctrs[i].init;
@@ -751,13 +936,11 @@ impl<'a> Runtime<'a> {
         let restart = if sidecar {
             // A sidecar runs for the life of the pod, whatever restartPolicy
             // says, until the pod winds down.
-            self.stop_deadline.is_none()
-                && self.sidecar_deadline.is_none()
-                && self.failed_init.is_none()
+            !self.stopping && !self.sidecars_stopping && self.failed_init.is_none()
         } else {
             // Init containers only restart after failures, and never under
             // `Never`.
-            self.stop_deadline.is_none()
+            !self.stopping
                 && self.pod.restart_policy.restarts(status.success())
                 && !(init && status.success())
         };
@@ -777,7 +960,7 @@ impl<'a> Runtime<'a> {
             );
         } else {
             self.ctrs[i].state = State::Exited;
-            if init && !sidecar && !status.success() && self.stop_deadline.is_none() {
+            if init && !sidecar && !status.success() && !self.stopping {
                 self.failed_init = Some(format!(
                     "init container {} failed ({}{})",
                     self.ctrs[i].spec.name,
@@ -789,18 +972,15 @@ impl<'a> Runtime<'a> {
         self.advance();
     }
 
-    /// Begin stopping: SIGTERM now, SIGKILL after the grace period.
+    /// Begin stopping the pod: every container is stopped, within the
+    /// grace period.
     fn stop(&mut self, grace_period_s: u64) {
-        if self.stop_deadline.is_some() {
+        if self.stopping {
             return;
         }
-        self.stop_deadline = Some(Instant::now() + Duration::from_secs(grace_period_s));
-        for c in &mut self.ctrs {
-            match c.state {
-                State::Running { pid, .. } if pid > 0 => sys::kill(pid, libc::SIGTERM),
-                State::Backoff { .. } => c.state = State::Exited,
-                _ => {}
-            }
+        self.stopping = true;
+        for i in 0..self.ctrs.len() {
+            self.terminate(i, Duration::from_secs(grace_period_s));
         }
     }
 
@@ -809,7 +989,7 @@ impl<'a> Runtime<'a> {
     /// how they end does not change the pod's phase. (Not in a sandbox:
     /// more app containers may join it.)
     fn stop_sidecars_when_done(&mut self) {
-        if self.sidecar_deadline.is_some() || self.stop_deadline.is_some() {
+        if self.sidecars_stopping || self.stopping {
             return;
         }
         let apps_done = self.apps_started
@@ -822,12 +1002,10 @@ impl<'a> Runtime<'a> {
         if !(apps_done || self.failed_init.is_some()) || !self.ctrs.iter().any(|c| c.spec.sidecar) {
             return;
         }
-        self.sidecar_deadline = Some(Instant::now() + Duration::from_secs(self.pod.grace_period_s));
-        for c in self.ctrs.iter_mut().filter(|c| c.spec.sidecar) {
-            match c.state {
-                State::Running { pid, .. } if pid > 0 => sys::kill(pid, libc::SIGTERM),
-                State::Backoff { .. } => c.state = State::Exited,
-                _ => {}
+        self.sidecars_stopping = true;
+        for i in 0..self.ctrs.len() {
+            if self.ctrs[i].spec.sidecar {
+                self.terminate(i, Duration::from_secs(self.pod.grace_period_s));
             }
         }
     }
@@ -845,7 +1023,7 @@ impl<'a> Runtime<'a> {
             return None;
         }
         // A sandbox runs until it is stopped, whatever its containers do.
-        if self.pod.sandbox && self.stop_deadline.is_none() {
+        if self.pod.sandbox && !self.stopping {
             return None;
         }
         if let Some(reason) = &self.failed_init {
@@ -856,7 +1034,7 @@ impl<'a> Runtime<'a> {
         }
         let pending =
             |c: &Ctr| !c.removed && matches!(c.state, State::Backoff { .. } | State::Waiting);
-        let stopping = self.stop_deadline.is_some();
+        let stopping = self.stopping;
         if !stopping && (!self.apps_started || self.ctrs.iter().any(pending)) {
             return None;
         }
@@ -914,6 +1092,7 @@ impl<'a> Runtime<'a> {
                 last_termination: c.last.as_ref().map(|l| l.1.clone()),
                 ready: c.ready,
                 probe_failure: None,
+                hook_failure: None,
             })
             .collect();
         let phase = if self.apps_started {
@@ -1066,6 +1245,8 @@ impl<'a> Runtime<'a> {
             // SAFETY: reading into a buffer we own from an open descriptor.
             let r = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
             if r > 0 {
+                let ctr = self.pipes[p].ctr;
+                self.ctrs[ctr].keep_tail(&chunk[..r as usize]);
                 self.pipes[p].buf.extend_from_slice(&chunk[..r as usize]);
                 self.flush_pipe(p, false);
                 continue;
@@ -1119,38 +1300,19 @@ impl<'a> Runtime<'a> {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
-        if self.stop_deadline.is_none() {
+        if !self.stopping {
             self.probe_timers(now);
         }
-        if let Some(deadline) = self.stop_deadline {
-            if !self.killed && now >= deadline {
-                self.killed = true;
-                let pids: Vec<_> = self.running().filter(|p| *p > 0).collect();
-                for pid in pids {
-                    sys::kill(pid, libc::SIGKILL);
-                }
+        for i in 0..self.ctrs.len() {
+            let hook = self.ctrs[i].hook.as_mut();
+            if let Some(v) = hook.and_then(|(_, a)| a.expired(now)) {
+                self.hook_result(i, v);
             }
         }
-        if let Some(deadline) = self.sidecar_deadline {
-            if !self.sidecars_killed && now >= deadline {
-                self.sidecars_killed = true;
-                let pids: Vec<_> = self
-                    .ctrs
-                    .iter()
-                    .filter(|c| c.spec.sidecar)
-                    .filter_map(|c| match c.state {
-                        State::Running { pid, .. } if pid > 0 => Some(pid),
-                        _ => None,
-                    })
-                    .collect();
-                for pid in pids {
-                    sys::kill(pid, libc::SIGKILL);
-                }
-            }
-        }
+        self.stop_timers(now);
         for i in 0..self.ctrs.len() {
             if let State::Backoff { until } = self.ctrs[i].state {
-                if now >= until && self.stop_deadline.is_none() {
+                if now >= until && !self.stopping {
                     self.start(i);
                     // A restarted sidecar may let the next init container go.
                     self.advance();
@@ -1162,26 +1324,18 @@ impl<'a> Runtime<'a> {
     fn next_timeout(&self) -> libc::c_int {
         let now = Instant::now();
         let mut next: Option<Instant> = None;
-        if !self.killed {
-            next = self.stop_deadline;
-        }
-        if let Some(t) = self.sidecar_deadline.filter(|_| !self.sidecars_killed) {
-            next = Some(next.map_or(t, |n| n.min(t)));
-        }
-        for c in &self.ctrs {
-            if let State::Backoff { until } = c.state {
-                next = Some(next.map_or(until, |n| n.min(until)));
-            }
-        }
-        if self.stop_deadline.is_none() {
-            for (i, c) in self.ctrs.iter().enumerate() {
-                let due = (0..c.probes.len())
-                    .filter(|&p| self.probe_active(i, p))
-                    .map(|p| c.probes[p].due())
-                    .chain(c.kill_at);
-                for t in due {
-                    next = Some(next.map_or(t, |n| n.min(t)));
-                }
+        for (i, c) in self.ctrs.iter().enumerate() {
+            let backoff = match c.state {
+                State::Backoff { until } => Some(until),
+                _ => None,
+            };
+            let probes = (0..c.probes.len())
+                .filter(|&p| !self.stopping && self.probe_active(i, p))
+                .map(|p| c.probes[p].due());
+            let hook = c.hook.as_ref().and_then(|(_, a)| a.due());
+            let kill = c.stopping.filter(|s| !s.killed).map(|s| s.kill_at);
+            for t in probes.chain(backoff).chain(hook).chain(kill) {
+                next = Some(next.map_or(t, |n| n.min(t)));
             }
         }
         match next {
@@ -1253,13 +1407,21 @@ impl<'a> Runtime<'a> {
             self.send_all(msgs);
             for (k, &(i, p)) in probe_owners.iter().enumerate() {
                 let revents = fds[probe_fds + k].revents;
-                if revents != 0 {
-                    if let Some(v) = self.ctrs[i]
-                        .probes
-                        .get_mut(p)
-                        .and_then(|pr| pr.on_ready(revents))
-                    {
-                        self.probe_result(i, p, v);
+                if revents == 0 {
+                    continue;
+                }
+                match p {
+                    Some(p) => {
+                        let probe = self.ctrs[i].probes.get_mut(p);
+                        if let Some(v) = probe.and_then(|pr| pr.on_ready(revents)) {
+                            self.probe_result(i, p, v);
+                        }
+                    }
+                    None => {
+                        let hook = self.ctrs[i].hook.as_mut();
+                        if let Some(v) = hook.and_then(|(_, a)| a.on_ready(revents)) {
+                            self.hook_result(i, v);
+                        }
                     }
                 }
             }
@@ -1293,6 +1455,14 @@ impl<'a> Runtime<'a> {
             reason: outcome.reason.clone(),
         });
         outcome
+    }
+}
+
+/// The hook's field name (`postStart`).
+fn hook_field(kind: HookKind) -> &'static str {
+    match kind {
+        HookKind::PostStart => "postStart",
+        HookKind::PreStop => "preStop",
     }
 }
 

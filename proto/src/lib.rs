@@ -36,10 +36,37 @@ pub use frame::{
 };
 pub use msg::{
     check_version, decode, encode, ContainerEvent, ContainerState, ContainerStatus, ExecId,
-    GuestMsg, Hello, HostMsg, Message, PodPhase, PodStatus, Stream, Termination, PROTOCOL_VERSION,
+    GuestMsg, Hello, HostMsg, Message, PodPhase, PodStatus, Stream, Termination,
+    MAX_TERMINATION_MESSAGE, PROTOCOL_VERSION,
 };
 pub use network::{WireHostEntry, WireNetwork};
 pub use pod::{
-    Backoff, ProbeAction, ProbeKind, RestartPolicy, VolumeKind, WireBind, WireContainer, WireFile,
-    WireMount, WirePod, WireProbe, WireVolume, POD_IP_TOKEN,
+    Backoff, HookKind, ProbeAction, ProbeKind, RestartPolicy, VolumeKind, WireBind, WireContainer,
+    WireFile, WireMount, WirePod, WireProbe, WireVolume, POD_IP_TOKEN,
 };
+
+/// Cut `s` to at most `max` bytes, at a character boundary: bounding a
+/// message that came from the other side never panics on a multi-byte
+/// character.
+pub fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    #[test]
+    fn test_truncate_utf8_cuts_at_a_character_boundary() {
+        let mut s = "aé".repeat(3);
+        super::truncate_utf8(&mut s, 2);
+        assert_eq!(s, "a");
+        let mut s = "abc".to_owned();
+        super::truncate_utf8(&mut s, 5);
+        assert_eq!(s, "abc");
+    }
+}

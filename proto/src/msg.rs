@@ -13,7 +13,7 @@ use crate::frame::MAX_FRAME;
 use crate::pod::{WireContainer, WirePod};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Identifies an exec session; chosen by the host, unique per pod.
 pub type ExecId = u64;
@@ -121,14 +121,27 @@ pub enum Stream {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ContainerEvent {
-    /// The container's process runs.
+    /// The container's process exists and its postStart hook runs; its
+    /// output is logged from here. `Started` follows once the hook passed.
+    Created { pid: u32 },
+    /// The container runs (its postStart hook, if any, passed).
     Started { pid: u32 },
     /// The container's process ended. Exactly one of `code` and `signal` is
-    /// set; `oom_killed` when the kernel OOM killer ended it.
+    /// set; `oom_killed` when the kernel OOM killer ended it; `message`:
+    /// its termination message (`terminationMessagePath`, or its output's
+    /// tail under `FallbackToLogsOnError`).
     Exited {
         code: Option<i32>,
         signal: Option<i32>,
         oom_killed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// A lifecycle hook failed; a failed postStart hook stops the
+    /// container, a failed preStop hook does not keep it from stopping.
+    HookFailed {
+        hook: crate::pod::HookKind,
+        message: String,
     },
     /// The container will be restarted after `backoff_ms`; `restart_count`
     /// counts this restart.
@@ -169,7 +182,14 @@ pub struct Termination {
     pub reason: String,
     /// Realtime clock, nanoseconds since the Unix epoch.
     pub finished_at_ns: u64,
+    /// The termination message (at most [`MAX_TERMINATION_MESSAGE`]
+    /// bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
+
+/// The most of a termination message kept, in bytes, as the kubelet keeps.
+pub const MAX_TERMINATION_MESSAGE: usize = 4096;
 
 /// A container's current state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +222,9 @@ pub struct ContainerStatus {
     /// The last probe failure (`Liveness probe failed: ...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_failure: Option<String>,
+    /// The last lifecycle hook failure (`FailedPostStartHook: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_failure: Option<String>,
 }
 
 /// Answer to `status_query`.
@@ -417,6 +440,7 @@ mod tests {
             signal: Some(9),
             reason: "OOMKilled".into(),
             finished_at_ns: 1_700_000_000_000_000_000,
+            message: None,
         };
         vec![
             GuestMsg::Hello(Hello::new("peapod-init 0.1.0")),
@@ -433,6 +457,7 @@ mod tests {
                     code: Some(3),
                     signal: None,
                     oom_killed: false,
+                    message: None,
                 },
             },
             GuestMsg::ContainerEvent {
@@ -442,6 +467,20 @@ mod tests {
                     code: None,
                     signal: Some(9),
                     oom_killed: true,
+                    message: Some("out of memory\n".into()),
+                },
+            },
+            GuestMsg::ContainerEvent {
+                container: "app".into(),
+                init: false,
+                event: ContainerEvent::Created { pid: 7 },
+            },
+            GuestMsg::ContainerEvent {
+                container: "app".into(),
+                init: false,
+                event: ContainerEvent::HookFailed {
+                    hook: crate::pod::HookKind::PreStop,
+                    message: "postStart hook failed: command exited with 1".into(),
                 },
             },
             GuestMsg::ContainerEvent {
@@ -493,11 +532,13 @@ mod tests {
                             signal: None,
                             reason: "Completed".into(),
                             finished_at_ns: 5,
+                            message: None,
                         }),
                         restart_count: 0,
                         last_termination: None,
                         ready: false,
                         probe_failure: None,
+                        hook_failure: None,
                     },
                     ContainerStatus {
                         name: "app".into(),
@@ -507,6 +548,7 @@ mod tests {
                         last_termination: Some(finished),
                         ready: false,
                         probe_failure: None,
+                        hook_failure: None,
                     },
                     ContainerStatus {
                         name: "side".into(),
@@ -518,6 +560,7 @@ mod tests {
                         last_termination: None,
                         ready: false,
                         probe_failure: None,
+                        hook_failure: None,
                     },
                 ],
             }),
@@ -565,7 +608,7 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (
                 encode(&HostMsg::Hello(Hello::new("peapod"))).unwrap(),
-                r#"{"type":"hello","version":3,"agent":"peapod"}"#,
+                r#"{"type":"hello","version":4,"agent":"peapod"}"#,
             ),
             (
                 encode(&HostMsg::StatusQuery {}).unwrap(),
@@ -597,6 +640,7 @@ mod tests {
                         code: Some(1),
                         signal: None,
                         oom_killed: false,
+                        message: None,
                     },
                 })
                 .unwrap(),
@@ -710,11 +754,11 @@ mod tests {
         .unwrap_err();
         assert!(matches!(
             err,
-            ProtoError::VersionMismatch { ours: 3, theirs: 1 }
+            ProtoError::VersionMismatch { ours: 4, theirs: 1 }
         ));
         let text = err.to_string();
         assert!(
-            text.contains("version 3") && text.contains("version 1"),
+            text.contains("version 4") && text.contains("version 1"),
             "{text}"
         );
     }

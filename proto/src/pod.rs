@@ -136,6 +136,47 @@ pub struct WireContainer {
     /// Startup, liveness and readiness probes, run by peapod-init.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<WireProbe>,
+    /// `lifecycle.postStart`: runs as the container starts; it counts as
+    /// running once the hook succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_start: Option<ProbeAction>,
+    /// `lifecycle.preStop`: runs before the stop signal when the container
+    /// is stopped (not when it exits on its own), within the grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_stop: Option<ProbeAction>,
+    /// `lifecycle.stopSignal`, else the image's `StopSignal`; `None`:
+    /// SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<i32>,
+    /// `terminationMessagePath`: a file the container may write; what it
+    /// holds when the container ends is its termination message. `None`:
+    /// no such file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_message_path: Option<String>,
+    /// `terminationMessagePolicy: FallbackToLogsOnError`: a container that
+    /// failed and left the file empty gets the tail of its output instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub termination_message_fallback: bool,
+}
+
+/// Which lifecycle hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookKind {
+    /// `lifecycle.postStart`.
+    PostStart,
+    /// `lifecycle.preStop`.
+    PreStop,
+}
+
+impl HookKind {
+    /// As Kubernetes names its failure (`FailedPostStartHook`).
+    pub fn failure(self) -> &'static str {
+        match self {
+            HookKind::PostStart => "FailedPostStartHook",
+            HookKind::PreStop => "FailedPreStopHook",
+        }
+    }
 }
 
 /// Which probe: Kubernetes' three.
@@ -188,6 +229,36 @@ pub enum ProbeAction {
         /// Extra request headers.
         headers: Vec<(String, String)>,
     },
+    /// Wait (lifecycle hooks only): always passes.
+    Sleep {
+        /// How long.
+        seconds: u32,
+    },
+}
+
+impl ProbeAction {
+    /// A command to run is not empty; headers are one line each.
+    fn validate(&self, at: &str) -> Result<()> {
+        match self {
+            ProbeAction::Exec { command } if command.is_empty() => {
+                Err(invalid(format!("{at}.command"), "must not be empty"))
+            }
+            ProbeAction::Http { path, headers, .. } => {
+                let line = |t: &str| !t.contains(['\r', '\n']);
+                if !path.starts_with('/') || !line(path) {
+                    return Err(invalid(format!("{at}.path"), "must be one line from `/`"));
+                }
+                if !headers
+                    .iter()
+                    .all(|(n, v)| line(n) && line(v) && !n.contains(':'))
+                {
+                    return Err(invalid(format!("{at}.headers"), "must be one line each"));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One probe of a container, as the kubelet runs it.
@@ -480,6 +551,32 @@ impl WireContainer {
             check_share_path(at("source"), &b.source)?;
             check_absolute(at("destination"), &b.destination)?;
         }
+        for (j, p) in self.probes.iter().enumerate() {
+            if matches!(p.action, ProbeAction::Sleep { .. }) {
+                return Err(invalid(at(&format!("probes[{j}]")), "cannot sleep"));
+            }
+            p.action.validate(&at(&format!("probes[{j}].action")))?;
+        }
+        for (field, hook) in [
+            ("post_start", &self.post_start),
+            ("pre_stop", &self.pre_stop),
+        ] {
+            if let Some(action) = hook {
+                action.validate(&at(field))?;
+            }
+        }
+        if let Some(path) = &self.termination_message_path {
+            check_absolute(at("termination_message_path"), path)?;
+            if path.split('/').any(|c| c == "..") || path == "/" {
+                return Err(invalid(
+                    at("termination_message_path"),
+                    "must name a file, without `..`",
+                ));
+            }
+        }
+        if self.stop_signal.is_some_and(|s| !(1..=64).contains(&s)) {
+            return Err(invalid(at("stop_signal"), "must be a signal from 1 to 64"));
+        }
         Ok(())
     }
 }
@@ -568,6 +665,11 @@ pub(crate) mod tests {
             supplemental_groups: Vec::new(),
             no_new_privs: false,
             probes: Vec::new(),
+            post_start: None,
+            pre_stop: None,
+            stop_signal: None,
+            termination_message_path: None,
+            termination_message_fallback: false,
         }
     }
 

@@ -392,6 +392,11 @@ pub fn container(spec: &Spec, name: &str, rootfs: String) -> Result<WireContaine
         supplemental_groups: Vec::new(),
         no_new_privs: false,
         probes: Vec::new(),
+        post_start: None,
+        pre_stop: None,
+        stop_signal: None,
+        termination_message_path: None,
+        termination_message_fallback: false,
     };
     c.validate("config.json", &Default::default())
         .map_err(|e| e.to_string())?;

@@ -221,6 +221,7 @@ mod tests {
             signal: None,
             reason: "Completed".into(),
             finished_at_ns: 1,
+            message: None,
         });
         s.containers.push(init);
         for (name, running) in ["a", "b"].into_iter().zip(app_running) {

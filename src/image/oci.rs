@@ -108,6 +108,9 @@ pub struct RunConfig {
     /// `User`.
     #[serde(default)]
     pub user: Option<String>,
+    /// `StopSignal`.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 /// `rootfs` of an image config.
@@ -128,6 +131,7 @@ impl ConfigFile {
             env: c.env.unwrap_or_default(),
             working_dir: c.working_dir.unwrap_or_default(),
             user: c.user.unwrap_or_default(),
+            stop_signal: c.stop_signal.unwrap_or_default(),
         }
     }
 }

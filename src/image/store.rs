@@ -54,6 +54,9 @@ pub struct ImageConfig {
     pub working_dir: String,
     /// `User`.
     pub user: String,
+    /// `StopSignal` (`SIGQUIT`, `3`, ...), as written.
+    #[serde(default)]
+    pub stop_signal: String,
 }
 
 /// An image ready to boot: its unpacked root filesystem and config.

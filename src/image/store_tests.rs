@@ -122,6 +122,7 @@ fn expected_config() -> ImageConfig {
         env: vec!["PATH=/bin".to_owned()],
         working_dir: "/w".to_owned(),
         user: "65534".to_owned(),
+        stop_signal: String::new(),
     }
 }
 

@@ -253,6 +253,7 @@ impl ContainerInfo {
                 last_termination: None,
                 ready: false,
                 probe_failure: None,
+                hook_failure: None,
             },
         }
     }
@@ -329,6 +330,7 @@ mod tests {
             signal,
             reason: reason.into(),
             finished_at_ns: 0,
+            message: None,
         };
         assert_eq!(describe(&t(Some(3), None, "Error")), "exit code 3");
         assert_eq!(

@@ -129,22 +129,12 @@ impl VmmOutcome {
         let skip = self.console_tail.len().saturating_sub(MAX_TAIL_LINES);
         self.console_tail.drain(..skip);
         for line in &mut self.console_tail {
-            truncate(line, MAX_TAIL_LINE);
+            peapod_proto::truncate_utf8(line, MAX_TAIL_LINE);
         }
         if let Some(f) = self.failure.as_mut() {
-            truncate(f, MAX_EVENT / 4);
+            peapod_proto::truncate_utf8(f, MAX_EVENT / 4);
         }
         self
-    }
-}
-
-fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut at = max;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
     }
 }
 
@@ -337,7 +327,7 @@ impl VmmProcess {
             Ok(_) => match serde_json::from_slice::<VmmEvent>(&line) {
                 Ok(VmmEvent::Ended(o)) => Some(VmmEvent::Ended(o.bounded())),
                 Ok(VmmEvent::Failed(mut why)) => {
-                    truncate(&mut why, MAX_EVENT / 4);
+                    peapod_proto::truncate_utf8(&mut why, MAX_EVENT / 4);
                     Some(VmmEvent::Failed(why))
                 }
                 Ok(e) => Some(e),

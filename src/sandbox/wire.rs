@@ -365,7 +365,28 @@ fn container(c: &ContainerPlan, field: &str, store: &ImageStore) -> anyhow::Resu
         supplemental_groups: Vec::new(),
         no_new_privs: c.no_new_privs,
         probes: c.probes.clone(),
+        post_start: c.lifecycle.post_start.clone(),
+        pre_stop: c.lifecycle.pre_stop.clone(),
+        stop_signal: c
+            .lifecycle
+            .stop_signal
+            .or_else(|| image_stop_signal(&image.config.stop_signal)),
+        termination_message_path: Some(c.termination_message_path.clone()),
+        termination_message_fallback: c.termination_message_fallback,
     })
+}
+
+/// The image's `StopSignal`; one that names no signal (the image comes
+/// from anywhere) leaves SIGTERM, with a warning.
+fn image_stop_signal(name: &str) -> Option<i32> {
+    if name.is_empty() {
+        return None;
+    }
+    let n = crate::spec::signals::signal_number(name);
+    if n.is_none() {
+        log::warn!("the image's StopSignal {name:?} names no signal; SIGTERM stops it");
+    }
+    n
 }
 
 /// Where PersistentVolumeClaim `claim` keeps its data

@@ -8,7 +8,7 @@ use super::error::{closest, SpecError};
 use super::names;
 use super::plan::{
     Capabilities, ContainerPlan, PortPlan, Protocol, VolumeMountPlan, VolumePlan,
-    MIN_CONTAINER_MEMORY,
+    DEFAULT_TERMINATION_MESSAGE_PATH, MIN_CONTAINER_MEMORY,
 };
 use super::pod::{Container, ContainerPort, RawQuantity, ResourceRequirements, VolumeMount};
 use super::validate::{Checker, PodSecurity};
@@ -129,6 +129,38 @@ impl Checker<'_> {
             .unwrap_or_default();
 
         let probes = self.probes(raw, path, &ports)?;
+        let lifecycle = self.lifecycle(raw.lifecycle.as_ref(), path, &ports)?;
+        if is_init && !sidecar {
+            // As Kubernetes: an init container that runs to completion has
+            // no probes and no hooks (a sidecar has).
+            let set = [
+                ("lifecycle", raw.lifecycle.is_some()),
+                ("livenessProbe", raw.liveness_probe.is_some()),
+                ("readinessProbe", raw.readiness_probe.is_some()),
+                ("startupProbe", raw.startup_probe.is_some()),
+            ];
+            if let Some((field, _)) = set.iter().find(|(_, set)| *set) {
+                return Err(self.invalid(
+                    format!("{path}.{field}"),
+                    "may not be set on an init container that runs to completion; remove it, \
+                     or make the container a sidecar with restartPolicy: Always",
+                ));
+            }
+        }
+        let termination_message_path = match raw.termination_message_path.as_deref() {
+            None | Some("") => DEFAULT_TERMINATION_MESSAGE_PATH.to_owned(),
+            Some(p)
+                if p.starts_with('/') && !p.ends_with('/') && !p.split('/').any(|c| c == "..") =>
+            {
+                p.to_owned()
+            }
+            Some(p) => {
+                return Err(self.invalid(
+                    format!("{path}.terminationMessagePath"),
+                    format!("{p:?} is not an absolute file path; use e.g. /dev/termination-log"),
+                ))
+            }
+        };
         Ok(ContainerPlan {
             name,
             image,
@@ -151,6 +183,10 @@ impl Checker<'_> {
             capabilities,
             no_new_privs: sc.and_then(|sc| sc.allow_privilege_escalation) == Some(false),
             probes,
+            lifecycle,
+            termination_message_path,
+            termination_message_fallback: raw.termination_message_policy.as_deref()
+                == Some("FallbackToLogsOnError"),
             tty: raw.tty.unwrap_or(false),
             stdin: raw.stdin.unwrap_or(false),
             stdin_once: raw.stdin_once.unwrap_or(false),
@@ -219,24 +255,8 @@ impl Checker<'_> {
     }
 
     fn log_ignored_container_fields(&self, raw: &Container, path: &str) {
-        let behavioural = [(
-            "lifecycle",
-            raw.lifecycle.is_some(),
-            "peapod does not run lifecycle hooks yet",
-        )];
-        for (field, _, why) in behavioural.iter().filter(|(_, set, _)| *set) {
-            self.warn_ignored(&format!("{path}.{field}"), why);
-        }
         let quiet = [
             ("imagePullPolicy", raw.image_pull_policy.is_some()),
-            (
-                "terminationMessagePath",
-                raw.termination_message_path.is_some(),
-            ),
-            (
-                "terminationMessagePolicy",
-                raw.termination_message_policy.is_some(),
-            ),
             ("resizePolicy", raw.resize_policy.is_some()),
         ];
         for (field, _) in quiet.iter().filter(|(_, set)| *set) {

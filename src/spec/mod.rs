@@ -38,6 +38,7 @@ mod plan;
 mod pod;
 mod probes;
 pub mod quantity;
+pub mod signals;
 mod validate;
 
 #[cfg(test)]
@@ -51,8 +52,8 @@ use serde::Deserialize;
 pub use error::SpecError;
 pub use objects::{ClaimPlan, ConfigData, Objects};
 pub use plan::{
-    Capabilities, ContainerPlan, HostPathType, PodDns, PodPlan, PortPlan, Protocol, RestartPolicy,
-    VolumeMountPlan, VolumePlan, VolumeSource, DEFAULT_CONTAINER_MEMORY,
+    Capabilities, ContainerPlan, HostPathType, LifecyclePlan, PodDns, PodPlan, PortPlan, Protocol,
+    RestartPolicy, VolumeMountPlan, VolumePlan, VolumeSource, DEFAULT_CONTAINER_MEMORY,
     DEFAULT_CONTAINER_MILLICPU, MIN_CONTAINER_MEMORY,
 };
 

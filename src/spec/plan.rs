@@ -150,6 +150,15 @@ pub struct ContainerPlan {
     /// resolved.
     #[serde(default)]
     pub probes: Vec<peapod_proto::WireProbe>,
+    /// `lifecycle`: hooks and stop signal.
+    #[serde(default)]
+    pub lifecycle: LifecyclePlan,
+    /// `terminationMessagePath` (`/dev/termination-log` by default).
+    #[serde(default = "default_termination_message_path")]
+    pub termination_message_path: String,
+    /// `terminationMessagePolicy: FallbackToLogsOnError`.
+    #[serde(default)]
+    pub termination_message_fallback: bool,
     /// `tty`.
     pub tty: bool,
     /// `stdin`.
@@ -160,6 +169,26 @@ pub struct ContainerPlan {
     /// sidecar): started in order with the init containers, then kept
     /// running for the life of the pod.
     pub sidecar: bool,
+}
+
+/// Where a container's termination message is, unless it says.
+pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+
+fn default_termination_message_path() -> String {
+    DEFAULT_TERMINATION_MESSAGE_PATH.to_owned()
+}
+
+/// A container's `lifecycle`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecyclePlan {
+    /// `postStart`: runs as the container starts; it counts as running once
+    /// the hook passed, and is stopped if it failed.
+    pub post_start: Option<peapod_proto::ProbeAction>,
+    /// `preStop`: runs before the stop signal when the container is
+    /// stopped, within the grace period.
+    pub pre_stop: Option<peapod_proto::ProbeAction>,
+    /// `stopSignal`, as a number; `None`: the image's, else SIGTERM.
+    pub stop_signal: Option<i32>,
 }
 
 /// Capabilities added to or dropped from the default set, as written
@@ -431,6 +460,9 @@ mod tests {
             capabilities: Capabilities::default(),
             no_new_privs: false,
             probes: Vec::new(),
+            lifecycle: LifecyclePlan::default(),
+            termination_message_path: DEFAULT_TERMINATION_MESSAGE_PATH.to_owned(),
+            termination_message_fallback: false,
             tty: false,
             stdin: false,
             stdin_once: false,

@@ -274,7 +274,7 @@ pub(crate) struct Container {
     pub liveness_probe: Option<Probe>,
     pub readiness_probe: Option<Probe>,
     pub startup_probe: Option<Probe>,
-    pub lifecycle: Option<Value>,
+    pub lifecycle: Option<Lifecycle>,
     pub termination_message_path: Option<String>,
     pub termination_message_policy: Option<String>,
     pub restart_policy: Option<String>,
@@ -639,6 +639,32 @@ pub(crate) struct Probe {
     pub success_threshold: Option<i64>,
     pub failure_threshold: Option<i64>,
     pub termination_grace_period_seconds: Option<i64>,
+}
+
+/// `lifecycle` (Lifecycle).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct Lifecycle {
+    pub post_start: Option<LifecycleHandler>,
+    pub pre_stop: Option<LifecycleHandler>,
+    pub stop_signal: Option<String>,
+}
+
+/// `lifecycle.postStart`, `lifecycle.preStop` (LifecycleHandler).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct LifecycleHandler {
+    pub exec: Option<ExecAction>,
+    pub http_get: Option<HttpGetAction>,
+    pub tcp_socket: Option<TcpSocketAction>,
+    pub sleep: Option<SleepAction>,
+}
+
+/// A lifecycle handler's `sleep` (SleepAction).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SleepAction {
+    pub seconds: Option<i64>,
 }
 
 /// A probe's `exec` (ExecAction).

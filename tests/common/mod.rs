@@ -446,6 +446,11 @@ pub fn sh(name: &str, script: &str) -> peapod_proto::WireContainer {
         supplemental_groups: Vec::new(),
         no_new_privs: false,
         probes: Vec::new(),
+        post_start: None,
+        pre_stop: None,
+        stop_signal: None,
+        termination_message_path: None,
+        termination_message_fallback: false,
     }
 }
 

@@ -38,9 +38,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use linux_loader::loader::Cmdline;
 use peapod_proto::{
-    Connection, ContainerEvent, ContainerState, ExecId, GuestMsg, HostMsg, PodPhase, Termination,
-    VolumeKind, WireHostEntry, WireNetwork, GUEST_SHARE_DIR,
+    truncate_utf8, Connection, ContainerEvent, ContainerState, ExecId, GuestMsg, HostMsg, PodPhase,
+    Termination, VolumeKind, WireHostEntry, WireNetwork, GUEST_SHARE_DIR, MAX_TERMINATION_MESSAGE,
 };
+
+/// A container's waiting reason while its process exists and its
+/// postStart hook runs, as Kubernetes shows it.
+const CREATING: &str = "ContainerCreating";
 
 mod control;
 mod guest;
@@ -376,9 +380,11 @@ impl Monitor {
             | ContainerEvent::Exited { .. }
             | ContainerEvent::Removed {} => Some(Ok(())),
             ContainerEvent::Refused { message } => Some(Err(message.clone())),
-            ContainerEvent::Restarting { .. }
+            ContainerEvent::Created { .. }
+            | ContainerEvent::Restarting { .. }
             | ContainerEvent::Ready { .. }
-            | ContainerEvent::Unhealthy { .. } => None,
+            | ContainerEvent::Unhealthy { .. }
+            | ContainerEvent::HookFailed { .. } => None,
         };
         self.apply_event(container, event);
         if let Some(answer) = answer {
@@ -400,10 +406,22 @@ impl Monitor {
                 self.guest_warnings
                     .warn(|| format!("container {container}: {text}"));
                 let mut text = text;
-                text.truncate(1024);
+                truncate_utf8(&mut text, 1024);
                 self.update(|s| {
                     if let Some(c) = s.container_mut(container) {
                         c.status.probe_failure = Some(text);
+                    }
+                });
+                return;
+            }
+            ContainerEvent::HookFailed { hook, message } => {
+                let mut text = format!("{}: {message}", hook.failure());
+                self.guest_warnings
+                    .warn(|| format!("container {container}: {text}"));
+                truncate_utf8(&mut text, 1024);
+                self.update(|s| {
+                    if let Some(c) = s.container_mut(container) {
+                        c.status.hook_failure = Some(text);
                     }
                 });
                 return;
@@ -418,7 +436,14 @@ impl Monitor {
             }
             _ => {}
         }
-        if let ContainerEvent::Started { .. } = event {
+        // Its output is logged from its creation (a postStart hook runs
+        // while it does), under this run's number.
+        let creating = lock(&self.state).container(container).is_some_and(
+            |c| matches!(&c.status.state, ContainerState::Waiting { reason } if reason == CREATING),
+        );
+        if matches!(event, ContainerEvent::Created { .. })
+            || matches!(event, ContainerEvent::Started { .. }) && !creating
+        {
             let restart = lock(&self.state)
                 .container(container)
                 .map_or(0, |c| c.status.restart_count);
@@ -432,6 +457,12 @@ impl Monitor {
             };
             let init = c.status.init;
             match event {
+                ContainerEvent::Created { .. } => {
+                    c.status.ready = false;
+                    c.status.state = ContainerState::Waiting {
+                        reason: CREATING.into(),
+                    };
+                }
                 ContainerEvent::Started { .. } => {
                     c.status.ready = false;
                     c.status.state = ContainerState::Running {
@@ -445,6 +476,7 @@ impl Monitor {
                     code,
                     signal,
                     oom_killed,
+                    message,
                 } => {
                     let reason = if oom_killed {
                         "OOMKilled"
@@ -458,6 +490,10 @@ impl Monitor {
                         signal,
                         reason: reason.into(),
                         finished_at_ns: now_ns(),
+                        message: message.map(|mut m| {
+                            truncate_utf8(&mut m, MAX_TERMINATION_MESSAGE);
+                            m
+                        }),
                     };
                     c.status.ready = false;
                     c.status.state = ContainerState::Terminated(t.clone());
@@ -474,7 +510,8 @@ impl Monitor {
                 ContainerEvent::Removed {}
                 | ContainerEvent::Refused { .. }
                 | ContainerEvent::Ready { .. }
-                | ContainerEvent::Unhealthy { .. } => {}
+                | ContainerEvent::Unhealthy { .. }
+                | ContainerEvent::HookFailed { .. } => {}
             }
         });
     }
@@ -729,6 +766,7 @@ fn run(monitor: Arc<Monitor>, reservation: Reservation) -> u8 {
                         signal: None,
                         reason: "ContainerStatusUnknown".into(),
                         finished_at_ns: now_ns(),
+                        message: None,
                     });
                 }
             }
@@ -800,6 +838,11 @@ pub mod fuzzing {
             supplemental_groups: Vec::new(),
             no_new_privs: false,
             probes: Vec::new(),
+            post_start: None,
+            pre_stop: None,
+            stop_signal: None,
+            termination_message_path: None,
+            termination_message_fallback: false,
         }
     }
 

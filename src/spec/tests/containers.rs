@@ -715,3 +715,110 @@ fn test_parse_probes() {
         );
     }
 }
+
+#[test]
+fn test_parse_lifecycle_and_termination_message() {
+    use peapod_proto::ProbeAction;
+    let plan = ok(&with_container(
+        "    ports: [{name: http, containerPort: 8080}]\n    lifecycle:\n      postStart: {exec: {command: [sh, -c, 'echo hi > /tmp/started']}}\n      preStop: {httpGet: {path: /drain, port: http}}\n      stopSignal: SIGQUIT\n    terminationMessagePath: /tmp/why\n    terminationMessagePolicy: FallbackToLogsOnError\n",
+    ));
+    let c = &plan.containers[0];
+    assert_eq!(
+        c.lifecycle.post_start,
+        Some(ProbeAction::Exec {
+            command: vec!["sh".into(), "-c".into(), "echo hi > /tmp/started".into()]
+        })
+    );
+    assert_eq!(
+        c.lifecycle.pre_stop,
+        Some(ProbeAction::Http {
+            host: None,
+            port: 8080,
+            path: "/drain".into(),
+            headers: vec![],
+        })
+    );
+    assert_eq!(c.lifecycle.stop_signal, Some(3));
+    assert_eq!(c.termination_message_path, "/tmp/why");
+    assert!(c.termination_message_fallback);
+    // The defaults: the kubelet's file, the File policy.
+    let plan = ok(&with_container(
+        "    lifecycle: {preStop: {sleep: {seconds: 5}}}\n",
+    ));
+    let c = &plan.containers[0];
+    assert_eq!(
+        c.lifecycle.pre_stop,
+        Some(ProbeAction::Sleep { seconds: 5 })
+    );
+    assert_eq!(c.termination_message_path, "/dev/termination-log");
+    assert!(!c.termination_message_fallback);
+    // A sidecar may have hooks.
+    ok("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  initContainers:\n  - name: i\n    image: busybox\n    restartPolicy: Always\n    lifecycle: {preStop: {exec: {command: [x]}}}\n  containers:\n  - name: a\n    image: busybox\n");
+    for (extra, needle) in [
+        (
+            "    lifecycle: {postStart: {tcpSocket: {port: 80}}}\n",
+            "lifecycle.postStart.tcpSocket: is not a lifecycle handler",
+        ),
+        (
+            "    lifecycle: {preStop: {}}\n",
+            "lifecycle.preStop: must set exactly one of exec, httpGet and sleep",
+        ),
+        (
+            "    lifecycle: {preStop: {exec: {command: [x]}, sleep: {seconds: 1}}}\n",
+            "lifecycle.preStop: must set exactly one of exec, httpGet and sleep",
+        ),
+        (
+            "    lifecycle: {preStop: {sleep: {seconds: -1}}}\n",
+            "lifecycle.preStop.sleep.seconds: -1 is out of range",
+        ),
+        (
+            "    lifecycle: {preStop: {sleep: {}}}\n",
+            "lifecycle.preStop.sleep.seconds: is required",
+        ),
+        (
+            "    lifecycle: {postStart: {httpGet: {port: web}}}\n",
+            "lifecycle.postStart.httpGet.port: the container has no port named \"web\"",
+        ),
+        (
+            "    lifecycle: {postStart: {httpGet: {port: 443, scheme: HTTPS}}}\n",
+            "lifecycle.postStart.httpGet.scheme: HTTPS hooks are not available",
+        ),
+        (
+            "    lifecycle: {postStart: {grpc: {port: 1}}}\n",
+            "lifecycle.postStart.grpc: unknown field \"grpc\"",
+        ),
+        (
+            "    lifecycle: {stopSignal: SIGFOO}\n",
+            "lifecycle.stopSignal: \"SIGFOO\" is not a signal",
+        ),
+        (
+            "    terminationMessagePath: tmp/why\n",
+            "terminationMessagePath: \"tmp/why\" is not an absolute file path",
+        ),
+        (
+            "    terminationMessagePath: /tmp/../etc/x\n",
+            "terminationMessagePath: \"/tmp/../etc/x\" is not an absolute file path",
+        ),
+        (
+            "    terminationMessagePolicy: Always\n",
+            "terminationMessagePolicy: \"Always\" is not a termination message policy",
+        ),
+    ] {
+        assert_err(
+            &with_container(extra),
+            &[&format!("spec.containers[0].{needle}")],
+        );
+    }
+    // As Kubernetes: an init container that runs to completion has no
+    // hooks and no probes.
+    for field in [
+        "lifecycle: {postStart: {exec: {command: [x]}}}",
+        "readinessProbe: {exec: {command: [x]}}",
+    ] {
+        let name = field.split(':').next().unwrap();
+        assert_err(
+            &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: a}}\nspec:\n  initContainers:\n  - name: i\n    image: busybox\n    {field}\n  containers:\n  - name: a\n    image: busybox\n"),
+            &[&format!("spec.initContainers[0].{name}: may not be set on an init container that runs to completion")],
+        );
+    }
+}
