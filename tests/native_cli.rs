@@ -859,3 +859,50 @@ fn test_native_cli_config_maps_secrets_downward_api_and_claims() {
     assert_eq!(rm.code, 2, "{rm:?}");
     assert!(rm.stderr.contains("no volume named store"), "{rm:?}");
 }
+
+#[test]
+fn test_native_cli_lifecycle_hooks_stop_signal_and_termination_messages() {
+    // The postStart hook ran by the time the container counts as running;
+    // `stop` runs the preStop hook before SIGTERM, sends `quits` its own
+    // stop signal; inspect shows the termination messages (the file's, and
+    // the output's under FallbackToLogsOnError).
+    if skip_unless_root() {
+        return;
+    }
+    let env = Env::new();
+    for (name, text) in common::hooks_scenario(&oci_image()) {
+        env.dir.write(name, &text);
+    }
+    let run = env.peapod(&["run", "-d", "--isolation=namespace", "hooks.yaml"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let wait = env.peapod(&["wait", "hooks", "--for=running", "--timeout", "60"]);
+    assert_eq!(wait.code, 0, "{wait:?}");
+    let order = env.peapod(&["exec", "hooks", "-c", "app", "--", "cat", "/tmp/order"]);
+    assert_eq!(order.stdout, "post-start\n", "{order:?}");
+    let stop = env.peapod(&["stop", "hooks"]);
+    assert_eq!(stop.code, 0, "{stop:?}");
+    let logs = env.peapod(&["logs", "hooks", "-c", "app"]);
+    assert_eq!(logs.stdout, "post-start\npre-stop\n", "{logs:?}");
+    // Attached, the failure shows what the container said.
+    let fails = env.peapod(&["run", "--isolation=namespace", "fails.yaml"]);
+    assert_eq!(fails.code, 1, "{fails:?}");
+    assert!(
+        fails.stderr.contains(
+            "container app said (its termination message):\n  starting\n  config invalid: no port"
+        ),
+        "{fails:?}"
+    );
+    let fails = env.peapod(&["run", "-d", "--isolation=namespace", "fails.yaml"]);
+    assert_eq!(fails.code, 0, "{fails:?}");
+    let wait = env.peapod(&["wait", "fails", "--for=completed", "--timeout", "60"]);
+    assert_eq!(wait.code, 1, "{wait:?}");
+    let hooks = env.peapod(&["inspect", "hooks"]);
+    let failed = env.peapod(&["inspect", "fails"]);
+    assert_eq!((hooks.code, failed.code), (0, 0), "{hooks:?} {failed:?}");
+    common::check_hooks_inspect(&hooks.stdout, &failed.stdout);
+    for pod in ["hooks", "fails"] {
+        let rm = env.peapod(&["rm", pod]);
+        assert_eq!(rm.code, 0, "{rm:?}");
+    }
+    env.assert_clean();
+}

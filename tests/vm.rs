@@ -903,13 +903,19 @@ p volume ls | wc -l | sed 's/^/volumes-listed: /'
 }
 
 #[test]
-fn test_vm_probes_readiness_liveness_and_wait_for_ready() {
+fn test_vm_probes_hooks_and_wait_for_ready() {
     // Probes run by peapod-init in the guest, as an unprivileged user: a
     // readiness probe (httpGet on a named port) makes `wait --for=ready`
     // return only once the server listens; a liveness probe (exec) that
     // starts failing restarts its container, with the reason in inspect; a
-    // startup probe (tcpSocket) gates the container's readiness.
+    // startup probe (tcpSocket) gates the container's readiness. Then, in
+    // the same boot, lifecycle hooks: postStart ran by the time the
+    // container runs, `stop` runs preStop before SIGTERM and sends another
+    // container its own stop signal; termination messages in inspect.
     let dir = TempDir::with_mode("vm-probes", 0o777);
+    for (name, text) in common::hooks_scenario("busybox:latest") {
+        dir.write(name, &text);
+    }
     dir.write(
         "probed.yaml",
         r#"apiVersion: v1
@@ -947,6 +953,15 @@ p inspect probed | grep -o '"probe_failure": "Liveness probe failed: command exi
 p logs probed -c flaky | grep -c started | sed 's/^/flaky-started: /'
 p stop probed; echo "stop=$?"
 p rm probed; echo "rm=$?"
+p run -d hooks.yaml; echo "hooks-run=$?"
+p wait hooks --for=running --timeout 120; echo "hooks-running=$?"
+p exec hooks -c app -- cat /tmp/order | sed 's/^/order: /'
+p stop hooks; echo "hooks-stop=$?"
+p logs hooks -c app | sed 's/^/hooks-log: /'
+p run fails.yaml 2>&1 | sed 's/^/fails: /'
+p run -d fails.yaml >/dev/null; p wait fails --for=completed --timeout 120; echo "fails-wait=$?"
+echo INSPECT-HOOKS; p inspect hooks; echo INSPECT-FAILS; p inspect fails; echo INSPECT-END
+p rm hooks; p rm fails; echo "hooks-rm=$?"
 "#,
         env = peapod_env(),
         dir = dir.0.display(),
@@ -961,6 +976,27 @@ p rm probed; echo "rm=$?"
         "\"probe_failure\": \"Liveness probe failed: command exited with 1\"",
         "stop=0",
         "rm=0",
+        "hooks-run=0",
+        "hooks-running=0",
+        "order: post-start",
+        "hooks-stop=0",
+        "hooks-log: post-start",
+        "hooks-log: pre-stop",
+        "fails:   config invalid: no port",
+        "fails-wait=1",
+        "hooks-rm=0",
     ]);
     assert!(out.stderr.contains("not ready: web"), "{out:?}");
+    let between = |a: &str, b: &str| {
+        let from = out.stdout.find(a).map(|i| i + a.len());
+        let to = out.stdout.find(b);
+        match (from, to) {
+            (Some(f), Some(t)) if f <= t => out.stdout[f..t].to_owned(),
+            _ => panic!("no {a}..{b} in {out:?}"),
+        }
+    };
+    common::check_hooks_inspect(
+        &between("INSPECT-HOOKS", "INSPECT-FAILS"),
+        &between("INSPECT-FAILS", "INSPECT-END"),
+    );
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use peapod_proto::{PodPhase, Stream};
+use peapod_proto::{ContainerState, PodPhase, Stream};
 
 use super::run::RunArgs;
 use super::Failure;
@@ -287,6 +287,7 @@ pub fn result_of(state: &PodState) -> Result<ExitCode, Failure> {
                 state.status_word(),
                 state.status_reason()
             );
+            msg.push_str(&container_notes(state));
             if !state.console_tail.is_empty() && !state.reason.contains("last console lines") {
                 msg.push_str("\nlast console lines:");
                 for l in state.console_tail.iter().rev().take(15).rev() {
@@ -297,6 +298,49 @@ pub fn result_of(state: &PodState) -> Result<ExitCode, Failure> {
             Err(Failure::Runtime(anyhow!(msg)))
         }
     }
+}
+
+/// What the failed containers said: a failed lifecycle hook, a termination
+/// message (the guest's text, its control characters escaped).
+fn container_notes(state: &PodState) -> String {
+    let clean = |text: &str| -> String {
+        text.chars()
+            .flat_map(|c| {
+                let keep = !c.is_control() || c == '\n';
+                let escaped: Vec<char> = if keep {
+                    vec![c]
+                } else {
+                    c.escape_default().collect()
+                };
+                escaped
+            })
+            .collect()
+    };
+    let mut out = String::new();
+    for c in &state.containers {
+        let name = &c.status.name;
+        if let Some(why) = &c.status.hook_failure {
+            out.push_str(&format!("\ncontainer {name}: {}", clean(why)));
+        }
+        let ContainerState::Terminated(t) = &c.status.state else {
+            continue;
+        };
+        let Some(message) = t.message.as_deref().filter(|m| !m.trim().is_empty()) else {
+            continue;
+        };
+        if t.code == Some(0) {
+            continue;
+        }
+        out.push_str(&format!(
+            "\ncontainer {name} said (its termination message):"
+        ));
+        let lines: Vec<&str> = message.lines().collect();
+        for line in &lines[lines.len().saturating_sub(20)..] {
+            out.push_str("\n  ");
+            out.push_str(&clean(line));
+        }
+    }
+    out
 }
 
 /// `--timings`: where the time went and what memory the VMM used.

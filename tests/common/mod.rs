@@ -572,3 +572,71 @@ pub const CONFIG_SCENARIO_OUTPUT: &[&str] = &[
     "[r] claim kept",
     "[r] claim-read-only",
 ];
+
+/// Lifecycle hooks, a stop signal and termination messages, for the native
+/// CLI and the VM: `hooks.yaml` runs until stopped; `fails.yaml` fails at
+/// once and says why only in its output.
+pub fn hooks_scenario(image: &str) -> Vec<(&'static str, String)> {
+    let hooks = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: hooks}}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: app
+    image: {image}
+    command: [sh, -c, 'trap "cat /tmp/order; echo drained > /dev/termination-log; exit 0" TERM; while :; do sleep 1; done']
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, 'sleep 1; echo post-start > /tmp/order']}}}}
+      preStop: {{exec: {{command: [sh, -c, 'echo pre-stop >> /tmp/order']}}}}
+  - name: quits
+    image: {image}
+    command: [sh, -c, 'trap "exit 0" QUIT; trap "exit 9" TERM; while :; do sleep 1; done']
+    lifecycle: {{stopSignal: SIGQUIT}}
+"#
+    );
+    let fails = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: fails}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: {image}
+    command: [sh, -c, 'echo starting; echo "config invalid: no port" >&2; exit 4']
+    terminationMessagePolicy: FallbackToLogsOnError
+"#
+    );
+    vec![("hooks.yaml", hooks), ("fails.yaml", fails)]
+}
+
+/// Check `peapod inspect` of [`hooks_scenario`]'s pods once both ended:
+/// `hooks` (stopped) and `fails`.
+pub fn check_hooks_inspect(hooks: &str, fails: &str) {
+    let parse = |text: &str| -> serde_json::Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    let terminated = |pod: &serde_json::Value, name: &str| -> serde_json::Value {
+        let c = pod["containers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["status"]["name"] == name))
+            .unwrap_or_else(|| panic!("no container {name}: {pod}"));
+        c["status"]["state"].clone()
+    };
+    let hooks = parse(hooks);
+    let app = terminated(&hooks, "app");
+    assert_eq!(app["state"], "terminated", "{hooks}");
+    assert_eq!(app["code"], 0, "{hooks}");
+    assert_eq!(app["message"], "drained\n", "{hooks}");
+    // SIGQUIT, not SIGTERM, stopped it.
+    assert_eq!(terminated(&hooks, "quits")["code"], 0, "{hooks}");
+    let fails = parse(fails);
+    let app = terminated(&fails, "app");
+    assert_eq!(app["code"], 4, "{fails}");
+    assert_eq!(
+        app["message"], "starting\nconfig invalid: no port",
+        "{fails}"
+    );
+}
