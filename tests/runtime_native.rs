@@ -818,6 +818,97 @@ fn test_runtime_lifecycle_hooks_stop_signal_and_termination_messages() {
 }
 
 #[test]
+fn test_runtime_grpc_probes_against_a_real_grpc_server() {
+    // etcd serves grpc.health.v1.Health on its client port: started in the
+    // pod's network namespace, it makes the readiness probe of the whole
+    // server pass, while a probe of a service it does not know fails; once
+    // it is gone, the first fails too.
+    if skip() {
+        return;
+    }
+    use peapod_proto::{ProbeAction, ProbeKind, WireProbe};
+    let grpc = |service: &str| WireProbe {
+        kind: ProbeKind::Readiness,
+        action: ProbeAction::Grpc {
+            port: 2379,
+            service: service.into(),
+        },
+        initial_delay_s: 0,
+        period_s: 1,
+        timeout_s: 2,
+        success_threshold: 1,
+        failure_threshold: 1,
+    };
+    let probed = |name: &str, service: &str| WireContainer {
+        probes: vec![grpc(service)],
+        ..sh(name, "sleep 1000")
+    };
+    let mut p = Pod::start(&pod(vec![
+        probed("whole", ""),
+        probed("unknown", "no.such.Service"),
+    ]));
+    while p.started_at("whole").is_none() || p.started_at("unknown").is_none() {
+        p.recv().expect("a message before the containers start");
+    }
+    let data = TempDir::new("etcd");
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let mut etcd = Command::new("nsenter")
+        .arg("-t")
+        .arg(p.init_pid.to_string())
+        .arg("-n")
+        .arg("etcd")
+        .args(["--name", "probe", "--data-dir"])
+        .arg(data.0.join("etcd"))
+        .args(["--listen-client-urls", &url(2379)])
+        .args(["--advertise-client-urls", &url(2379)])
+        .args(["--listen-peer-urls", &url(2380)])
+        .args(["--initial-advertise-peer-urls", &url(2380)])
+        .args(["--initial-cluster", &format!("probe={}", url(2380))])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start etcd (Debian's etcd-server) in the pod's network namespace");
+    let became = |p: &Pod, name: &str, ready: bool| {
+        p.events(name)
+            .iter()
+            .any(|e| *e == ContainerEvent::Ready { ready })
+    };
+    let unhealthy = |p: &Pod, name: &str| -> Vec<String> {
+        p.events(name)
+            .iter()
+            .filter_map(|e| match e {
+                ContainerEvent::Unhealthy { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    while !became(&p, "whole", true)
+        || !unhealthy(&p, "unknown")
+            .iter()
+            .any(|m| m.contains("grpc.health.v1"))
+    {
+        p.recv().expect("a message before the probes pass and fail");
+    }
+    assert!(!became(&p, "unknown", true), "{:#?}", p.msgs);
+    etcd.kill().unwrap();
+    etcd.wait().unwrap();
+    while !became(&p, "whole", false) {
+        p.recv().expect("a message before the probe fails");
+    }
+    assert!(
+        unhealthy(&p, "whole")
+            .iter()
+            .any(|m| m.contains("connect") || m.contains("dial")),
+        "{:#?}",
+        p.msgs
+    );
+    p.conn
+        .send(&HostMsg::StopPod { grace_period_s: 1 })
+        .unwrap();
+    p.finish();
+}
+
+#[test]
 fn test_runtime_reaps_orphans() {
     if skip() {
         return;

@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 use peapod_proto::{ProbeAction, ProbeKind, WireProbe};
 
 use crate::exec::{self, Target};
+
+mod grpc;
 use crate::sys::{self, ExitStatus};
 
 /// The most of an HTTP response a probe reads: the status line is enough.
 const MAX_RESPONSE: usize = 1024;
+/// The most of a gRPC health check's HTTP/2 answer read before its status.
+const MAX_GRPC_RESPONSE: usize = 64 << 10;
 
 /// One attempt's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +42,18 @@ enum Stage {
     Reading { got: Vec<u8> },
 }
 
+/// What a connection is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// Connecting is all.
+    Tcp,
+    /// An HTTP/1.1 GET: the status line decides.
+    Http,
+    /// A gRPC health check over HTTP/2; `acked`: the server's settings
+    /// were acknowledged.
+    Grpc { acked: bool },
+}
+
 enum Work {
     Exec {
         pid: libc::pid_t,
@@ -45,6 +61,7 @@ enum Work {
     Net {
         fd: OwnedFd,
         stage: Stage,
+        wire: Wire,
         request: Vec<u8>,
     },
     Sleep,
@@ -86,23 +103,34 @@ impl Attempt {
                     .map_err(|e| Verdict::Fail(format!("cannot run {:?}: {e}", command[0])))?;
                 Work::Exec { pid }
             }
-            ProbeAction::Tcp { host, port } | ProbeAction::Http { host, port, .. } => {
-                let host = host.as_deref().unwrap_or(pod_ip);
+            ProbeAction::Tcp { .. } | ProbeAction::Http { .. } | ProbeAction::Grpc { .. } => {
+                let (host, port) = match action {
+                    ProbeAction::Tcp { host, port } | ProbeAction::Http { host, port, .. } => {
+                        (host.as_deref().unwrap_or(pod_ip), *port)
+                    }
+                    ProbeAction::Grpc { port, .. } => (pod_ip, *port),
+                    _ => unreachable!("a network action"),
+                };
                 let addr = match host.parse::<IpAddr>() {
-                    Ok(ip) => SocketAddr::new(ip, *port),
+                    Ok(ip) => SocketAddr::new(ip, port),
                     Err(_) => return Err(Verdict::Fail(format!("{host:?} is not an address"))),
                 };
-                let request = match action {
+                let (wire, request) = match action {
                     ProbeAction::Http { path, headers, .. } => {
-                        http_request(host, *port, path, headers)
+                        (Wire::Http, http_request(host, port, path, headers))
                     }
-                    _ => Vec::new(),
+                    ProbeAction::Grpc { service, .. } => (
+                        Wire::Grpc { acked: false },
+                        grpc::request(&addr.to_string(), service),
+                    ),
+                    _ => (Wire::Tcp, Vec::new()),
                 };
                 let fd = connect_nonblocking(addr)
                     .map_err(|e| Verdict::Fail(format!("dial tcp {addr}: {e}")))?;
                 Work::Net {
                     fd,
                     stage: Stage::Connecting,
+                    wire,
                     request,
                 }
             }
@@ -157,13 +185,19 @@ impl Attempt {
     /// one.
     pub fn on_ready(&mut self, revents: libc::c_short) -> Option<Verdict> {
         let any_status = self.any_status;
-        let Work::Net { fd, stage, request } = &mut self.work else {
+        let Work::Net {
+            fd,
+            stage,
+            wire,
+            request,
+        } = &mut self.work
+        else {
             return None;
         };
         let verdict = match stage {
             Stage::Connecting => match socket_error(fd) {
                 Some(e) => Some(Verdict::Fail(format!("connect: {e}"))),
-                None if request.is_empty() => Some(Verdict::Pass),
+                None if *wire == Wire::Tcp => Some(Verdict::Pass),
                 None => {
                     *stage = Stage::Sending { sent: 0 };
                     None
@@ -181,25 +215,23 @@ impl Attempt {
                 Err(e) => Some(Verdict::Fail(format!("send: {e}"))),
             },
             Stage::Reading { got } => {
-                let mut buf = [0u8; 512];
-                match sys::read_some(fd, &mut buf) {
-                    Ok(0) => Some(http_verdict(got, true, any_status)),
+                let mut buf = [0u8; 4096];
+                let ended = match sys::read_some(fd, &mut buf) {
+                    Ok(0) => Ok(true),
                     Ok(n) => {
                         got.extend_from_slice(&buf[..n]);
-                        if got.contains(&b'\n') || got.len() >= MAX_RESPONSE {
-                            Some(http_verdict(got, false, any_status))
-                        } else {
-                            None
-                        }
+                        Ok(false)
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-                            Some(http_verdict(got, true, any_status))
-                        } else {
-                            None
-                        }
+                        Ok(revents & (libc::POLLHUP | libc::POLLERR) != 0)
                     }
-                    Err(e) => Some(Verdict::Fail(format!("read: {e}"))),
+                    Err(e) => Err(e),
+                };
+                match (ended, wire) {
+                    (Err(e), _) => Some(Verdict::Fail(format!("read: {e}"))),
+                    (Ok(ended), Wire::Grpc { acked }) => grpc_progress(fd, got, ended, acked),
+                    (Ok(ended), _) => (ended || got.contains(&b'\n') || got.len() >= MAX_RESPONSE)
+                        .then(|| http_verdict(got, ended, any_status)),
                 }
             }
         };
@@ -244,22 +276,25 @@ pub struct Probe {
     next: Instant,
     successes: u32,
     failures: u32,
-    /// Passing, as far as the thresholds say (readiness starts failing,
-    /// the others passing, as in Kubernetes).
-    healthy: bool,
+    /// Passing, as far as the thresholds say: the others start passing,
+    /// readiness undecided (not ready, and its first failures are said).
+    healthy: Option<bool>,
+    /// Why it failed, as last said.
+    said: Option<String>,
     inflight: Option<Attempt>,
 }
 
 impl Probe {
     /// A probe of a container that started at `now`.
     pub fn new(spec: WireProbe, now: Instant) -> Probe {
-        let healthy = spec.kind != ProbeKind::Readiness;
+        let healthy = (spec.kind != ProbeKind::Readiness).then_some(true);
         Probe {
             next: now + Duration::from_secs(spec.initial_delay_s.into()),
             spec,
             successes: 0,
             failures: 0,
             healthy,
+            said: None,
             inflight: None,
         }
     }
@@ -338,8 +373,9 @@ impl Probe {
             Verdict::Pass => {
                 self.failures = 0;
                 self.successes = self.successes.saturating_add(1);
-                if !self.healthy && self.successes >= self.spec.success_threshold {
-                    self.healthy = true;
+                if self.healthy != Some(true) && self.successes >= self.spec.success_threshold {
+                    self.healthy = Some(true);
+                    self.said = None;
                     return Some(Transition::Healthy);
                 }
                 // A startup probe is done at its first pass.
@@ -351,10 +387,15 @@ impl Probe {
             Verdict::Fail(why) => {
                 self.successes = 0;
                 self.failures = self.failures.saturating_add(1);
+                // A readiness probe that keeps failing says so again only
+                // when the reason changes.
                 if self.failures >= self.spec.failure_threshold
-                    && (self.healthy || self.spec.kind != ProbeKind::Readiness)
+                    && (self.healthy != Some(false)
+                        || self.spec.kind != ProbeKind::Readiness
+                        || self.said.as_deref() != Some(why.as_str()))
                 {
-                    self.healthy = false;
+                    self.healthy = Some(false);
+                    self.said = Some(why.clone());
                     self.failures = 0;
                     return Some(Transition::Unhealthy(why));
                 }
@@ -375,6 +416,34 @@ fn describe(s: ExitStatus) -> String {
         ExitStatus::Code(c) => format!("exited with {c}"),
         ExitStatus::Signal(n) => format!("was killed by signal {n}"),
     }
+}
+
+/// A gRPC health check read `got` so far (`ended`: the server closed):
+/// the result once there is one. The server's settings are acknowledged
+/// once, as HTTP/2 asks.
+fn grpc_progress(fd: &OwnedFd, got: &[u8], ended: bool, acked: &mut bool) -> Option<Verdict> {
+    let answer = grpc::answer(got);
+    if answer.settings && !*acked {
+        *acked = true;
+        match sys::write_some(fd, &grpc::SETTINGS_ACK) {
+            Ok(n) if n == grpc::SETTINGS_ACK.len() => {}
+            Ok(_) => return Some(Verdict::Fail("send: short write".into())),
+            Err(e) => return Some(Verdict::Fail(format!("send: {e}"))),
+        }
+    }
+    if let Some(v) = answer.verdict {
+        return Some(v);
+    }
+    if ended {
+        return Some(Verdict::Fail(
+            "the server closed the connection without a health status".into(),
+        ));
+    }
+    (got.len() > MAX_GRPC_RESPONSE).then(|| {
+        Verdict::Fail(format!(
+            "no health status in the first {MAX_GRPC_RESPONSE} bytes"
+        ))
+    })
 }
 
 fn http_request(host: &str, port: u16, path: &str, headers: &[(String, String)]) -> Vec<u8> {
@@ -514,14 +583,24 @@ mod tests {
         );
         assert_eq!(live.record(Verdict::Pass), Some(Transition::Healthy));
         let mut ready = probe(ProbeKind::Readiness, 2, 1);
+        // Failing before it was ever ready is said, once.
+        assert_eq!(
+            ready.record(fail()),
+            Some(Transition::Unhealthy("no".into()))
+        );
+        assert_eq!(ready.record(fail()), None);
         assert_eq!(ready.record(Verdict::Pass), None);
         assert_eq!(ready.record(Verdict::Pass), Some(Transition::Healthy));
         assert_eq!(
             ready.record(fail()),
             Some(Transition::Unhealthy("no".into()))
         );
-        // Failing while not ready says nothing new.
+        // Failing while not ready says nothing new, unless why changed.
         assert_eq!(ready.record(fail()), None);
+        assert_eq!(
+            ready.record(Verdict::Fail("other".into())),
+            Some(Transition::Unhealthy("other".into()))
+        );
     }
 
     #[test]

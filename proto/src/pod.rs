@@ -229,6 +229,14 @@ pub enum ProbeAction {
         /// Extra request headers.
         headers: Vec<(String, String)>,
     },
+    /// A gRPC health check (`grpc.health.v1.Health/Check`, plaintext
+    /// HTTP/2): SERVING passes.
+    Grpc {
+        /// The port, on the pod's address.
+        port: u16,
+        /// The service to ask about; empty: the server as a whole.
+        service: String,
+    },
     /// Wait (lifecycle hooks only): always passes.
     Sleep {
         /// How long.
@@ -243,6 +251,10 @@ impl ProbeAction {
             ProbeAction::Exec { command } if command.is_empty() => {
                 Err(invalid(format!("{at}.command"), "must not be empty"))
             }
+            ProbeAction::Grpc { service, .. } if service.len() > 127 => Err(invalid(
+                format!("{at}.service"),
+                "must be at most 127 bytes",
+            )),
             ProbeAction::Http { path, headers, .. } => {
                 let line = |t: &str| !t.contains(['\r', '\n']);
                 if !path.starts_with('/') || !line(path) {

@@ -705,7 +705,6 @@ pub(crate) struct TcpSocketAction {
 /// A probe's `grpc` (GRPCAction).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code, reason = "fields kept so the schema accepts them")]
 pub(crate) struct GrpcAction {
     pub port: Option<i64>,
     pub service: Option<String>,

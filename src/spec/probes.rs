@@ -45,7 +45,7 @@ impl Checker<'_> {
         Ok(out)
     }
 
-    /// One probe; `None` for one peapod cannot run (gRPC, HTTPS), which is
+    /// One probe; `None` for one peapod cannot run (HTTPS), which is
     /// left out with a warning, as peapod left every probe out before it
     /// ran them: the pod runs, and that probe counts as passing.
     fn probe(
@@ -167,18 +167,23 @@ impl Checker<'_> {
             return Err(self.invalid(field, format!("must set exactly one of {which}")));
         }
         if let Some(grpc) = raw.grpc {
-            if !grpc.port.is_some_and(|p| (1..=65535).contains(&p)) {
+            let port = match grpc.port {
+                Some(p @ 1..=65535) => p as u16,
+                _ => {
+                    return Err(self.invalid(
+                        format!("{field}.grpc.port"),
+                        "is required: a port from 1 to 65535",
+                    ))
+                }
+            };
+            let service = grpc.service.clone().unwrap_or_default();
+            if service.len() > 127 || service.chars().any(|c| c.is_control()) {
                 return Err(self.invalid(
-                    format!("{field}.grpc.port"),
-                    "is required: a port from 1 to 65535",
+                    format!("{field}.grpc.service"),
+                    "must be a service name of at most 127 bytes, on one line",
                 ));
             }
-            self.warn_ignored(
-                &format!("{field}.grpc"),
-                "peapod does not run gRPC probes yet (it counts as passing); use an exec probe \
-                 (grpc_health_probe in the image) or tcpSocket",
-            );
-            return Ok(None);
+            return Ok(Some(ProbeAction::Grpc { port, service }));
         }
         if let Some(sleep) = raw.sleep {
             return match sleep.seconds {

@@ -693,16 +693,27 @@ fn test_parse_probes() {
         }
     );
     assert_eq!(probes[2].success_threshold, 2);
-    // Probes peapod cannot run yet are left out (with a warning): the pod
-    // runs.
+    // gRPC health checks; HTTPS probes peapod cannot run yet are left out
+    // (with a warning): the pod runs.
     let plan = ok(&with_container(
-        "    livenessProbe: {grpc: {port: 9000}}\n    readinessProbe: {httpGet: {port: 443, scheme: HTTPS}}\n",
+        "    livenessProbe: {grpc: {port: 9000, service: app.v1}}\n    readinessProbe: {httpGet: {port: 443, scheme: HTTPS}}\n",
     ));
-    assert!(plan.containers[0].probes.is_empty());
+    assert_eq!(
+        plan.containers[0]
+            .probes
+            .iter()
+            .map(|p| &p.action)
+            .collect::<Vec<_>>(),
+        [&ProbeAction::Grpc {
+            port: 9000,
+            service: "app.v1".into()
+        }]
+    );
     for (probe, needle) in [
         ("{tcpSocket: {port: web}}", "livenessProbe.tcpSocket.port: the container has no port named \"web\" (the container names no ports)"),
         ("{exec: {command: []}}", "livenessProbe.exec.command: is required"),
         ("{grpc: {}}", "livenessProbe.grpc.port: is required"),
+        ("{grpc: {port: 1, service: \"a\\nb\"}}", "livenessProbe.grpc.service: must be a service name"),
         ("{tcpSocket: {port: 80}, successThreshold: 2}", "livenessProbe.successThreshold: must be 1 for a liveness probe"),
         ("{tcpSocket: {port: 80}, periodSeconds: 0}", "livenessProbe.periodSeconds: 0 is out of range; use 1 or more"),
         ("{tcpSocket: {port: 70000}}", "livenessProbe.tcpSocket.port: 70000 is not a port"),
