@@ -23,9 +23,32 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// This host's address, for `status.hostIP`: the source address of its
+/// default IPv4 route (the kernel's choice for a datagram to a documentation
+/// address; nothing is sent), else 127.0.0.1.
+pub fn host_ip() -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+    let routed = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).and_then(|s| {
+        s.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+        s.local_addr()
+    });
+    match routed {
+        Ok(a) if !a.ip().is_unspecified() => a.ip(),
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_host_ip_is_an_address_of_this_host() {
+        let ip = host_ip();
+        assert!(!ip.is_unspecified());
+        // One can bind it: it is this host's.
+        std::net::UdpSocket::bind((ip, 0)).unwrap();
+    }
 
     #[test]
     fn test_parse_kib_field() {

@@ -869,9 +869,7 @@ fn test_runtime_grpc_probes_against_a_real_grpc_server() {
         .spawn()
         .expect("start etcd (Debian's etcd-server) in the pod's network namespace");
     let became = |p: &Pod, name: &str, ready: bool| {
-        p.events(name)
-            .iter()
-            .any(|e| *e == ContainerEvent::Ready { ready })
+        p.events(name).contains(&ContainerEvent::Ready { ready })
     };
     let unhealthy = |p: &Pod, name: &str| -> Vec<String> {
         p.events(name)

@@ -15,7 +15,7 @@ use super::validate::Checker;
 /// The fieldRef paths peapod can resolve, for messages.
 const SUPPORTED_FIELD_PATHS: &str = "metadata.name, metadata.namespace, metadata.uid, \
     metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, \
-    spec.serviceAccountName, status.podIP and status.podIPs";
+    spec.serviceAccountName, status.podIP, status.podIPs, status.hostIP and status.hostIPs";
 /// The same in a downwardAPI volume.
 const VOLUME_FIELD_PATHS: &str = "metadata.name, metadata.namespace, metadata.uid, \
     metadata.labels, metadata.annotations, metadata.labels['KEY'] and \
@@ -357,12 +357,8 @@ impl Checker<'_> {
                 .unwrap_or_default(),
             // peapod-init puts the address in (it alone knows it).
             "status.podIP" | "status.podIPs" if !volume => peapod_proto::POD_IP_TOKEN.to_owned(),
-            "status.hostIP" | "status.hostIPs" if !volume => {
-                return Err(self.invalid(
-                    path_field,
-                    format!("{field_path} is not supported by peapod yet; use one of {supported}"),
-                ))
-            }
+            // The node is this host: its address.
+            "status.hostIP" | "status.hostIPs" if !volume => crate::hostinfo::host_ip().to_string(),
             other => {
                 return Err(self.invalid(
                     path_field,

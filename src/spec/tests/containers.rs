@@ -285,10 +285,13 @@ fn test_parse_env_invalid() {
         &with_container("    env:\n    - name: A\n      valueFrom: {}\n"),
         &["env[0].valueFrom: is empty"],
     );
-    assert_err(
-        &with_container("    env:\n    - name: IP\n      valueFrom:\n        fieldRef: {fieldPath: status.hostIP}\n"),
-        &["env[0].valueFrom.fieldRef.fieldPath: status.hostIP is not supported by peapod yet"],
-    );
+    // The node is this host: status.hostIP is its address.
+    let plan = ok(&with_container(
+        "    env:\n    - name: IP\n      valueFrom:\n        fieldRef: {fieldPath: status.hostIP}\n",
+    ));
+    let ip = &plan.containers[0].env[0];
+    assert_eq!(ip.0, "IP");
+    assert_eq!(ip.1, crate::hostinfo::host_ip().to_string());
     assert_err(
         &with_container("    env:\n    - name: X\n      valueFrom:\n        fieldRef: {fieldPath: metadata.uid}\n"),
         &["metadata.uid is not set"],

@@ -66,6 +66,7 @@ fn seeds(dir: &Path) {
             code: Some(code),
             signal: None,
             oom_killed: false,
+            message: Some("é".repeat(3000)),
         },
     };
     let life = [
@@ -73,6 +74,19 @@ fn seeds(dir: &Path) {
         started("init", true),
         log("init", b"init ran\n", false),
         exited("init", 0),
+        GuestMsg::ContainerEvent {
+            container: "app".into(),
+            init: false,
+            event: ContainerEvent::Created { pid: 8 },
+        },
+        GuestMsg::ContainerEvent {
+            container: "app".into(),
+            init: false,
+            event: ContainerEvent::HookFailed {
+                hook: peapod_proto::HookKind::PostStart,
+                message: "ü".repeat(600),
+            },
+        },
         started("app", false),
         started("side", false),
         log("app", b"partial", true),
@@ -100,7 +114,7 @@ fn seeds(dir: &Path) {
     std::fs::write(dir.join("seed-life"), text.join("\n")).unwrap();
     std::fs::write(
         dir.join("seed-logs"),
-        [text[4].clone(), text[6].clone(), text[7].clone()].join("\n"),
+        [text[6].clone(), text[8].clone(), text[9].clone()].join("\n"),
     )
     .unwrap();
 }
