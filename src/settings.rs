@@ -7,6 +7,7 @@
 //! allowHostPaths: [/srv/data]      # directories pod files may reach
 //! containerLogMaxSize: 10Mi        # rotate a container's log past this
 //! containerLogMaxFiles: 5          # log files kept per container
+//! insecureRegistries: [registry.lan:5000] # pulls may use plain HTTP
 //! ```
 //!
 //! The two log settings are the kubelet's, with its defaults. One reader
@@ -21,7 +22,8 @@ use crate::sandbox::crilog::{LogLimits, MIN_LOG_SIZE};
 
 /// The keys, for error messages.
 const KEYS: &str = "capacity: {memory: 4Gi, cpus: 2}, allowHostPaths: [DIR, ...], \
-                    containerLogMaxSize: 10Mi, containerLogMaxFiles: 5";
+                    containerLogMaxSize: 10Mi, containerLogMaxFiles: 5, \
+                    insecureRegistries: [HOST:PORT, ...]";
 
 /// `capacity:` (see [`crate::admission::Capacity::resolve`]).
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +51,11 @@ pub struct Settings {
     /// Log files kept per container.
     #[serde(default)]
     pub container_log_max_files: Option<u32>,
+    /// Registries (`host[:port]`) pulls may reach over plain HTTP or
+    /// without checking their certificate, with a warning (loopback ones
+    /// always may).
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
 }
 
 /// The settings file: `$PEAPOD_CONFIG`, else

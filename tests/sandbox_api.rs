@@ -166,6 +166,7 @@ fn scenario(isolation: Isolation) {
         started_ns: 0,
         allow_host_paths: vec![],
         configmaps: vec![],
+        pull: Default::default(),
     };
     let size = SandboxSize {
         memory: 256 << 20,

@@ -332,6 +332,7 @@ impl Service {
             // A sandbox has no pod file; its mounts are containerd's.
             allow_host_paths: vec![],
             configmaps: vec![],
+            pull: Default::default(),
         };
         let mut launch = launch::prepare_sandbox(&name, size, &opts)
             .map_err(|e| err(Code::INVALID_ARGUMENT, format!("pod {name}: {e:#}")))?;

@@ -27,9 +27,21 @@ pub enum ImageCommand {
         /// The archive (a tar file).
         file: PathBuf,
     },
-    /// List the images of the local store (NAME:TAG and manifest DIGEST).
+    /// List the images of the local store: NAME:TAG, manifest DIGEST,
+    /// SIZE, and when it was pulled (or that it was loaded).
     #[command(alias = "list")]
     Ls,
+    /// Forget images by name (their content stays until `prune`); an image
+    /// a running pod uses is refused.
+    #[command(alias = "remove")]
+    Rm {
+        /// NAME[:TAG] or NAME@DIGEST, as `image ls` shows them.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove the blobs, layers and root filesystems no image name and no
+    /// pod uses.
+    Prune,
 }
 
 /// The local image store every command uses: `<cache>/images`.
@@ -42,7 +54,93 @@ pub fn image(args: ImageArgs) -> Result<ExitCode, Failure> {
     match args.command {
         ImageCommand::Load { file } => load(&file),
         ImageCommand::Ls => ls(),
+        ImageCommand::Rm { images } => rm(&images),
+        ImageCommand::Prune => prune(),
     }
+}
+
+/// The store key (normalised `name:tag` or `name@digest`) of `text`.
+fn key_of(text: &str) -> Result<(crate::image::ImageRef, String), Failure> {
+    let image: crate::image::ImageRef = text.parse().map_err(|e| Failure::Usage(anyhow!("{e}")))?;
+    let crate::image::ImageRef::Named { name, tag, digest } = &image else {
+        return Err(Failure::Usage(anyhow!(
+            "{text} is not an image name of the store (`peapod image ls` lists them)"
+        )));
+    };
+    let key = match digest {
+        Some(d) => format!("{name}@{d}"),
+        None => format!("{name}:{}", tag.as_deref().unwrap_or("latest")),
+    };
+    Ok((image, key))
+}
+
+/// The manifests pods use, with whether that pod runs.
+fn pod_images() -> Vec<(String, String, bool)> {
+    use crate::sandbox::state::Liveness;
+    use peapod_proto::PodPhase;
+    let mut out = Vec::new();
+    for (_, state) in crate::sandbox::list().unwrap_or_default() {
+        let Ok(state) = state else { continue };
+        let running = matches!(
+            state.liveness(),
+            Liveness::Phase(PodPhase::Running | PodPhase::Pending)
+        );
+        for c in &state.containers {
+            if let Some(d) = &c.image_digest {
+                out.push((state.name.clone(), d.clone(), running));
+            }
+        }
+    }
+    out
+}
+
+fn rm(images: &[String]) -> Result<ExitCode, Failure> {
+    let store = store();
+    let pods = pod_images();
+    for text in images {
+        let (image, key) = key_of(text)?;
+        let Some(digest) = store.lookup(&key).or_else(|| {
+            store
+                .has_image(&image)
+                .then(|| key.split_once('@').map(|(_, d)| d.to_owned()))
+                .flatten()
+        }) else {
+            return Err(Failure::Usage(anyhow!(
+                "no image {text} in the store (`peapod image ls` lists them)"
+            )));
+        };
+        // The name, and the platform's manifest under an index.
+        let platform = store.resolve(&image).ok().and_then(|r| r.digest);
+        let users: Vec<&str> = pods
+            .iter()
+            .filter(|(_, d, running)| *running && (*d == digest || Some(d) == platform.as_ref()))
+            .map(|(p, _, _)| p.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(Failure::Usage(anyhow!(
+                "image {text} is used by running pod(s) {}; stop them first",
+                users.join(", ")
+            )));
+        }
+        store
+            .remove_ref(&key)
+            .map_err(|e| Failure::Usage(anyhow!(e)))?;
+        println!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune() -> Result<ExitCode, Failure> {
+    let keep: Vec<String> = pod_images().into_iter().map(|(_, d, _)| d).collect();
+    let pruned = store()
+        .prune(&keep)
+        .map_err(|e| Failure::Usage(anyhow!(e)))?;
+    println!(
+        "removed {} item(s), {}",
+        pruned.items,
+        super::pull::human(pruned.bytes)
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(file: &Path) -> Result<ExitCode, Failure> {
@@ -91,23 +189,42 @@ fn looks_like_archive(file: &Path) -> bool {
 }
 
 fn ls() -> Result<ExitCode, Failure> {
-    let images = store().list().map_err(|e| Failure::Usage(anyhow!(e)))?;
-    print!("{}", table(&images));
+    let images = store().entries().map_err(|e| Failure::Usage(anyhow!(e)))?;
+    print!("{}", table(&images, crate::sandbox::state::now_ns()));
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long ago `then` was, at `now` (ns), as `ps` says ages.
+fn ago(then: u64, now: u64) -> String {
+    let s = now.saturating_sub(then) / 1_000_000_000;
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86_399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
 /// The `image ls` table: a header, then one row per image.
-fn table(images: &[(String, String)]) -> String {
+fn table(images: &[crate::image::ImageEntry], now: u64) -> String {
     const NAME: &str = "NAME:TAG";
     let width = images
         .iter()
-        .map(|(n, _)| n.len())
+        .map(|e| e.name.len())
         .chain([NAME.len()])
         .max()
         .unwrap_or_default();
-    let mut out = format!("{NAME:<width$}  DIGEST\n");
-    for (name, digest) in images {
-        out.push_str(&format!("{name:<width$}  {digest}\n"));
+    let mut out = format!("{NAME:<width$}  {:<71}  {:>10}  PULLED\n", "DIGEST", "SIZE");
+    for e in images {
+        let (size, pulled) = match &e.origin {
+            Some(o) if o.pulled => (super::pull::human(o.size), ago(o.at_ns, now)),
+            Some(o) => (super::pull::human(o.size), "loaded".to_owned()),
+            None => ("-".to_owned(), "loaded".to_owned()),
+        };
+        out.push_str(&format!(
+            "{:<width$}  {:<71}  {size:>10}  {pulled}\n",
+            e.name, e.digest
+        ));
     }
     out
 }
@@ -139,14 +256,34 @@ mod tests {
 
     #[test]
     fn test_image_table_aligns_columns() {
-        assert_eq!(table(&[]), "NAME:TAG  DIGEST\n");
+        use crate::image::{ImageEntry, Origin};
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let head = format!("NAME:TAG  {:<71}  {:>10}  PULLED\n", "DIGEST", "SIZE");
+        assert_eq!(table(&[], 0), head);
         let rows = [
-            ("busybox:latest".to_string(), "sha256:aa".to_string()),
-            ("a:b".to_string(), "sha256:bb".to_string()),
+            ImageEntry {
+                name: "busybox:latest".into(),
+                digest: d('a'),
+                origin: Some(Origin {
+                    pulled: true,
+                    at_ns: 0,
+                    size: 3 << 20,
+                }),
+            },
+            ImageEntry {
+                name: "a:b".into(),
+                digest: d('b'),
+                origin: None,
+            },
         ];
-        assert_eq!(
-            table(&rows),
-            "NAME:TAG        DIGEST\nbusybox:latest  sha256:aa\na:b             sha256:bb\n"
+        let text = table(&rows, 125_000_000_000);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("NAME:TAG        DIGEST"), "{text}");
+        assert!(
+            lines[1].starts_with(&format!("busybox:latest  {}", d('a'))),
+            "{text}"
         );
+        assert!(lines[1].ends_with("3.0 MiB  2m ago"), "{text}");
+        assert!(lines[2].ends_with("-  loaded"), "{text}");
     }
 }

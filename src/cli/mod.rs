@@ -6,6 +6,7 @@ pub mod exec;
 pub mod image;
 pub mod initramfs;
 pub mod pods;
+pub mod pull;
 pub mod run;
 pub mod volume;
 pub mod wait;
@@ -36,6 +37,13 @@ pub enum Command {
     Run(run::RunArgs),
     /// Load and list images of peapod's local image store.
     Image(image::ImageArgs),
+    /// Pull an image from its registry into the local store.
+    Pull(pull::PullArgs),
+    /// Log in to a registry: check the credentials and store them (in the
+    /// file podman and docker read).
+    Login(pull::LoginArgs),
+    /// Remove a registry's stored credentials.
+    Logout(pull::LogoutArgs),
     /// Check this host: /dev/kvm access, KVM flavour, guest kernel, guest init.
     Doctor(doctor::DoctorArgs),
     /// List pods (running, ended, and dead ones whose monitor is gone).
@@ -103,6 +111,9 @@ pub fn dispatch(cli: Cli, started: Instant) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Run(args) => run::run(args, started),
         Command::Image(args) => image::image(args),
+        Command::Pull(args) => pull::pull(args),
+        Command::Login(args) => pull::login(args),
+        Command::Logout(args) => pull::logout(args),
         Command::Doctor(args) => doctor::doctor(args),
         Command::Ps(args) => pods::ps(args),
         Command::Logs(args) => pods::logs(args),

@@ -59,6 +59,9 @@ pub struct RunArgs {
     /// documents of the pod file itself. Repeatable.
     #[arg(long = "configmap", value_name = "FILE")]
     pub configmaps: Vec<std::path::PathBuf>,
+    /// How images are pulled from registries.
+    #[command(flatten)]
+    pub registry: super::pull::RegistryArgs,
     /// Start the pod and return: it keeps running (`peapod ps`, `logs`,
     /// `exec`, `stop`, `rm`).
     #[arg(short, long)]
@@ -115,6 +118,7 @@ pub fn run(args: RunArgs, started: Instant) -> Result<ExitCode, Failure> {
         started_ns,
         allow_host_paths: args.allow_host_paths.clone(),
         configmaps: args.configmaps.clone(),
+        pull: args.registry.options().map_err(Failure::Usage)?,
     };
     let (plan, launch) = launch::prepare(&args.pod, &opts).map_err(Failure::Usage)?;
     let name = plan.name.clone();

@@ -109,6 +109,7 @@ pub fn import(store: &ImageStore, path: &Path, image: &str) -> Result<Imported, 
     let stream: Box<dyn Read> = match Compression::detect(&mut reader).map_err(read_err)? {
         Compression::None => Box::new(reader),
         Compression::Gzip => Box::new(GzDecoder::new(reader)),
+        Compression::Zstd => Box::new(super::layer::zstd(reader)),
         Compression::Unsupported(format) => {
             return Err(ImageError::InvalidImage {
                 image: image.to_owned(),

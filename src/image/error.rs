@@ -9,6 +9,17 @@ use std::path::PathBuf;
 /// every message says which image failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// A registry pull failed; `problem` says why and what to do.
+    #[error("image {image}: {problem}")]
+    Pull {
+        /// The reference.
+        image: String,
+        /// What went wrong, naming the registry and the fix.
+        problem: String,
+        /// The registry could not be reached at all (no such host, nothing
+        /// listening, no answer): a copy in the store may do instead.
+        unreachable: bool,
+    },
     /// `rootfs:DIR` names something that is not a directory.
     #[error(
         "image {image}: {} is not a directory; rootfs: needs an unpacked root filesystem \

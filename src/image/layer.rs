@@ -21,6 +21,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use flate2::read::GzDecoder;
+use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use tar::EntryType;
 
 use super::error::ImageError;
@@ -68,6 +69,8 @@ pub enum Compression {
     None,
     /// gzip (`1f 8b`).
     Gzip,
+    /// zstd (`28 b5 2f fd`).
+    Zstd,
     /// A format peapod cannot read yet, by name.
     Unsupported(&'static str),
 }
@@ -78,7 +81,7 @@ impl Compression {
         let head = r.fill_buf()?;
         Ok(match head {
             [0x1f, 0x8b, ..] => Compression::Gzip,
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Unsupported("zstd"),
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
             [b'B', b'Z', b'h', ..] => Compression::Unsupported("bzip2"),
             [0xfd, b'7', b'z', b'X', b'Z', ..] => Compression::Unsupported("xz"),
             _ => Compression::None,
@@ -94,11 +97,82 @@ pub fn decompress<'a>(
     match Compression::detect(&mut r).map_err(|e| layer.read(e))? {
         Compression::None => Ok(Box::new(r)),
         Compression::Gzip => Ok(Box::new(GzDecoder::new(r))),
+        Compression::Zstd => Ok(Box::new(zstd(r))),
         Compression::Unsupported(format) => Err(ImageError::UnsupportedCompression {
             image: layer.image.to_owned(),
             digest: layer.digest.to_owned(),
             format,
         }),
+    }
+}
+
+/// A reader of the zstd stream `r`, decoded.
+pub(super) fn zstd<R: BufRead>(r: R) -> impl Read {
+    Zstd {
+        src: r,
+        frame: FrameDecoder::new(),
+        in_frame: false,
+    }
+}
+
+/// A zstd stream of one or more frames (skippable ones skipped), decoded
+/// block by block: memory stays within a frame's window (which the decoder
+/// bounds).
+struct Zstd<R> {
+    src: R,
+    frame: FrameDecoder,
+    in_frame: bool,
+}
+
+impl<R: BufRead> Read for Zstd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
+        let bad =
+            |e: FrameDecoderError| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}"));
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.in_frame {
+                if self.frame.can_collect() > 0 {
+                    return self.frame.read(buf);
+                }
+                if self.frame.is_finished() {
+                    self.in_frame = false;
+                    continue;
+                }
+                self.frame
+                    .decode_blocks(
+                        &mut self.src,
+                        BlockDecodingStrategy::UptoBytes(buf.len().max(64 << 10)),
+                    )
+                    .map_err(bad)?;
+                continue;
+            }
+            // Between frames: the end, or the next one.
+            if self.src.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            match self.frame.reset(&mut self.src) {
+                Ok(()) => self.in_frame = true,
+                Err(FrameDecoderError::ReadFrameHeaderError(ReadFrameHeaderError::SkipFrame {
+                    length,
+                    ..
+                })) => {
+                    let skipped = io::copy(
+                        &mut (&mut self.src).take(u64::from(length)),
+                        &mut io::sink(),
+                    )?;
+                    if skipped < u64::from(length) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "zstd: a cut skippable frame",
+                        ));
+                    }
+                }
+                Err(e) => return Err(bad(e)),
+            }
+        }
     }
 }
 
@@ -336,6 +410,28 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn test_zstd_layers_of_several_frames() {
+        use ruzstd::encoding::{compress_to_vec, CompressionLevel};
+        let mut t = TarBuilder::new();
+        t.file("big", &vec![7u8; 300 << 10], 0o644);
+        t.file("hello", b"hi", 0o644);
+        let tar = t.finish();
+        // Two frames, a skippable frame between them (as zstd:chunked
+        // writes), split anywhere in the tar.
+        let (a, b) = tar.split_at(1000);
+        let mut z = compress_to_vec(a, CompressionLevel::Fastest);
+        z.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3]);
+        z.extend(compress_to_vec(b, CompressionLevel::Fastest));
+        let dir = scratch("zstd-frames");
+        unpack_bytes(&z, &dir.0).unwrap();
+        assert_eq!(fs::read(dir.0.join("hello")).unwrap(), b"hi");
+        assert_eq!(fs::metadata(dir.0.join("big")).unwrap().len(), 300 << 10);
+        // A cut stream is an error, not a short layer.
+        let cut = &z[..z.len() - 5];
+        assert!(unpack_bytes(cut, &scratch("zstd-cut").0).is_err());
+    }
+
+    #[test]
     fn test_unpack_files_dirs_symlinks_hardlinks() {
         let dir = scratch("unpack-basic");
         let mut t = TarBuilder::new();
@@ -380,9 +476,14 @@ pub(super) mod tests {
             unpack_bytes(bytes, &dir.0).unwrap();
             assert_eq!(fs::read(dir.0.join("hello")).unwrap(), b"hi", "{name}");
         }
+        // A broken zstd frame: the cause says so.
         let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0, 0];
         let err = unpack_bytes(&zstd, &scratch("zstd").0).unwrap_err();
-        assert!(err.to_string().contains("zstd"), "{err}");
+        let cause = std::error::Error::source(&err).map(|e| e.to_string());
+        assert!(cause.is_some_and(|c| c.contains("zstd")), "{err:?}");
+        let xz = [0xfd, b'7', b'z', b'X', b'Z', 0];
+        let err = unpack_bytes(&xz, &scratch("xz").0).unwrap_err();
+        assert!(err.to_string().contains("xz"), "{err}");
     }
 
     #[test]

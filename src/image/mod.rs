@@ -10,10 +10,11 @@ pub mod layer;
 mod name;
 pub mod oci;
 pub mod reference;
+pub mod registry;
 mod store;
 #[cfg(test)]
 mod testutil;
 
 pub use error::ImageError;
 pub use reference::ImageRef;
-pub use store::{ImageConfig, ImageStore, ResolvedImage};
+pub use store::{ImageConfig, ImageEntry, ImageStore, Origin, Pruned, ResolvedImage};

@@ -15,7 +15,8 @@
 //!   one-part name on Docker Hub gets `library/`, and the tag defaults to
 //!   `latest` unless a digest pins the image.
 //!
-//! Registry pulls (`docker://`) are not supported yet.
+//! Registry names are pulled by [`super::registry`] (written without a
+//! `docker://` transport, as Kubernetes writes them).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -147,9 +148,8 @@ impl FromStr for ImageRef {
         if let Some(scheme_end) = input.find("://") {
             let scheme = &input[..scheme_end];
             let note = if scheme == "docker" {
-                "; registry pulls are not supported yet: copy the image locally first, e.g. \
-                 `skopeo copy docker://busybox:latest oci:./busybox:latest`, then use \
-                 oci:./busybox:latest"
+                "; a registry image is named without it, as Kubernetes names it: write \
+                 busybox:latest (peapod pulls it)"
             } else {
                 ""
             };
@@ -598,7 +598,7 @@ mod tests {
             ("oci:dir:-x", "is not valid"),
             ("docker-archive:a.tar:busybox:latest", "takes a file only"),
             ("docker://busybox", "docker:// transport"),
-            ("docker://busybox", "registry pulls are not supported yet"),
+            ("docker://busybox", "named without it"),
             ("http://example.com/x", "http:// transport"),
             (
                 "containers-storage:busybox",

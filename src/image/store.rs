@@ -76,6 +76,121 @@ pub struct ResolvedImage {
 struct Refs {
     /// Normalised `name:tag` -> manifest digest.
     refs: BTreeMap<String, String>,
+    /// Where a ref's image came from: normalised `name:tag` (or
+    /// `name@digest`) -> its origin.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    origins: BTreeMap<String, Origin>,
+}
+
+/// Where an image of the store came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// Pulled from its registry (else loaded from an archive).
+    #[serde(default)]
+    pub pulled: bool,
+    /// When (realtime, ns since the epoch).
+    #[serde(default)]
+    pub at_ns: u64,
+    /// Its size: the manifest's config and layers, as stored (compressed).
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// What [`ImageStore::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Blobs, layers and root filesystems.
+    pub items: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// What some image name reaches (hex digests).
+#[derive(Debug, Default)]
+struct Live {
+    blobs: std::collections::HashSet<String>,
+    layers: std::collections::HashSet<String>,
+    rootfs: std::collections::HashSet<String>,
+}
+
+/// Bytes under `path` (not following links).
+fn tree_size(path: &Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::read_dir(path)
+            .map(|es| es.flatten().map(|e| tree_size(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+/// One image of `peapod image ls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEntry {
+    /// Short `name:tag` (`busybox:latest`), or `name@digest` for an image
+    /// pulled by digest.
+    pub name: String,
+    /// Its manifest (or index) digest.
+    pub digest: String,
+    /// Where it came from, when known.
+    pub origin: Option<Origin>,
+}
+
+/// A blob being written into the store (a registry's stream): hashed as it
+/// comes, published under its digest only once whole and checked.
+pub(super) struct BlobSink<'a> {
+    store: &'a ImageStore,
+    image: String,
+    tmp: PathBuf,
+    file: Option<File>,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl BlobSink<'_> {
+    /// Append `chunk`.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), ImageError> {
+        use sha2::Digest as _;
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        let file = self
+            .file
+            .as_mut()
+            .expect("a sink is written until finished");
+        file.write_all(chunk)
+            .map_err(|e| self.store.write_err(&self.image, &self.tmp, e))
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The content is whole: check it is `expected` (else it is discarded)
+    /// and publish it.
+    pub fn finish(mut self, expected: &Digest, what: &str) -> Result<(), ImageError> {
+        use sha2::Digest as _;
+        let file = self.file.take().expect("finished once");
+        file.sync_all()
+            .map_err(|e| self.store.write_err(&self.image, &self.tmp, e))?;
+        drop(file);
+        let hasher = std::mem::take(&mut self.hasher);
+        let actual = Digest::from_hex(&super::digest::to_hex(&hasher.finalize()))
+            .expect("a sha256 is 64 hex digits");
+        expected.check(&actual, &self.image, what)?;
+        self.store.publish(
+            &self.tmp,
+            &ImageStore::blob_path(&self.store.root, expected),
+            &self.image,
+        )
+    }
+}
+
+impl Drop for BlobSink<'_> {
+    fn drop(&mut self) {
+        // Not finished, or finished and published (then tmp is gone).
+        let _ = fs::remove_file(&self.tmp);
+    }
 }
 
 /// The local image store and layer cache, rooted at a directory.
@@ -265,17 +380,267 @@ impl ImageStore {
     /// The tagged images of the store: (`name:tag` in short form, manifest
     /// digest), sorted by name.
     pub fn list(&self) -> Result<Vec<(String, String)>, ImageError> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .map(|e| (e.name, e.digest))
+            .collect())
+    }
+
+    /// The images of the store with their origins, sorted by name.
+    pub fn entries(&self) -> Result<Vec<ImageEntry>, ImageError> {
         if self.root.exists() {
             self.check_root()?;
         }
-        let mut out: Vec<(String, String)> = self
-            .read_refs()?
+        let refs = self.read_refs()?;
+        let mut out: Vec<ImageEntry> = refs
             .refs
-            .into_iter()
-            .map(|(k, d)| (familiar(&k), d))
+            .iter()
+            .map(|(k, d)| ImageEntry {
+                name: familiar(k),
+                digest: d.clone(),
+                origin: refs.origins.get(k).cloned().or_else(|| {
+                    // Loaded from an archive: its size from its manifest.
+                    Some(Origin {
+                        pulled: false,
+                        at_ns: 0,
+                        size: self.image_size(d)?,
+                    })
+                }),
+            })
             .collect();
-        out.sort();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    /// Whether the store has the registry image `image` (a name, or a
+    /// manifest by digest).
+    pub fn has_image(&self, image: &ImageRef) -> bool {
+        match image {
+            ImageRef::Named {
+                digest: Some(d), ..
+            } => {
+                Digest::from_hex(d.trim_start_matches("sha256:")).is_some_and(|d| self.has_blob(&d))
+            }
+            ImageRef::Named { name, tag, .. } => self
+                .lookup(&format!("{name}:{}", tag.as_deref().unwrap_or("latest")))
+                .is_some(),
+            _ => false,
+        }
+    }
+
+    /// Where the registry image `image` came from, if the store has it.
+    pub fn image_origin(&self, image: &ImageRef) -> Option<Origin> {
+        match image {
+            ImageRef::Named {
+                name,
+                digest: Some(d),
+                ..
+            } => self.origin(&format!("{name}@{d}")),
+            ImageRef::Named { name, tag, .. } => {
+                self.origin(&format!("{name}:{}", tag.as_deref().unwrap_or("latest")))
+            }
+            _ => None,
+        }
+    }
+
+    /// The stored size of the image `digest` (its platform's config and
+    /// layers).
+    fn image_size(&self, digest: &str) -> Option<u64> {
+        let mut d = Digest::parse(digest, "store").ok()?;
+        for _ in 0..4 {
+            let doc: Document = oci::parse(
+                &self.read_blob(&self.root, &d, "store").ok()?,
+                "store",
+                "manifest",
+            )
+            .ok()?;
+            match &doc.manifests {
+                Some(m) => {
+                    d = Digest::parse(&oci::select_platform(m, "store").ok()?.digest, "store")
+                        .ok()?
+                }
+                None => {
+                    let layers: u64 = doc.layers.iter().flatten().map(|l| l.size).sum();
+                    return Some(layers + doc.config.map_or(0, |c| c.size));
+                }
+            }
+        }
+        None
+    }
+
+    /// Where the image `key` (normalised `name:tag` or `name@digest`) came
+    /// from, if the store has it.
+    pub fn origin(&self, key: &str) -> Option<Origin> {
+        self.read_refs().ok()?.origins.get(key).cloned()
+    }
+
+    /// The manifest digest `key` (normalised `name:tag`) names, if any.
+    pub fn lookup(&self, key: &str) -> Option<String> {
+        self.read_refs().ok()?.refs.get(key).cloned()
+    }
+
+    /// Record `key` (normalised `name:tag`, or `name@digest`: no tag) as the
+    /// image `digest`, pulled now.
+    pub(super) fn record_pull(
+        &self,
+        key: &str,
+        digest: &Digest,
+        size: u64,
+        image: &str,
+    ) -> Result<(), ImageError> {
+        let origin = Origin {
+            pulled: true,
+            at_ns: now_ns(),
+            size,
+        };
+        self.update_refs(image, |refs| {
+            refs.refs.insert(key.to_owned(), digest.to_string());
+            refs.origins.insert(key.to_owned(), origin);
+        })
+    }
+
+    /// Forget the image `key` (normalised); its content stays until
+    /// [`Self::prune`]. Whether there was one.
+    pub fn remove_ref(&self, key: &str) -> Result<bool, ImageError> {
+        let mut found = false;
+        self.update_refs(key, |refs| {
+            found = refs.refs.remove(key).is_some();
+            refs.origins.remove(key);
+        })?;
+        Ok(found)
+    }
+
+    /// Hold the store against [`Self::prune`] while a pull writes blobs
+    /// that no name reaches yet (a shared lock; prune takes it exclusively).
+    pub(super) fn hold(&self, image: &str) -> Result<File, ImageError> {
+        self.gc_lock(image, libc::LOCK_SH)
+    }
+
+    fn gc_lock(&self, image: &str, how: libc::c_int) -> Result<File, ImageError> {
+        self.open_root(image)?;
+        let path = self.root.join("gc.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| self.write_err(image, &path, e))?;
+        // SAFETY: flock takes the descriptor `lock` keeps open; the caller
+        // holds the file as long as it needs the lock.
+        if unsafe { libc::flock(lock.as_raw_fd(), how) } != 0 {
+            return Err(self.write_err(image, &path, io::Error::last_os_error()));
+        }
+        Ok(lock)
+    }
+
+    /// Remove what no image name of the store reaches, nor the manifests in
+    /// `keep` (those pods use): blobs, unpacked layers, root filesystems,
+    /// and temporary files older than an hour. What went, in bytes.
+    pub fn prune(&self, keep: &[String]) -> Result<Pruned, ImageError> {
+        let mut pruned = Pruned::default();
+        if !self.root.exists() {
+            return Ok(pruned);
+        }
+        let _lock = self.gc_lock("store", libc::LOCK_EX)?;
+        let refs = self.read_refs()?;
+        let mut live = Live::default();
+        for d in refs.refs.values().chain(keep) {
+            if let Some(d) = Digest::from_hex(d.trim_start_matches("sha256:")) {
+                self.mark(&d, &mut live, 0);
+            }
+        }
+        let sweep = |dir: &str, keep: &std::collections::HashSet<String>, pruned: &mut Pruned| {
+            let Ok(entries) = fs::read_dir(self.root.join(dir)) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if keep.contains(&name) {
+                    continue;
+                }
+                let size = tree_size(&e.path());
+                if layer::remove_any(&e.path()).is_ok() {
+                    pruned.items += 1;
+                    pruned.bytes += size;
+                }
+            }
+        };
+        sweep("blobs/sha256", &live.blobs, &mut pruned);
+        sweep("layers/sha256", &live.layers, &mut pruned);
+        sweep("rootfs/sha256", &live.rootfs, &mut pruned);
+        if let Ok(entries) = fs::read_dir(self.root.join("tmp")) {
+            let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < hour_ago);
+                if old {
+                    let _ = layer::remove_any(&e.path());
+                }
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// Mark what manifest (or index) `digest` reaches.
+    fn mark(&self, digest: &Digest, live: &mut Live, depth: u32) {
+        if depth > 4 || !live.blobs.insert(digest.hex().to_owned()) {
+            return;
+        }
+        let Ok(bytes) = self.read_blob(&self.root, digest, "store") else {
+            return;
+        };
+        let Ok(doc) = oci::parse::<Document>(&bytes, "store", "manifest") else {
+            return;
+        };
+        for m in doc.manifests.iter().flatten() {
+            if let Ok(d) = Digest::parse(&m.digest, "store") {
+                self.mark(&d, live, depth + 1);
+            }
+        }
+        if doc.manifests.is_some() {
+            return;
+        }
+        live.rootfs.insert(digest.hex().to_owned());
+        for l in doc.layers.iter().flatten() {
+            if let Ok(d) = Digest::parse(&l.digest, "store") {
+                live.blobs.insert(d.hex().to_owned());
+                live.layers.insert(d.hex().to_owned());
+            }
+        }
+        let Some(config) = &doc.config else {
+            return;
+        };
+        let Ok(cd) = Digest::parse(&config.digest, "store") else {
+            return;
+        };
+        live.blobs.insert(cd.hex().to_owned());
+        let Ok(bytes) = self.read_blob(&self.root, &cd, "store") else {
+            return;
+        };
+        if let Ok(config) = oci::parse::<ConfigFile>(&bytes, "store", "config") {
+            for id in config.rootfs.map(|r| r.diff_ids).unwrap_or_default() {
+                live.layers
+                    .insert(id.trim_start_matches("sha256:").to_owned());
+            }
+        }
+    }
+
+    /// A sink for the blob of `image` about to be fetched.
+    pub(super) fn blob_sink(&self, image: &str) -> Result<BlobSink<'_>, ImageError> {
+        self.open_root(image)?;
+        let tmp = self.tmp_path("pull", image)?;
+        let file = layer::create_file(&tmp).map_err(|e| self.write_err(image, &tmp, e))?;
+        Ok(BlobSink {
+            store: self,
+            image: image.to_owned(),
+            tmp,
+            file: Some(file),
+            hasher: Default::default(),
+            size: 0,
+        })
     }
 
     /// Makes the store's root if it is missing, mode 0700 (as are the
@@ -425,7 +790,7 @@ impl ImageStore {
     }
 
     /// Writes `bytes` as a blob and returns its digest.
-    fn write_blob_bytes(&self, bytes: &[u8], image: &str) -> Result<Digest, ImageError> {
+    pub(super) fn write_blob_bytes(&self, bytes: &[u8], image: &str) -> Result<Digest, ImageError> {
         let (digest, _) = self.write_blob(bytes, image, |source| ImageError::ReadFile {
             image: image.to_owned(),
             path: PathBuf::from("<memory>"),
@@ -794,3 +1159,10 @@ fn oci_name(found: &Descriptor, stem: &str, image: &str) -> Result<String, Image
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+/// The realtime clock in nanoseconds since the epoch.
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

@@ -58,6 +58,8 @@ pub struct PodOptions {
     /// Files of ConfigMaps, Secrets and PersistentVolumeClaims
     /// (`--configmap`).
     pub configmaps: Vec<PathBuf>,
+    /// How registries are reached when an image is pulled.
+    pub pull: crate::image::registry::PullOptions,
 }
 
 /// Check everything that can be checked before a pod starts, and describe
@@ -74,8 +76,12 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
     if opts.isolation == Isolation::Namespace && !is_root() {
         return Err(anyhow!("{NEEDS_ROOT}"));
     }
-    let mut pod = wire::wire_pod(&plan, &artifacts::image_store())
-        .map_err(|e| e.context(format!("{}", spec_file.display())))?;
+    // Images from registries, as each container's imagePullPolicy says.
+    let store = artifacts::image_store();
+    super::pull_policy::ensure_images(&plan, &store, &opts.pull)
+        .map_err(|e| anyhow!("{}: {e}", spec_file.display()))?;
+    let mut pod =
+        wire::wire_pod(&plan, &store).map_err(|e| e.context(format!("{}", spec_file.display())))?;
 
     // 2. Guest artifacts.
     let init = artifacts::init(&opts.guest);
@@ -120,10 +126,21 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
         .chain(&plan.containers)
         .map(|c| (c.name.clone(), c.image.to_string()))
         .collect();
+    // The manifests the pod runs, so `image rm` and `prune` know them.
+    let image_digests = plan
+        .init_containers
+        .iter()
+        .chain(&plan.containers)
+        .filter_map(|c| {
+            let digest = store.resolve(&c.image).ok()?.digest?;
+            Some((c.name.clone(), digest))
+        })
+        .collect();
     let launch = Launch {
         spec_file: absolute(spec_file),
         pod,
         images,
+        image_digests,
         isolation: opts.isolation,
         memory,
         millicpu,
@@ -271,6 +288,7 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
         spec_file: PathBuf::new(),
         pod,
         images: vec![],
+        image_digests: vec![],
         isolation: opts.isolation,
         memory,
         millicpu: size.millicpu,

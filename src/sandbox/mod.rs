@@ -28,6 +28,7 @@ pub mod crilog;
 pub mod host_paths;
 pub mod launch;
 pub mod monitor;
+pub mod pull_policy;
 pub mod state;
 pub mod vmm_process;
 pub mod wire;
@@ -234,6 +235,10 @@ pub struct Launch {
     pub pod: WirePod,
     /// Image reference of each container, by name.
     pub images: Vec<(String, String)>,
+    /// The manifest digest of each container's image, by name (images
+    /// of the store).
+    #[serde(default)]
+    pub image_digests: Vec<(String, String)>,
     /// VM or namespaces.
     pub isolation: Isolation,
     /// Memory to reserve, bytes.

@@ -106,6 +106,9 @@ pub struct PodNetwork {
 pub struct ContainerInfo {
     /// Its image reference, as the spec wrote it.
     pub image: String,
+    /// Its image's manifest digest, for an image of the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// Name, state, restarts, last termination.
     pub status: ContainerStatus,
 }
@@ -243,6 +246,7 @@ impl ContainerInfo {
     pub fn waiting(name: &str, init: bool, image: &str) -> ContainerInfo {
         ContainerInfo {
             image: image.to_owned(),
+            image_digest: None,
             status: ContainerStatus {
                 name: name.to_owned(),
                 init,

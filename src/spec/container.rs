@@ -7,7 +7,7 @@ use std::path::{Component, Path};
 use super::error::{closest, SpecError};
 use super::names;
 use super::plan::{
-    Capabilities, ContainerPlan, PortPlan, Protocol, VolumeMountPlan, VolumePlan,
+    Capabilities, ContainerPlan, PortPlan, Protocol, PullPolicy, VolumeMountPlan, VolumePlan,
     DEFAULT_TERMINATION_MESSAGE_PATH, MIN_CONTAINER_MEMORY,
 };
 use super::pod::{Container, ContainerPort, RawQuantity, ResourceRequirements, VolumeMount};
@@ -184,6 +184,12 @@ impl Checker<'_> {
             no_new_privs: sc.and_then(|sc| sc.allow_privilege_escalation) == Some(false),
             probes,
             lifecycle,
+            image_pull_policy: match raw.image_pull_policy.as_deref() {
+                Some("Always") => Some(PullPolicy::Always),
+                Some("IfNotPresent") => Some(PullPolicy::IfNotPresent),
+                Some("Never") => Some(PullPolicy::Never),
+                _ => None,
+            },
             termination_message_path,
             termination_message_fallback: raw.termination_message_policy.as_deref()
                 == Some("FallbackToLogsOnError"),
@@ -255,10 +261,7 @@ impl Checker<'_> {
     }
 
     fn log_ignored_container_fields(&self, raw: &Container, path: &str) {
-        let quiet = [
-            ("imagePullPolicy", raw.image_pull_policy.is_some()),
-            ("resizePolicy", raw.resize_policy.is_some()),
-        ];
+        let quiet = [("resizePolicy", raw.resize_policy.is_some())];
         for (field, _) in quiet.iter().filter(|(_, set)| *set) {
             self.note_ignored(&format!("{path}.{field}"), "not used by peapod");
         }

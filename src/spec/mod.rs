@@ -53,7 +53,7 @@ pub use error::SpecError;
 pub use objects::{ClaimPlan, ConfigData, Objects};
 pub use plan::{
     Capabilities, ContainerPlan, HostPathType, LifecyclePlan, PodDns, PodPlan, PortPlan, Protocol,
-    RestartPolicy, VolumeMountPlan, VolumePlan, VolumeSource, DEFAULT_CONTAINER_MEMORY,
+    PullPolicy, RestartPolicy, VolumeMountPlan, VolumePlan, VolumeSource, DEFAULT_CONTAINER_MEMORY,
     DEFAULT_CONTAINER_MILLICPU, MIN_CONTAINER_MEMORY,
 };
 

@@ -153,6 +153,9 @@ pub struct ContainerPlan {
     /// `lifecycle`: hooks and stop signal.
     #[serde(default)]
     pub lifecycle: LifecyclePlan,
+    /// `imagePullPolicy`; `None`: the kubelet's default for the image.
+    #[serde(default)]
+    pub image_pull_policy: Option<PullPolicy>,
     /// `terminationMessagePath` (`/dev/termination-log` by default).
     #[serde(default = "default_termination_message_path")]
     pub termination_message_path: String,
@@ -169,6 +172,17 @@ pub struct ContainerPlan {
     /// sidecar): started in order with the init containers, then kept
     /// running for the life of the pod.
     pub sidecar: bool,
+}
+
+/// `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    /// Pull every time.
+    Always,
+    /// Pull when the store does not have it.
+    IfNotPresent,
+    /// Never pull.
+    Never,
 }
 
 /// Where a container's termination message is, unless it says.
@@ -461,6 +475,7 @@ mod tests {
             no_new_privs: false,
             probes: Vec::new(),
             lifecycle: LifecyclePlan::default(),
+            image_pull_policy: None,
             termination_message_path: DEFAULT_TERMINATION_MESSAGE_PATH.to_owned(),
             termination_message_fallback: false,
             tty: false,

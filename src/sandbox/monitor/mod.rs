@@ -712,9 +712,13 @@ fn prepare(
         .map(|c| (c, true))
         .chain(launch.pod.containers.iter().map(|c| (c, false)))
     {
-        state
-            .containers
-            .push(ContainerInfo::waiting(&c.name, init, &image(&c.name)));
+        let mut info = ContainerInfo::waiting(&c.name, init, &image(&c.name));
+        info.image_digest = launch
+            .image_digests
+            .iter()
+            .find(|(n, _)| *n == c.name)
+            .map(|(_, d)| d.clone());
+        state.containers.push(info);
     }
     state
         .store(&dir)
@@ -869,6 +873,7 @@ pub mod fuzzing {
                 spec_file: dir.join("pod.yaml"),
                 pod,
                 images: Vec::new(),
+                image_digests: Vec::new(),
                 isolation: Isolation::Vm,
                 memory: 0,
                 millicpu: 0,

@@ -366,7 +366,7 @@ fn test_parse_invalid_image_reference() {
     assert_err(&pod("busybox@sha256:1234"), &["64 lowercase hex"]);
     assert_err(
         &pod("docker://busybox"),
-        &["docker:// transport", "not supported yet", "skopeo copy"],
+        &["docker:// transport", "named without it", "write busybox:latest"],
     );
     assert_err(&pod("oci:"), &["oci: transport needs a path"]);
 }
