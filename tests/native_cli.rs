@@ -271,7 +271,9 @@ fn test_native_cli_run_unknown_image_name() {
     let out = env.run_pod(&pod_yaml("unknown", containers, ""));
     assert_eq!(out.code, 2, "{out:?}");
     assert!(
-        out.stderr.contains("spec.containers[0] (c)") && out.stderr.contains("peapod image load"),
+        out.stderr
+            .contains("spec.containers[0].image: image docker.io/library/nosuch:1.0")
+            && out.stderr.contains("peapod image load"),
         "{out:?}"
     );
 }

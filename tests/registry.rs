@@ -271,7 +271,7 @@ fn test_registry_pull_by_tag_and_digest_run_and_policies() {
     );
     let run = env.run_hello(&image, "");
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.stdout, "hello\n", "{run:?}");
+    assert_eq!(run.stdout, "[c] hello\n", "{run:?}");
     assert!(run.stderr.contains(&format!("pulling {image}")), "{run:?}");
     assert!(run.stderr.contains("plain HTTP"), "said aloud: {run:?}");
     // By tag, then again: nothing is fetched the second time.
@@ -294,7 +294,11 @@ fn test_registry_pull_by_tag_and_digest_run_and_policies() {
     assert!(ls.stdout.contains("ago"), "{ls:?}");
     // IfNotPresent runs the stored copy; Never refuses one not there.
     let run = env.run_hello(&tagged, "    imagePullPolicy: IfNotPresent\n");
-    assert_eq!((run.code, run.stdout.as_str()), (0, "hello\n"), "{run:?}");
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "[c] hello\n"),
+        "{run:?}"
+    );
     assert!(!run.stderr.contains("pulling"), "{run:?}");
     let missing = format!("{}/tools/busybox:2.0", reg.addr);
     let run = env.run_hello(&missing, "    imagePullPolicy: Never\n");
@@ -307,7 +311,11 @@ fn test_registry_pull_by_tag_and_digest_run_and_policies() {
     // Not in the registry: the tag is named.
     let run = env.peapod(&["pull", &missing]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("no tag \"2.0\""), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("no tag \"2.0\" of \"tools/busybox\"; its tags: 1.0"),
+        "{run:?}"
+    );
     let run = env.peapod(&["pull", &format!("{}/nothing/here:1", reg.addr)]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("no repository"), "{run:?}");
@@ -415,13 +423,17 @@ fn test_registry_multi_platform_index_and_zstd_and_gzip_layers() {
     let pull = env.peapod(&["pull", &multi]);
     assert!(pull.stderr.contains(&format!("image {amd64}")), "{pull:?}");
     let run = env.run_hello(&multi, "");
-    assert_eq!((run.code, run.stdout.as_str()), (0, "hello\n"), "{run:?}");
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "[c] hello\n"),
+        "{run:?}"
+    );
     for name in ["zstd", "gzip"] {
         let image = format!("{}/{name}:latest", reg.addr);
         let run = env.run_hello(&image, "");
         assert_eq!(
             (run.code, run.stdout.as_str()),
-            (0, "hello\n"),
+            (0, "[c] hello\n"),
             "{name}: {run:?}"
         );
     }
@@ -484,7 +496,11 @@ fn test_registry_basic_auth_login_and_docker_config() {
     )
     .unwrap();
     let run = env.run_hello(&image, "    imagePullPolicy: Always\n");
-    assert_eq!((run.code, run.stdout.as_str()), (0, "hello\n"), "{run:?}");
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "[c] hello\n"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -519,7 +535,11 @@ fn test_registry_tls_with_the_registrys_ca() {
     std::fs::create_dir_all(&certs_d).unwrap();
     std::fs::copy(certs.join("ca.crt"), certs_d.join("ca.crt")).unwrap();
     let run = env.run_hello(&image, "    imagePullPolicy: Always\n");
-    assert_eq!((run.code, run.stdout.as_str()), (0, "hello\n"), "{run:?}");
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "[c] hello\n"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -555,7 +575,11 @@ fn test_registry_corrupt_blob_leaves_nothing_and_concurrent_pulls() {
     );
     assert_eq!(pulled(&a), pulled(&b));
     let run = env.run_hello(&image, "    imagePullPolicy: Never\n");
-    assert_eq!((run.code, run.stdout.as_str()), (0, "hello\n"), "{run:?}");
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "[c] hello\n"),
+        "{run:?}"
+    );
     // A layer whose bytes changed in the registry: refused by digest,
     // nothing of it kept.
     let other = Env::new();

@@ -80,7 +80,13 @@ pub fn ensure_images(plan: &PodPlan, store: &ImageStore, opts: &PullOptions) -> 
             }) if present && c.image_pull_policy.is_none() => {
                 log::warn!("{field}.image: {problem}; running the copy in the local store");
             }
-            Err(e) => return Err(format!("{field}.image: {e}")),
+            Err(e) if present => return Err(format!("{field}.image: {e}")),
+            Err(e) => {
+                return Err(format!(
+                    "{field}.image: {e} (an image from an archive is loaded with `peapod image \
+                     load FILE`)"
+                ))
+            }
         }
     }
     Ok(())

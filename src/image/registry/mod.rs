@@ -466,10 +466,10 @@ async fn connect(
                     got
                 }
                 // It speaks plain HTTP, and said no.
-                Err(other) => return Err(explain(other, reference, ctx)),
+                Err(other) => return Err(explain_manifest(&http, reference, other, ctx).await),
             }
         }
-        Err(e) => return Err(explain(e, reference, ctx)),
+        Err(e) => return Err(explain_manifest(&client, reference, e, ctx).await),
     };
     if !verify {
         log::warn!(
@@ -581,6 +581,64 @@ async fn fetch_blob(
         })?;
     progress(Progress::Fetched { digest: name });
     Ok(size)
+}
+
+/// Say why the manifest of `reference` could not be had: for a missing tag,
+/// whether the repository is there at all, and its tags.
+async fn explain_manifest(
+    client: &Client,
+    reference: &Reference,
+    e: OciDistributionError,
+    ctx: &Context<'_>,
+) -> ImageError {
+    let unknown_manifest = matches!(&e, OciDistributionError::RegistryError { envelope, .. }
+        if envelope.errors.iter().any(|x| x.code == OciErrorCode::ManifestUnknown));
+    let Some(tag) = reference
+        .tag()
+        .filter(|_| unknown_manifest && reference.digest().is_none())
+    else {
+        return explain(e, reference, ctx);
+    };
+    let repository = reference.repository();
+    let registry = ctx.registry;
+    match client
+        .list_tags(reference, &ctx.credentials.auth, Some(50), None)
+        .await
+    {
+        Ok(list) if list.tags.is_empty() => pull_error(
+            ctx.shown,
+            format!("{registry} has no repository {repository:?} (no tags); check the name"),
+        ),
+        Ok(list) => {
+            let mut tags = list.tags;
+            tags.sort();
+            let shown: Vec<&str> = tags.iter().take(20).map(String::as_str).collect();
+            pull_error(
+                ctx.shown,
+                format!(
+                    "{registry} has no tag {tag:?} of {repository:?}; its tags: {}{}",
+                    shown.join(", "),
+                    if tags.len() > shown.len() {
+                        ", ..."
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        }
+        Err(OciDistributionError::RegistryError { envelope, .. })
+            if envelope
+                .errors
+                .iter()
+                .any(|x| x.code == OciErrorCode::NameUnknown) =>
+        {
+            pull_error(
+                ctx.shown,
+                format!("{registry} has no repository {repository:?}; check the name"),
+            )
+        }
+        Err(_) => explain(e, reference, ctx),
+    }
 }
 
 /// Say why a request failed, naming the reference and the fix.

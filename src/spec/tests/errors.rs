@@ -366,7 +366,11 @@ fn test_parse_invalid_image_reference() {
     assert_err(&pod("busybox@sha256:1234"), &["64 lowercase hex"]);
     assert_err(
         &pod("docker://busybox"),
-        &["docker:// transport", "named without it", "write busybox:latest"],
+        &[
+            "docker:// transport",
+            "named without it",
+            "write busybox:latest",
+        ],
     );
     assert_err(&pod("oci:"), &["oci: transport needs a path"]);
 }
