@@ -16,6 +16,18 @@ pub(super) fn watch_passt(
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let m = monitor.clone();
     let watch = move || {
+        // It came up while the VM was being made; if it did not, the pod
+        // cannot have its network: it is stopped, saying why.
+        if let Err(e) = passt.wait_ready() {
+            let why = format!("cannot start passt for the pod network: {e}");
+            log::error!("{why}");
+            *lock(&m.stopping) = Some(why);
+            if let Some(killer) = lock(&m.killer).as_ref() {
+                killer.kill();
+            }
+            return;
+        }
+        m.mark("passt ready");
         while !m.guest_ended.load(Ordering::SeqCst) {
             let Some((status, stderr)) = passt.try_exited() else {
                 std::thread::sleep(PASST_POLL);
@@ -64,7 +76,8 @@ pub(super) fn start_passt(
         .collect();
     cfg.mtu = Some(POD_MTU);
     cfg.host_loopback = net.host_loopback;
-    let mut passt = Passt::spawn(&cfg).context("cannot start passt for the pod network")?;
+    // Not waited for here: the VMM starts while passt comes up.
+    let mut passt = Passt::start(&cfg).context("cannot start passt for the pod network")?;
     let stream = passt
         .take_stream()
         .context("passt's stream was already taken")?;

@@ -25,7 +25,8 @@ pub(super) fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
         boot_timeout_s: launch.boot_timeout_s,
     };
     // passt before the VM, from this (the main, long-lived) thread: its
-    // parent-death signal follows the thread that started it.
+    // parent-death signal follows the thread that started it. It comes up
+    // while the VMM starts (its watcher waits for it).
     let mut passt = None;
     let mut passt_stream = None;
     if let Some(net) = &vm_launch.net {
@@ -50,7 +51,7 @@ pub(super) fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
         vmm_launch.net = Some(vmm_net);
         passt = Some(p);
         passt_stream = Some(stream);
-        monitor.mark("passt ready");
+        monitor.mark("passt started");
     }
     // The VMM, in a process of its own (a child of this one, from this
     // thread too).

@@ -385,12 +385,24 @@ pub struct Passt {
     stream: Option<UnixStream>,
     ipv4: GuestIpv4,
     log: PathBuf,
+    /// passt writes it once it is ready.
+    pid_file: PathBuf,
+    ready_timeout: Duration,
 }
 
 impl Passt {
     /// Check the forwards, start passt, and wait (at most
     /// `cfg.ready_timeout`) until it is ready.
     pub fn spawn(cfg: &PasstConfig) -> Result<Passt, PasstError> {
+        let mut passt = Passt::start(cfg)?;
+        passt.wait_ready()?;
+        Ok(passt)
+    }
+
+    /// Check the forwards and start passt, without waiting for it: what
+    /// the VMM writes to its stream waits in the socket until passt reads
+    /// it. [`Passt::wait_ready`] says when it is up (or why not).
+    pub fn start(cfg: &PasstConfig) -> Result<Passt, PasstError> {
         check_forwards(&cfg.forwards)?;
         let host = match cfg.uplink {
             Uplink::Auto => default_route_ipv4().map_err(PasstError::HostRoute)?,
@@ -466,17 +478,20 @@ impl Passt {
             }
         })?;
         drop(theirs);
-        let mut passt = Passt {
+        Ok(Passt {
             child,
             stream: Some(ours),
             ipv4,
             log,
-        };
-        passt.wait_ready(&pid_file, cfg.ready_timeout)?;
-        Ok(passt)
+            pid_file,
+            ready_timeout: cfg.ready_timeout,
+        })
     }
 
-    fn wait_ready(&mut self, pid_file: &Path, timeout: Duration) -> Result<(), PasstError> {
+    /// Wait (at most the configured time) until passt is ready: it wrote
+    /// its pid file. Not ready in time, it is killed.
+    pub fn wait_ready(&mut self) -> Result<(), PasstError> {
+        let (pid_file, timeout) = (self.pid_file.clone(), self.ready_timeout);
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -485,7 +500,7 @@ impl Passt {
                     stderr: read_log(&self.log),
                 });
             }
-            let written = std::fs::read_to_string(pid_file)
+            let written = std::fs::read_to_string(&pid_file)
                 .is_ok_and(|s| s.ends_with('\n') && s.trim().parse::<u32>().is_ok());
             if written {
                 return Ok(());
@@ -498,7 +513,7 @@ impl Passt {
                     stderr: read_log(&self.log),
                 });
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
