@@ -319,6 +319,23 @@ fn test_registry_pull_by_tag_and_digest_run_and_policies() {
     let run = env.peapod(&["pull", &format!("{}/nothing/here:1", reg.addr)]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("no repository"), "{run:?}");
+    // An image loaded from an archive runs with an explicit Always even
+    // when its registry cannot give it (here: no network, or no such
+    // image), with a warning.
+    let load = env.peapod(&[
+        "image",
+        "load",
+        test_image().join("busybox.tar").to_str().unwrap(),
+    ]);
+    assert_eq!(load.code, 0, "{load:?}");
+    let run = env.run_hello("busybox:latest", "    imagePullPolicy: Always\n");
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "[c] hello\n"),
+        "{run:?}"
+    );
+    let rm = env.peapod(&["image", "rm", "busybox:latest"]);
+    assert_eq!(rm.code, 0, "{rm:?}");
     // rm forgets names; prune then frees what no name uses.
     for name in [&tagged, &pinned, &image] {
         let rm = env.peapod(&["image", "rm", name]);

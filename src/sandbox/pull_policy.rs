@@ -5,12 +5,13 @@
 //! - `IfNotPresent`: pulled when the store does not have it (the default for
 //!   a tagged image, and for one pinned by digest).
 //! - `Always`: pulled every time (the default for `:latest` and untagged
-//!   names); when that default could not reach the registry, a copy in the
-//!   store is used, with a warning.
+//!   names); when the registry cannot be reached, a copy in the store is
+//!   used, with a warning.
 //!
 //! An image the store got from an archive (`peapod image load`) is the
 //! user's own: it is not replaced by a default pull, only by an explicit
-//! `imagePullPolicy: Always`.
+//! `imagePullPolicy: Always`, and a pull of it that fails (the registry
+//! does not have it) runs the loaded copy, with a warning.
 
 use std::collections::HashSet;
 
@@ -73,12 +74,18 @@ pub fn ensure_images(plan: &PodPlan, store: &ImageStore, opts: &PullOptions) -> 
                 "pulled {} ({}; {} blob(s) fetched, {} bytes)",
                 c.image, p.digest, p.fetched_blobs, p.fetched_bytes
             ),
+            // The registry is out of reach: the stored copy runs.
             Err(ImageError::Pull {
                 problem,
                 unreachable: true,
                 ..
-            }) if present && c.image_pull_policy.is_none() => {
+            }) if present => {
                 log::warn!("{field}.image: {problem}; running the copy in the local store");
+            }
+            // The user's own image, loaded from an archive: a registry that
+            // does not have it does not stop the pod.
+            Err(e) if loaded => {
+                log::warn!("{field}.image: {e}; running the copy loaded from an archive");
             }
             Err(e) if present => return Err(format!("{field}.image: {e}")),
             Err(e) => {
