@@ -62,15 +62,11 @@ pub fn image(args: ImageArgs) -> Result<ExitCode, Failure> {
 /// The store key (normalised `name:tag` or `name@digest`) of `text`.
 fn key_of(text: &str) -> Result<(crate::image::ImageRef, String), Failure> {
     let image: crate::image::ImageRef = text.parse().map_err(|e| Failure::Usage(anyhow!("{e}")))?;
-    let crate::image::ImageRef::Named { name, tag, digest } = &image else {
-        return Err(Failure::Usage(anyhow!(
+    let key = image.store_key().ok_or_else(|| {
+        Failure::Usage(anyhow!(
             "{text} is not an image name of the store (`peapod image ls` lists them)"
-        )));
-    };
-    let key = match digest {
-        Some(d) => format!("{name}@{d}"),
-        None => format!("{name}:{}", tag.as_deref().unwrap_or("latest")),
-    };
+        ))
+    })?;
     Ok((image, key))
 }
 

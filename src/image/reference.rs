@@ -320,6 +320,23 @@ impl ImageRef {
         }
     }
 
+    /// The name the local store records a registry image under: the
+    /// normalised `name:tag` (`latest` when none), or `name@digest` for a
+    /// pinned one; `None` for a path reference.
+    pub fn store_key(&self) -> Option<String> {
+        match self {
+            ImageRef::Named {
+                name,
+                digest: Some(d),
+                ..
+            } => Some(format!("{name}@{d}")),
+            ImageRef::Named { name, tag, .. } => {
+                Some(format!("{name}:{}", tag.as_deref().unwrap_or("latest")))
+            }
+            _ => None,
+        }
+    }
+
     /// The local path the image is read from, `None` for registry names.
     pub fn path(&self) -> Option<&Path> {
         match self {
@@ -626,6 +643,19 @@ mod tests {
             assert!(message.contains("NAME[:TAG]"), "{message}");
         }
         assert!(parse_err("docker://busybox").contains("supported transports are oci:"));
+    }
+
+    #[test]
+    fn test_image_ref_store_key() {
+        assert_eq!(
+            parse("nginx").store_key().unwrap(),
+            "docker.io/library/nginx:latest"
+        );
+        assert_eq!(
+            parse(&format!("ghcr.io/o/a:1@{SHA}")).store_key().unwrap(),
+            format!("ghcr.io/o/a@{SHA}")
+        );
+        assert_eq!(parse("oci:./x").store_key(), None);
     }
 
     #[test]

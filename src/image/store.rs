@@ -422,26 +422,13 @@ impl ImageStore {
             } => {
                 Digest::from_hex(d.trim_start_matches("sha256:")).is_some_and(|d| self.has_blob(&d))
             }
-            ImageRef::Named { name, tag, .. } => self
-                .lookup(&format!("{name}:{}", tag.as_deref().unwrap_or("latest")))
-                .is_some(),
-            _ => false,
+            _ => image.store_key().and_then(|k| self.lookup(&k)).is_some(),
         }
     }
 
     /// Where the registry image `image` came from, if the store has it.
     pub fn image_origin(&self, image: &ImageRef) -> Option<Origin> {
-        match image {
-            ImageRef::Named {
-                name,
-                digest: Some(d),
-                ..
-            } => self.origin(&format!("{name}@{d}")),
-            ImageRef::Named { name, tag, .. } => {
-                self.origin(&format!("{name}:{}", tag.as_deref().unwrap_or("latest")))
-            }
-            _ => None,
-        }
+        self.origin(&image.store_key()?)
     }
 
     /// The stored size of the image `digest` (its platform's config and
@@ -519,7 +506,13 @@ impl ImageStore {
 
     fn gc_lock(&self, image: &str, how: libc::c_int) -> Result<File, ImageError> {
         self.open_root(image)?;
-        let path = self.root.join("gc.lock");
+        self.lock_file("gc.lock", image, how)
+    }
+
+    /// Take `how` (a `flock` operation) on the store's lock file `name`;
+    /// held while the returned file is open.
+    fn lock_file(&self, name: &str, image: &str, how: libc::c_int) -> Result<File, ImageError> {
+        let path = self.root.join(name);
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -1022,18 +1015,7 @@ impl ImageStore {
     /// Changes `refs.json` under an exclusive lock, replacing it atomically.
     fn update_refs(&self, image: &str, change: impl FnOnce(&mut Refs)) -> Result<(), ImageError> {
         fs::create_dir_all(&self.root).map_err(|e| self.write_err(image, &self.root, e))?;
-        let lock_path = self.root.join("refs.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| self.write_err(image, &lock_path, e))?;
-        // SAFETY: flock only takes a file descriptor, which `lock` keeps
-        // open until the end of this function (closing it unlocks).
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(self.write_err(image, &lock_path, io::Error::last_os_error()));
-        }
+        let _lock = self.lock_file("refs.lock", image, libc::LOCK_EX)?;
         let mut refs = self.read_refs()?;
         change(&mut refs);
         let tmp = self.tmp_path("refs", image)?;

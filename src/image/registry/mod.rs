@@ -138,10 +138,7 @@ pub fn pull(
         credentials: &credentials,
         cas: &cas,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| pull_error(&shown, format!("cannot start the pull: {e}")))?;
+    let runtime = runtime(&shown)?;
     // No prune removes what this pull fetched before its name is written.
     let _hold = store.hold(&shown)?;
     let fetched = runtime.block_on(fetch(store, &reference, opts, &ctx, progress))?;
@@ -153,10 +150,7 @@ pub fn pull(
         tag: None,
         digest: Some(top.to_string()),
     })?;
-    let key = match (digest, tag) {
-        (Some(d), _) => format!("{name}@{d}"),
-        (None, t) => format!("{name}:{}", t.as_deref().unwrap_or("latest")),
-    };
+    let key = image.store_key().expect("a registry name has a store key");
     store.record_pull(&key, &top, fetched.size, &shown)?;
     Ok(Pulled {
         digest: fetched.digest,
@@ -193,10 +187,7 @@ pub fn check_login(
         "peapod/login-check".into(),
         "latest".into(),
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| pull_error(&shown, format!("cannot start: {e}")))?;
+    let runtime = runtime(&shown)?;
     runtime.block_on(async {
         match connect(&probe, opts, &ctx).await {
             Ok(_) => Ok(()),
@@ -229,6 +220,14 @@ struct Fetched {
     size: u64,
     blobs: usize,
     bytes: u64,
+}
+
+/// The runtime a pull's requests run on, for its length.
+fn runtime(shown: &str) -> Result<tokio::runtime::Runtime, ImageError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| pull_error(shown, format!("cannot start the pull: {e}")))
 }
 
 fn pull_error(image: &str, problem: impl Into<String>) -> ImageError {
@@ -384,6 +383,13 @@ async fn fetch(
         }
     }
     let blobs: Vec<&Descriptor> = std::iter::once(&config).chain(&layers).collect();
+    // Sizes bound what is fetched: a manifest must give them.
+    if let Some(b) = blobs.iter().find(|b| b.size == 0) {
+        return Err(pull_error(
+            shown,
+            format!("manifest {image_digest} gives blob {} no size", b.digest),
+        ));
+    }
     progress(Progress::Resolved {
         digest: image_digest.to_string(),
         blobs: blobs.iter().map(|b| (b.digest.clone(), b.size)).collect(),
@@ -549,7 +555,7 @@ async fn fetch_blob(
         })?;
         sink.write(&chunk)?;
         // A registry that sends more than the manifest said is cut off.
-        if expected_size > 0 && sink.size() > expected_size {
+        if sink.size() > expected_size {
             return Err(pull_error(
                 shown,
                 format!(
