@@ -74,6 +74,7 @@ fn main() -> ExitCode {
             status = 1;
         }
     }
+    sys::tune_page_reporting();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if let Some(name) = kernel_cmdline_value(&cmdline, CMDLINE_POD_NAME) {
         if let Err(e) = sys::set_hostname(&name) {

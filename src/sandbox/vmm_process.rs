@@ -118,6 +118,10 @@ pub struct VmmOutcome {
     pub guest_resident: u64,
     /// The VMM process's resident memory at the end.
     pub process_rss: Option<u64>,
+    /// Its proportional set size (shared pages split) at the end.
+    pub process_pss: Option<u64>,
+    /// Guest memory the guest reported free and the host dropped, in all.
+    pub guest_returned: u64,
     /// The last console lines.
     pub console_tail: Vec<String>,
 }
@@ -227,6 +231,8 @@ fn run(launch: &VmmLaunch, send: &mut dyn FnMut(&VmmEvent)) -> anyhow::Result<Vm
         ready_uptime_ms: outcome.ready.map(|(_, uptime)| uptime),
         guest_resident: outcome.guest_resident,
         process_rss: outcome.process_rss,
+        process_pss: outcome.process_pss,
+        guest_returned: outcome.guest_returned,
         console_tail: outcome.console_tail,
     })
 }
@@ -439,6 +445,8 @@ mod tests {
             ready_uptime_ms: None,
             guest_resident: 0,
             process_rss: None,
+            process_pss: None,
+            guest_returned: 0,
             console_tail: (0..1000)
                 .map(|i| format!("{i}{}", "é".repeat(400)))
                 .collect(),

@@ -246,6 +246,8 @@ const DEVICE_SYSCALLS: &[i64] = &[
     libc::SYS_munmap,
     libc::SYS_mremap,
     libc::SYS_madvise,
+    // virtio-balloon: what of a reported range is resident.
+    libc::SYS_mincore,
     libc::SYS_mprotect,
     libc::SYS_brk,
     libc::SYS_rt_sigreturn,

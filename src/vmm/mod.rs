@@ -10,7 +10,7 @@ pub mod vstate;
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +31,7 @@ use devices::bus::Bus;
 use devices::legacy::console::{ConsoleLog, ConsoleSink, ConsoleState, SharedConsole};
 use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::serial::{SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
+use devices::virtio::balloon::{Balloon, BalloonHandler};
 use devices::virtio::fs::{passthrough_backend, FdBudget, Fs, FsError, FsHandler};
 use devices::virtio::mmio::{MmioTransport, MMIO_WINDOW, QUEUE_NOTIFY};
 pub use devices::virtio::net::NetLinkState;
@@ -204,6 +205,10 @@ pub struct RunOutcome {
     pub guest_resident: u64,
     /// This process's RSS when the VM stopped.
     pub process_rss: Option<u64>,
+    /// This process's PSS (shared pages split) when the VM stopped.
+    pub process_pss: Option<u64>,
+    /// Guest memory the guest reported free and the host dropped, in all.
+    pub guest_returned: u64,
 }
 
 impl RunOutcome {
@@ -287,6 +292,8 @@ pub struct Vm {
     event_manager: EventManager<Subscriber>,
     virtio_cmdline: Vec<(u64, u64, u32)>,
     net_link: Option<NetLinkState>,
+    /// Guest memory the guest reported free and the host dropped (bytes).
+    guest_returned: Arc<AtomicU64>,
     /// What the guest-facing threads may open (see [`jail`]).
     paths: jail::PathRules,
     /// When construction started (for timings).
@@ -321,6 +328,7 @@ fn path_rules(cfg: &VmConfig) -> jail::PathRules {
 
 impl Vm {
     /// Create the VM: memory, irqchip, PIT, vCPUs, serial, i8042, virtio-rng,
+    /// virtio-balloon (free page reporting),
     /// virtio-vsock when `cfg.vsock_uds` is set, a virtio-fs device per
     /// `cfg.fs_shares` entry, and virtio-net (last) when `cfg.net` is set.
     pub fn new(kvm: &Kvm, cfg: &VmConfig) -> Result<Vm, VmmError> {
@@ -428,6 +436,7 @@ impl Vm {
             event_manager,
             virtio_cmdline: Vec::new(),
             net_link: None,
+            guest_returned: Arc::default(),
             paths: path_rules(cfg),
             created,
         };
@@ -437,6 +446,15 @@ impl Vm {
             .add_subscriber(Arc::new(Mutex::new(RngHandler {
                 device: rng,
                 queue_evt,
+            })));
+        let balloon = Balloon::new();
+        vm.guest_returned = balloon.returned();
+        let balloon = Arc::new(Mutex::new(balloon));
+        let queue_evts = vm.attach_virtio(balloon.clone())?;
+        vm.event_manager
+            .add_subscriber(Arc::new(Mutex::new(BalloonHandler {
+                device: balloon,
+                queue_evts,
             })));
         if let Some(uds) = &cfg.vsock_uds {
             let muxer =
@@ -663,6 +681,7 @@ impl Vm {
         jail::harden_process().map_err(VmmError::Jail)?;
         // Opened now: a confined main thread opens nothing later.
         let statm = std::fs::File::open("/proc/self/statm").ok();
+        let smaps = std::fs::File::open("/proc/self/smaps").ok();
         let stop = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let mut threads: Vec<JoinHandle<u64>> = Vec::new();
@@ -730,8 +749,14 @@ impl Vm {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let guest_resident = vstate::memory::resident_bytes(&self.mem);
-        let process_rss = statm.as_ref().and_then(vstate::memory::process_rss_bytes);
+        let figures = smaps.and_then(|f| vstate::memory::smaps_rss(&f, &self.mem));
+        let (guest_resident, process_rss) = match figures {
+            Some(f) => (f.guest_rss, Some(f.rss)),
+            None => (
+                vstate::memory::resident_bytes(&self.mem),
+                statm.as_ref().and_then(vstate::memory::process_rss_bytes),
+            ),
+        };
         Ok(RunOutcome {
             end,
             ready: console
@@ -742,6 +767,8 @@ impl Vm {
             console_tail: console.tail.into_iter().collect(),
             guest_resident,
             process_rss,
+            process_pss: figures.map(|f| f.pss),
+            guest_returned: self.guest_returned.load(Ordering::Relaxed),
         })
     }
 }

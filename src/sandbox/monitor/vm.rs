@@ -137,6 +137,14 @@ pub(super) fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
             "guest memory touched (MiB)".into(),
             outcome.guest_resident as f64 / 1048576.0,
         ));
+        s.timings.push((
+            "guest memory returned (MiB)".into(),
+            outcome.guest_returned as f64 / 1048576.0,
+        ));
+        if let Some(pss) = outcome.process_pss {
+            s.timings
+                .push(("VMM PSS incl. guest (MiB)".into(), pss as f64 / 1048576.0));
+        }
     });
     Ok(match outcome.failure {
         None => (true, String::new(), Vec::new()),

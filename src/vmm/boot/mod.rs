@@ -1,6 +1,7 @@
 //! Loading a Linux guest: kernel image (ELF vmlinux or bzImage), generated
 //! initramfs, command line, zero page with the e820 map, MP table.
 
+pub mod elf;
 pub mod initramfs;
 pub mod mptable;
 pub mod x86;
@@ -10,7 +11,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
-use linux_loader::loader::{BzImage, Cmdline, Elf, KernelLoader};
+use linux_loader::loader::{BzImage, Cmdline, KernelLoader};
 use vm_memory::{Address, ByteValued, Bytes, GuestAddress, GuestMemory};
 
 use super::vstate::memory::{GuestMem, MMIO_HOLE_END, MMIO_HOLE_START};
@@ -41,6 +42,14 @@ pub enum BootError {
     /// The kernel file could not be opened.
     #[error("cannot open kernel {}: give a kernel with --kernel or PEAPOD_KERNEL, or build one with scripts/build-kernel", .0.display())]
     OpenKernel(PathBuf, #[source] std::io::Error),
+    /// The ELF vmlinux is malformed or does not fit.
+    #[error("cannot load kernel {}: {err}", .path.display())]
+    LoadElf {
+        /// The kernel image.
+        path: PathBuf,
+        /// What is wrong.
+        err: elf::ElfError,
+    },
     /// The file is neither format we boot.
     #[error("kernel {} is not an ELF vmlinux or a bzImage: point --kernel at the vmlinux that scripts/build-kernel prints", .0.display())]
     KernelFormat(PathBuf),
@@ -117,22 +126,27 @@ pub fn load_kernel(mem: &GuestMem, path: &Path) -> Result<LoadedKernel, BootErro
     let format = detect_format(&mut f)
         .map_err(|e| BootError::OpenKernel(path.into(), e))?
         .ok_or_else(|| BootError::KernelFormat(path.into()))?;
-    let himem = Some(GuestAddress(HIMEM_START));
-    let res = match format {
-        KernelFormat::Elf => Elf::load(mem, None, &mut f, himem),
-        KernelFormat::BzImage => BzImage::load(mem, None, &mut f, himem),
+    if format == KernelFormat::Elf {
+        // Mapped, not copied (see `elf`). The ELF entry point of an x86-64
+        // vmlinux is startup_64's physical address.
+        let loaded = elf::load(mem, &f, HIMEM_START).map_err(|err| BootError::LoadElf {
+            path: path.into(),
+            err,
+        })?;
+        return Ok(LoadedKernel {
+            entry: loaded.entry,
+            end: loaded.end,
+            setup_header: None,
+        });
     }
-    .map_err(|err| BootError::LoadKernel {
-        path: path.into(),
-        err,
+    let res = BzImage::load(mem, None, &mut f, Some(GuestAddress(HIMEM_START))).map_err(|err| {
+        BootError::LoadKernel {
+            path: path.into(),
+            err,
+        }
     })?;
-    let entry = match format {
-        // The ELF entry point of an x86-64 vmlinux is startup_64's physical address.
-        KernelFormat::Elf => res.kernel_load,
-        KernelFormat::BzImage => res.kernel_load.unchecked_add(BZIMAGE_64BIT_ENTRY_OFFSET),
-    };
     Ok(LoadedKernel {
-        entry,
+        entry: res.kernel_load.unchecked_add(BZIMAGE_64BIT_ENTRY_OFFSET),
         end: res.kernel_load.raw_value() + res.kernel_end,
         setup_header: res.setup_header,
     })

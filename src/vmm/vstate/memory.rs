@@ -60,6 +60,75 @@ pub fn process_rss_bytes(statm: &std::fs::File) -> Option<u64> {
     Some(pages * page)
 }
 
+/// What a VMM process holds, from its own `/proc/self/smaps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryFigures {
+    /// Resident bytes of the guest's RAM mappings.
+    pub guest_rss: u64,
+    /// Resident bytes of the whole process.
+    pub rss: u64,
+    /// Proportional set size of the whole process: each shared page (the
+    /// kernel's, the binary's, libc's) split among the processes mapping
+    /// it. What one more pod costs the host.
+    pub pss: u64,
+}
+
+/// Resident bytes of the guest's RAM mappings and of the whole process,
+/// from its `/proc/self/smaps` (opened beforehand, as for
+/// [`process_rss_bytes`]). Unlike `mincore`, this counts only the pages
+/// this process has mapped: a kernel page shared from the page cache
+/// (see `boot::elf`) counts once the guest touched it, not because
+/// another pod did.
+pub fn smaps_rss(smaps: &std::fs::File, mem: &GuestMem) -> Option<MemoryFigures> {
+    use std::os::unix::fs::FileExt;
+    use vm_memory::{GuestMemory, GuestMemoryRegion};
+    const MAX: usize = 4 << 20;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if buf.len() >= MAX {
+                return None;
+            }
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = smaps.read_at(&mut buf[len..], len as u64).ok()?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
+    let regions: Vec<(u64, u64)> = mem
+        .iter()
+        .map(|r| (r.as_ptr() as u64, r.as_ptr() as u64 + r.len()))
+        .collect();
+    let kb = |v: &str| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok();
+    let (mut guest, mut total, mut pss, mut inside) = (0u64, 0u64, 0u64, false);
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("Rss:") {
+            let bytes = kb(v)? * 1024;
+            total += bytes;
+            if inside {
+                guest += bytes;
+            }
+        } else if let Some(v) = line.strip_prefix("Pss:") {
+            pss += kb(v)? * 1024;
+        } else if let Some((range, _)) = line.split_once(' ') {
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                    inside = regions.iter().any(|(s, e)| a >= *s && b <= *e);
+                }
+            }
+        }
+    }
+    Some(MemoryFigures {
+        guest_rss: guest,
+        rss: total,
+        pss,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +157,13 @@ mod tests {
         assert!(resident_bytes(&mem) >= 1 << 20);
         let statm = std::fs::File::open("/proc/self/statm").unwrap();
         assert!(process_rss_bytes(&statm).unwrap() >= 1 << 20);
+        let smaps = std::fs::File::open("/proc/self/smaps").unwrap();
+        let f = smaps_rss(&smaps, &mem).unwrap();
+        assert!((1 << 20..2 << 20).contains(&f.guest_rss), "{f:?}");
+        assert!(
+            f.rss > f.guest_rss && f.pss > f.guest_rss && f.pss <= f.rss,
+            "{f:?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! drives; per-device queue handlers (plain structs over guest memory); event
 //! glue (an event-manager subscriber per device); host backends.
 
+pub mod balloon;
 pub mod fs;
 pub mod mmio;
 pub mod net;
@@ -30,6 +31,8 @@ pub mod device_type {
     pub const NET: u32 = 1;
     /// Entropy source.
     pub const RNG: u32 = 4;
+    /// Memory balloon (here: free page reporting).
+    pub const BALLOON: u32 = 5;
     /// Socket device.
     pub const VSOCK: u32 = 19;
     /// File system device.
