@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use peapod::vmm::boot::Initrd;
 
 /// `peapod` as the VM tests run it: the test image store (`busybox:latest`
 /// loaded) and the init under test.
@@ -333,7 +334,8 @@ fn test_vm_guest_mounts_virtio_fs_share() {
     cmdline
         .insert(peapod_proto::CMDLINE_SHARE_TAG, "podshare")
         .unwrap();
-    vm.load_linux(&guest_kernel(), &initrd, cmdline).unwrap();
+    vm.load_linux(&guest_kernel(), Initrd::Bytes(&initrd), cmdline)
+        .unwrap();
     let out = vm.run(Some(std::time::Duration::from_secs(120))).unwrap();
     let tail = out.console_tail.join("\n");
     assert_eq!(out.exit_status, Some(0), "{tail}");
@@ -385,7 +387,8 @@ fn test_vm_pod_runs_in_guest_over_vsock_and_virtio_fs() {
         .insert(peapod_proto::CMDLINE_SHARE_TAG, "podshare")
         .unwrap();
     cmdline.insert("peapod.agent", &PORT.to_string()).unwrap();
-    vm.load_linux(&guest_kernel(), &initrd, cmdline).unwrap();
+    vm.load_linux(&guest_kernel(), Initrd::Bytes(&initrd), cmdline)
+        .unwrap();
     let vm_thread =
         std::thread::spawn(move || vm.run(Some(std::time::Duration::from_secs(120))).unwrap());
 

@@ -193,6 +193,63 @@ pub fn read_init(loc: &Located) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Check the init, and for a VM give the initramfs that holds it, from
+/// the cache (`<cache>/initramfs/`), built there on first use. The entry
+/// is named after the init file's identity (device, inode, size, mtime),
+/// so a rebuilt init gets a new one; a hit reads nothing. `None` for a
+/// namespace pod, or when the cache cannot be written (the VMM then builds
+/// the archive itself).
+pub fn initramfs(loc: &Located, vm: bool) -> anyhow::Result<Option<PathBuf>> {
+    use std::os::unix::fs::MetadataExt;
+    let cached = std::fs::metadata(&loc.path).ok().map(|m| {
+        cache_dir().join("initramfs").join(format!(
+            "init-{:x}-{:x}-{}-{}.{:09}.cpio",
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec()
+        ))
+    });
+    if let Some(path) = cached.as_ref().filter(|p| vm && p.is_file()) {
+        return Ok(Some(path.clone()));
+    }
+    let bytes = read_init(loc)?;
+    let Some(path) = cached.filter(|_| vm) else {
+        return Ok(None);
+    };
+    let archive = crate::vmm::boot::initramfs::build(bytes)?;
+    match write_cache_entry(&path, &archive) {
+        Ok(()) => Ok(Some(path)),
+        Err(e) => {
+            log::debug!("cannot cache the initramfs at {}: {e}", path.display());
+            Ok(None)
+        }
+    }
+}
+
+/// Write `path` atomically; entries of other inits over a day old go.
+fn write_cache_entry(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > day);
+        if old && entry.path() != path {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

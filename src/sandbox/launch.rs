@@ -85,8 +85,8 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
 
     // 2. Guest artifacts.
     let init = artifacts::init(&opts.guest);
-    // The monitor reads it again for the initramfs; this checks it first.
-    artifacts::read_init(&init)?;
+    // Checked here; a VM boots the initramfs cached for it.
+    let initrd = artifacts::initramfs(&init, opts.isolation == Isolation::Vm)?;
 
     // 3. Admission, as a check: the monitor reserves for real (atomically,
     //    under the ledger's lock) and would refuse the same way.
@@ -99,6 +99,7 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
             let net = pod_network(spec_file, opts, &plan)?;
             let vm = VmLaunch {
                 kernel,
+                initrd,
                 mem_bytes,
                 vcpus,
                 shares,
@@ -228,7 +229,7 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
         return Err(anyhow!("{NEEDS_ROOT}"));
     }
     let init = artifacts::init(&opts.guest);
-    artifacts::read_init(&init)?;
+    let initrd = artifacts::initramfs(&init, opts.isolation == Isolation::Vm)?;
     let vm = match opts.isolation {
         Isolation::Namespace => None,
         Isolation::Vm => {
@@ -246,6 +247,7 @@ pub fn prepare_sandbox(name: &str, size: SandboxSize, opts: &PodOptions) -> anyh
             }
             Some(VmLaunch {
                 kernel,
+                initrd,
                 mem_bytes: size.memory + GUEST_MEMORY_OVERHEAD,
                 vcpus: size
                     .millicpu

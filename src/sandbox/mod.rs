@@ -212,6 +212,9 @@ pub struct NetLaunch {
 pub struct VmLaunch {
     /// The guest kernel.
     pub kernel: PathBuf,
+    /// The initramfs holding the launch's init, from the cache (`None`:
+    /// the VMM builds it).
+    pub initrd: Option<PathBuf>,
     /// Guest memory, bytes (the pod's plus the guest overhead).
     pub mem_bytes: u64,
     /// vCPUs.

@@ -38,13 +38,15 @@ use linux_loader::loader::Cmdline;
 use serde::{Deserialize, Serialize};
 
 use super::Share;
-use crate::vmm::boot::{self, initramfs};
+use crate::vmm::boot::{self, initramfs, Initrd};
 use crate::vmm::jail::SECCOMP_EXIT;
 use crate::vmm::vstate::kvm;
 use crate::vmm::{FsShare, NetBackendSocket, NetConfig, Vm, VmConfig};
 
 /// The hidden command that runs the VMM.
 pub const VMM_COMMAND: &str = "__vmm";
+/// The VMM's own binary, looked for beside `peapod`.
+pub const VMM_BINARY: &str = "peapod-vmm";
 /// Where the child finds passt's stream.
 const NET_FD: RawFd = 3;
 /// The longest event line the monitor reads; the VMM's whole outcome fits
@@ -60,8 +62,11 @@ const MAX_TAIL_LINE: usize = 512;
 pub struct VmmLaunch {
     /// The guest kernel.
     pub kernel: PathBuf,
-    /// peapod-init, packed into the initramfs by the child.
+    /// peapod-init, packed into the initramfs by the child when there is
+    /// no `initrd`.
     pub init: PathBuf,
+    /// The initramfs, prebuilt (mapped into the guest, not read).
+    pub initrd: Option<PathBuf>,
     /// The kernel command line, without the virtio devices (the VMM adds
     /// them).
     pub cmdline: String,
@@ -157,7 +162,10 @@ pub fn main() -> ExitCode {
     {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("peapod: the VMM is started by a pod's monitor, not by hand ({e})");
+            eprintln!(
+                "peapod: the VMM is started by a pod's monitor, not by hand ({e}); \
+                 if a monitor did, peapod-vmm is from another build than peapod: install both"
+            );
             return ExitCode::from(2);
         }
     };
@@ -184,8 +192,6 @@ pub fn main() -> ExitCode {
 fn run(launch: &VmmLaunch, send: &mut dyn FnMut(&VmmEvent)) -> anyhow::Result<VmmOutcome> {
     let kvm = kvm::open_kvm()?;
     let flavour = kvm::detect_flavour(&kvm).context("cannot query KVM's MSR list")?;
-    let init = std::fs::read(&launch.init)
-        .with_context(|| format!("cannot read {}", launch.init.display()))?;
     let net = match &launch.net {
         Some(n) => {
             // SAFETY: the monitor put passt's stream on this descriptor for
@@ -216,13 +222,21 @@ fn run(launch: &VmmLaunch, send: &mut dyn FnMut(&VmmEvent)) -> anyhow::Result<Vm
             .collect(),
         net,
     };
-    let initrd = initramfs::build(init).context("cannot build the initramfs")?;
+    let built;
+    let initrd = match &launch.initrd {
+        Some(path) => Initrd::File(path),
+        None => {
+            let init = std::fs::read(&launch.init)
+                .with_context(|| format!("cannot read {}", launch.init.display()))?;
+            built = initramfs::build(init).context("cannot build the initramfs")?;
+            Initrd::Bytes(&built)
+        }
+    };
     let mut vm = Vm::new(&kvm, &cfg)?;
     send(&VmmEvent::Created);
     let cmdline = Cmdline::try_from(&launch.cmdline, boot::CMDLINE_MAX_SIZE)
         .map_err(|e| anyhow!("kernel command line: {e}"))?;
-    vm.load_linux(&launch.kernel, &initrd, cmdline)?;
-    drop(initrd);
+    vm.load_linux(&launch.kernel, initrd, cmdline)?;
     send(&VmmEvent::KernelLoaded);
     send(&VmmEvent::Running);
     let outcome = vm.run_confined(Some(Duration::from_secs(launch.boot_timeout_s)))?;
@@ -248,18 +262,24 @@ pub struct VmmProcess {
 }
 
 impl VmmProcess {
-    /// Start `exe __vmm` (the monitor's own executable) in the pod
-    /// directory (the current one) with `launch`, handing it passt's
-    /// `net` stream.
+    /// Start the VMM in the pod directory (the current one) with
+    /// `launch`, handing it passt's `net` stream: `peapod-vmm` beside
+    /// `exe` (the monitor's own executable), else `exe __vmm`.
     pub fn spawn(
         exe: &Path,
         launch: &VmmLaunch,
         net: Option<&UnixStream>,
     ) -> anyhow::Result<VmmProcess> {
         let input = serde_json::to_vec(launch)?;
-        let mut cmd = Command::new(exe);
-        cmd.arg(VMM_COMMAND)
-            .stdin(Stdio::piped())
+        let small = exe.with_file_name(VMM_BINARY);
+        let mut cmd = if small.is_file() {
+            Command::new(&small)
+        } else {
+            let mut cmd = Command::new(exe);
+            cmd.arg(VMM_COMMAND);
+            cmd
+        };
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let net_fd = net.map(AsRawFd::as_raw_fd);
@@ -288,7 +308,7 @@ impl VmmProcess {
         }
         let mut child = cmd
             .spawn()
-            .with_context(|| format!("cannot start the VMM ({} {VMM_COMMAND})", exe.display()))?;
+            .with_context(|| format!("cannot start the VMM ({:?})", cmd.get_program()))?;
         let killer = Arc::new(ProcessKiller::new(child.id()));
         let mut stdin = child.stdin.take().context("no pipe to the VMM")?;
         let events = BufReader::new(child.stdout.take().context("no pipe from the VMM")?);

@@ -565,12 +565,12 @@ impl Vm {
         Ok(())
     }
 
-    /// Load a Linux kernel with the generated initramfs. `cmdline` gets the
-    /// virtio devices appended.
+    /// Load a Linux kernel with the initramfs. `cmdline` gets the virtio
+    /// devices appended.
     pub fn load_linux(
         &mut self,
         kernel: &Path,
-        initrd: &[u8],
+        initrd: boot::Initrd<'_>,
         mut cmdline: Cmdline,
     ) -> Result<(), VmmError> {
         self.add_virtio_to_cmdline(&mut cmdline)?;

@@ -12,6 +12,7 @@ pub(super) fn run_vm(monitor: &Arc<Monitor>) -> anyhow::Result<GuestOutcome> {
     let mut vmm_launch = VmmLaunch {
         kernel: vm_launch.kernel.clone(),
         init: launch.init.clone(),
+        initrd: vm_launch.initrd.clone(),
         cmdline: guest_cmdline(monitor, vm_launch)?
             .as_cstring()
             .map_err(|e| anyhow!("kernel command line: {e}"))?

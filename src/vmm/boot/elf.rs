@@ -11,14 +11,12 @@
 //! every offset, size and address is checked before it is used.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
-use vm_memory::{Bytes, GuestAddress, GuestMemory};
+use vm_memory::{GuestAddress, GuestMemory};
 
 use crate::vmm::vstate::memory::GuestMem;
 
-const PAGE: u64 = 4096;
 const PT_LOAD: u32 = 1;
 const EM_X86_64: u16 = 62;
 const EHDR_SIZE: usize = 64;
@@ -49,7 +47,7 @@ pub enum ElfError {
         /// Bytes in memory.
         size: u64,
     },
-    /// Mapping the file failed.
+    /// Mapping or reading a segment failed.
     #[error("cannot map it into guest memory: {0}")]
     Map(#[source] std::io::Error),
 }
@@ -156,42 +154,10 @@ pub fn load(mem: &GuestMem, file: &File, himem: u64) -> Result<Loaded, ElfError>
             return Err(bad());
         }
         // The whole segment (its zero-filled tail too) within one region.
-        let slice = mem
-            .get_slice(GuestAddress(seg.addr), mem_size)
+        mem.get_slice(GuestAddress(seg.addr), mem_size)
             .map_err(|_| bad())?;
-        let mapped = if seg.offset % PAGE == 0 && seg.addr % PAGE == 0 {
-            seg.file_size & !(PAGE - 1)
-        } else {
-            0
-        };
-        if mapped > 0 {
-            let guard = slice.ptr_guard_mut();
-            // SAFETY: the target is `mapped` bytes inside a live guest RAM
-            // mapping owned by `mem` (checked above), replaced in place by
-            // a private copy-on-write mapping of the file: the range stays
-            // mapped, readable and writable, and is unmapped with `mem`.
-            let got = unsafe {
-                libc::mmap(
-                    guard.as_ptr().cast(),
-                    mapped as usize,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_FIXED,
-                    file.as_raw_fd(),
-                    seg.offset as libc::off_t,
-                )
-            };
-            if got == libc::MAP_FAILED {
-                return Err(ElfError::Map(std::io::Error::last_os_error()));
-            }
-        }
-        let rest = (seg.file_size - mapped) as usize;
-        if rest > 0 {
-            let mut buf = vec![0u8; rest];
-            file.read_exact_at(&mut buf, seg.offset + mapped)
-                .map_err(ElfError::Read)?;
-            mem.write_slice(&buf, GuestAddress(seg.addr + mapped))
-                .map_err(|_| bad())?;
-        }
+        super::map_file(mem, file, seg.offset, GuestAddress(seg.addr), seg.file_size)
+            .map_err(ElfError::Map)?;
         end = end.max(seg.addr + seg.mem_size);
     }
     Ok(Loaded {
@@ -205,6 +171,8 @@ mod tests {
     use super::*;
     use crate::vmm::vstate::memory::create_guest_memory;
     use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    use vm_memory::Bytes;
 
     /// An ELF image with the given (offset, addr, file size, mem size)
     /// segments, each filled with its index + 1.

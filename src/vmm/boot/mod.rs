@@ -61,6 +61,9 @@ pub enum BootError {
         /// What linux-loader said.
         err: linux_loader::loader::Error,
     },
+    /// The initramfs file cannot be read.
+    #[error("cannot read the initramfs {}: {}", .0.display(), .1)]
+    ReadInitrd(PathBuf, #[source] std::io::Error),
     /// The initramfs does not fit.
     #[error("initramfs of {size} bytes does not fit in guest memory: give the pod more memory")]
     InitrdTooLarge {
@@ -152,25 +155,104 @@ pub fn load_kernel(mem: &GuestMem, path: &Path) -> Result<LoadedKernel, BootErro
     })
 }
 
+/// The guest's initramfs: built in memory, or a file (mapped, not copied).
+#[derive(Debug, Clone, Copy)]
+pub enum Initrd<'a> {
+    /// The archive's bytes.
+    Bytes(&'a [u8]),
+    /// A file holding the archive.
+    File(&'a Path),
+}
+
 /// Place the initramfs at the top of low memory (page aligned), returning
-/// its address.
+/// its address and size.
 pub fn load_initrd(
     mem: &GuestMem,
     kernel_end: u64,
-    initrd: &[u8],
-) -> Result<GuestAddress, BootError> {
-    let too_large = || BootError::InitrdTooLarge { size: initrd.len() };
+    initrd: Initrd<'_>,
+) -> Result<(GuestAddress, usize), BootError> {
+    let (file, size) = match initrd {
+        Initrd::Bytes(b) => (None, b.len()),
+        Initrd::File(p) => {
+            let f = File::open(p).map_err(|e| BootError::ReadInitrd(p.into(), e))?;
+            let len = f
+                .metadata()
+                .map_err(|e| BootError::ReadInitrd(p.into(), e))?
+                .len();
+            let len =
+                usize::try_from(len).map_err(|_| BootError::InitrdTooLarge { size: usize::MAX })?;
+            (Some((f, p)), len)
+        }
+    };
+    let too_large = || BootError::InitrdTooLarge { size };
     let low_end = mem.last_addr().raw_value().min(MMIO_HOLE_START - 1) + 1;
-    let addr = low_end
-        .checked_sub(initrd.len() as u64)
-        .ok_or_else(too_large)?
-        & !0xfff;
+    let addr = low_end.checked_sub(size as u64).ok_or_else(too_large)? & !0xfff;
     if addr < kernel_end {
         return Err(too_large());
     }
-    mem.write_slice(initrd, GuestAddress(addr))
-        .map_err(|_| BootError::WriteMemory("initramfs"))?;
-    Ok(GuestAddress(addr))
+    if let Some((f, p)) = file {
+        map_file(mem, &f, 0, GuestAddress(addr), size as u64)
+            .map_err(|e| BootError::ReadInitrd(p.into(), e))?;
+    } else if let Initrd::Bytes(b) = initrd {
+        mem.write_slice(b, GuestAddress(addr))
+            .map_err(|_| BootError::WriteMemory("initramfs"))?;
+    }
+    Ok((GuestAddress(addr), size))
+}
+
+/// Put `len` bytes of `file` from `offset` at guest address `addr`: the
+/// whole pages mapped copy-on-write from the file over guest RAM
+/// (`MAP_PRIVATE | MAP_FIXED`) when the offset and the address are both
+/// page-aligned, the rest read in. The range must lie in one RAM region.
+/// The guest's writes stay its own; pages it never writes stay shared in
+/// the page cache with every other guest mapping the same file.
+pub fn map_file(
+    mem: &GuestMem,
+    file: &File,
+    offset: u64,
+    addr: GuestAddress,
+    len: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    const PAGE: u64 = 4096;
+    let outside = || std::io::Error::other("the range is not inside guest RAM");
+    let ulen = usize::try_from(len).map_err(|_| outside())?;
+    let slice = mem.get_slice(addr, ulen).map_err(|_| outside())?;
+    let mapped = if offset % PAGE == 0 && addr.0 % PAGE == 0 {
+        len & !(PAGE - 1)
+    } else {
+        0
+    };
+    if mapped > 0 {
+        let off = libc::off_t::try_from(offset).map_err(|_| outside())?;
+        let guard = slice.ptr_guard_mut();
+        // SAFETY: the target is `mapped` bytes inside a live guest RAM
+        // mapping owned by `mem` (checked above), replaced in place by a
+        // private copy-on-write mapping of the file: the range stays
+        // mapped, readable and writable, and is unmapped with `mem`.
+        let got = unsafe {
+            libc::mmap(
+                guard.as_ptr().cast(),
+                mapped as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                off,
+            )
+        };
+        if got == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    let rest = (len - mapped) as usize;
+    if rest > 0 {
+        let mut buf = vec![0u8; rest];
+        file.read_exact_at(&mut buf, offset + mapped)?;
+        mem.write_slice(&buf, GuestAddress(addr.0 + mapped))
+            .map_err(|_| outside())?;
+    }
+    Ok(())
 }
 
 /// The e820 map of a guest with this memory: base memory, the EBDA/MP table
@@ -241,7 +323,7 @@ pub struct BootSpec<'a> {
     /// The kernel command line.
     pub cmdline: &'a Cmdline,
     /// The initramfs archive.
-    pub initrd: &'a [u8],
+    pub initrd: Initrd<'a>,
     /// Number of vCPUs (for the MP table).
     pub vcpus: u8,
 }
@@ -257,13 +339,8 @@ pub fn load_guest(mem: &GuestMem, spec: &BootSpec<'_>) -> Result<GuestAddress, B
     }
     mem.write_slice(cmdline, GuestAddress(CMDLINE_START))
         .map_err(|_| BootError::WriteMemory("command line"))?;
-    let initrd_addr = load_initrd(mem, kernel.end, spec.initrd)?;
-    let params = build_zero_page(
-        mem,
-        &kernel,
-        cmdline.len() - 1,
-        Some((initrd_addr, spec.initrd.len())),
-    );
+    let initrd = load_initrd(mem, kernel.end, spec.initrd)?;
+    let params = build_zero_page(mem, &kernel, cmdline.len() - 1, Some(initrd));
     mem.write_slice(params.as_slice(), GuestAddress(ZERO_PAGE_START))
         .map_err(|_| BootError::WriteMemory("zero page"))?;
     mem.write_slice(
@@ -396,15 +473,42 @@ mod tests {
     fn test_initrd_goes_below_low_memory_end_page_aligned() {
         let mem = create_guest_memory(64 << 20).unwrap();
         let data = vec![7u8; 10_000];
-        let addr = load_initrd(&mem, 0x200_0000, &data).unwrap();
-        assert_eq!(addr.raw_value() & 0xfff, 0);
+        let (addr, size) = load_initrd(&mem, 0x200_0000, Initrd::Bytes(&data)).unwrap();
+        assert_eq!((addr.raw_value() & 0xfff, size), (0, data.len()));
         assert!(addr.raw_value() + data.len() as u64 <= 64 << 20);
         let mut back = vec![0u8; data.len()];
         mem.read_slice(&mut back, addr).unwrap();
         assert_eq!(back, data);
         assert!(matches!(
-            load_initrd(&mem, 0x3ff_f000, &data),
+            load_initrd(&mem, 0x3ff_f000, Initrd::Bytes(&data)),
             Err(BootError::InitrdTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn test_initrd_file_is_mapped_with_its_partial_page_copied() {
+        let mem = create_guest_memory(64 << 20).unwrap();
+        let path = std::env::temp_dir().join(format!("peapod-test-initrd-{}", std::process::id()));
+        let mut f = File::create(&path).unwrap();
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        let (addr, size) = load_initrd(&mem, 0x200_0000, Initrd::File(&path)).unwrap();
+        assert_eq!((addr.raw_value() & 0xfff, size), (0, data.len()));
+        let mut back = vec![0u8; data.len()];
+        mem.read_slice(&mut back, addr).unwrap();
+        assert_eq!(back, data);
+        // Past the archive, in its last page: zero, not whatever follows.
+        let mut tail = [9u8; 16];
+        mem.read_slice(&mut tail, addr.unchecked_add(data.len() as u64))
+            .unwrap();
+        assert_eq!(tail, [0u8; 16]);
+        // A guest write stays in the guest.
+        mem.write_obj(0xffu8, addr).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap()[0], 0);
+        assert!(matches!(
+            load_initrd(&mem, 0, Initrd::File(Path::new("/nonexistent/initrd"))),
+            Err(BootError::ReadInitrd(..))
+        ));
+        std::fs::remove_file(path).unwrap();
     }
 }

@@ -4,7 +4,8 @@
 //! guest memory written between them (descriptor tables, rings and
 //! buffers of its choosing: loops, overlaps, out-of-range addresses) and
 //! the device's queue handlers run when it notifies. One device per input:
-//! virtio-rng, virtio-vsock (its real muxer, on a temporary directory),
+//! virtio-rng, virtio-balloon (its free page reports drop pages of guest
+//! memory), virtio-vsock (its real muxer, on a temporary directory),
 //! virtio-net (its real passt stream backend, over a socket pair whose host
 //! end sends fuzzer-chosen frames) or virtio-fs (the bounded passthrough on
 //! a temporary tree, with a canary beside it). Nothing may panic, and the
@@ -24,6 +25,7 @@ use peapod::vmm::devices::virtio::fs::device::{passthrough_backend, Fs};
 use peapod::vmm::devices::virtio::mmio::MmioTransport;
 use peapod::vmm::devices::virtio::net::backend::PasstStream;
 use peapod::vmm::devices::virtio::net::Net;
+use peapod::vmm::devices::virtio::balloon::Balloon;
 use peapod::vmm::devices::virtio::rng::Rng;
 use peapod::vmm::devices::virtio::vsock::device::{Vsock, GUEST_CID};
 use peapod::vmm::devices::virtio::vsock::muxer::Muxer;
@@ -78,6 +80,7 @@ enum Dev {
     Vsock(Arc<Mutex<Vsock<Muxer>>>),
     Net(Arc<Mutex<Net<PasstStream>>>, UnixStream),
     Fs(Arc<Mutex<Fs>>),
+    Balloon(Arc<Mutex<Balloon>>),
 }
 
 impl Dev {
@@ -92,6 +95,7 @@ impl Dev {
                 while matches!(peer.read(&mut buf), Ok(n) if n > 0) {}
             }
             Dev::Fs(d) => d.lock().unwrap().process(),
+            Dev::Balloon(d) => d.lock().unwrap().process(),
         }
     }
 
@@ -149,7 +153,7 @@ fuzz_target!(|input: Input| {
     let mem: GuestMem = create_guest_memory(MEM).unwrap();
     let dir = scratch();
     std::fs::write(dir.join("canary"), b"canary").unwrap();
-    let (mut dev, shared): (Dev, Arc<Mutex<dyn VirtioDevice>>) = match input.device % 4 {
+    let (mut dev, shared): (Dev, Arc<Mutex<dyn VirtioDevice>>) = match input.device % 5 {
         0 => {
             let d = Arc::new(Mutex::new(Rng::new()));
             (Dev::Rng(d.clone()), d)
@@ -169,6 +173,10 @@ fuzz_target!(|input: Input| {
                 Net::new([2, 0, 0, 0, 0, 1], Some(65520), backend).unwrap(),
             ));
             (Dev::Net(d.clone(), peer), d)
+        }
+        4 => {
+            let d = Arc::new(Mutex::new(Balloon::new()));
+            (Dev::Balloon(d.clone()), d)
         }
         _ => {
             let share = dir.join("share");
