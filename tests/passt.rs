@@ -617,8 +617,8 @@ fn copy_reg(code: &mut Vec<u8>, disp: u8, addr: u32) {
 
 #[test]
 fn test_vm_attaches_virtio_net_after_the_other_devices() {
-    // Vm::new wiring, natively: a CPL3 payload reads the second virtio-mmio
-    // window (rng is first) through MMIO exits.
+    // Vm::new wiring, natively: a CPL3 payload reads the third virtio-mmio
+    // window (rng and the balloon come first) through MMIO exits.
     let kvm = match open_kvm() {
         Ok(k) => k,
         Err(e) => {
@@ -644,9 +644,9 @@ fn test_vm_attaches_virtio_net_after_the_other_devices() {
     let link = vm.net_link().expect("a network device");
     const RESULT_AT: u32 = 0x20_0000;
     let mut c = Vec::new();
-    // mov rbx, VIRTIO_MMIO_BASE + 0x1000
+    // mov rbx, VIRTIO_MMIO_BASE + 0x2000
     c.extend_from_slice(&[0x48, 0xbb]);
-    c.extend_from_slice(&(VIRTIO_MMIO_BASE + 0x1000).to_le_bytes());
+    c.extend_from_slice(&(VIRTIO_MMIO_BASE + 0x2000).to_le_bytes());
     copy_reg(&mut c, 0x08, RESULT_AT); // device id
                                        // Config space is at 0x100: beyond disp8, so move rbx first.
                                        // add rbx, 0x100

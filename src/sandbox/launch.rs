@@ -80,7 +80,8 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
     let store = artifacts::image_store();
     super::pull_policy::ensure_images(&plan, &store, &opts.pull)
         .map_err(|e| anyhow!("{}: {e}", spec_file.display()))?;
-    let mut pod =
+    // With the manifests the pod runs, so `image rm` and `prune` know them.
+    let (mut pod, image_digests) =
         wire::wire_pod(&plan, &store).map_err(|e| e.context(format!("{}", spec_file.display())))?;
 
     // 2. Guest artifacts.
@@ -126,16 +127,6 @@ pub fn prepare(spec_file: &Path, opts: &PodOptions) -> anyhow::Result<(PodPlan, 
         .iter()
         .chain(&plan.containers)
         .map(|c| (c.name.clone(), c.image.to_string()))
-        .collect();
-    // The manifests the pod runs, so `image rm` and `prune` know them.
-    let image_digests = plan
-        .init_containers
-        .iter()
-        .chain(&plan.containers)
-        .filter_map(|c| {
-            let digest = store.resolve(&c.image).ok()?.digest?;
-            Some((c.name.clone(), digest))
-        })
         .collect();
     let launch = Launch {
         spec_file: absolute(spec_file),

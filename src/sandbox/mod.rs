@@ -64,6 +64,27 @@ pub const BINDS_SHARE: &str = "bnd";
 
 /// The hidden subcommand that runs a monitor.
 pub const MONITOR_COMMAND: &str = "__monitor";
+/// The monitor's own binary, looked for beside `peapod`.
+pub const MONITOR_BINARY: &str = "peapod-monitor";
+
+/// The command that runs one of peapod's helper processes (the monitor,
+/// the VMM): its own small binary `binary` beside `exe` (any of peapod's
+/// executables), else `peapod HIDDEN_COMMAND` from the same directory, else
+/// `exe HIDDEN_COMMAND`.
+pub fn helper_command(exe: &Path, binary: &str, hidden_command: &str) -> Command {
+    let small = exe.with_file_name(binary);
+    if small.is_file() {
+        return Command::new(small);
+    }
+    let peapod = exe.with_file_name("peapod");
+    let mut cmd = Command::new(if peapod.is_file() {
+        peapod.as_path()
+    } else {
+        exe
+    });
+    cmd.arg(hidden_command);
+    cmd
+}
 
 /// peapod's per-user runtime directory (pods and the capacity ledger).
 pub fn runtime_dir() -> PathBuf {
@@ -259,8 +280,9 @@ pub struct Launch {
     pub deadline_s: Option<u64>,
     /// When the CLI started (realtime ns), for `--timings`.
     pub cli_started_ns: u64,
-    /// The peapod executable whose `__monitor` runs the pod; `None`: this
-    /// process's own (the CLI). A client that is not peapod names it.
+    /// The peapod executable beside which `peapod-monitor` is (else whose
+    /// `__monitor` runs the pod); `None`: this process's own (the CLI). A
+    /// client that is not peapod names it.
     #[serde(default)]
     pub monitor_exe: Option<PathBuf>,
     /// How much log each container keeps (the settings file's
@@ -324,9 +346,8 @@ pub fn start(launch: &Launch, spawned: impl FnOnce(u32)) -> Result<Started, (Sta
         None => std::env::current_exe()
             .map_err(|e| runtime(format!("cannot find the peapod executable: {e}")))?,
     };
-    let mut cmd = Command::new(exe);
-    cmd.arg(MONITOR_COMMAND)
-        .stdin(Stdio::piped())
+    let mut cmd = helper_command(&exe, MONITOR_BINARY, MONITOR_COMMAND);
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     // SAFETY: setsid is async-signal-safe; the closure touches nothing else.
@@ -516,5 +537,30 @@ mod tests {
         assert_eq!(unescape_mountinfo(r"/a\040b/c\134d"), "/a b/c\\d");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
         assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");
+    }
+
+    #[test]
+    fn test_helper_command_prefers_the_small_binary_then_peapod() {
+        let dir = std::env::temp_dir().join(format!("peapod-helper-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let shim = dir.join("containerd-shim-peapod-v2");
+        let run = |exe: &Path| {
+            let cmd = helper_command(exe, MONITOR_BINARY, MONITOR_COMMAND);
+            let args: Vec<String> = cmd
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            (PathBuf::from(cmd.get_program()), args)
+        };
+        // Nothing beside it: the executable itself runs the hidden command.
+        assert_eq!(run(&shim), (shim.clone(), vec!["__monitor".to_string()]));
+        std::fs::write(dir.join("peapod"), "").unwrap();
+        assert_eq!(
+            run(&shim),
+            (dir.join("peapod"), vec!["__monitor".to_string()])
+        );
+        std::fs::write(dir.join(MONITOR_BINARY), "").unwrap();
+        assert_eq!(run(&shim), (dir.join(MONITOR_BINARY), vec![]));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,5 +1,5 @@
-//! The VMM in a process of its own: `peapod __vmm`, a child of the pod's
-//! monitor, split along the guest-trust boundary.
+//! The VMM in a process of its own: `peapod-vmm` (or `peapod __vmm`), a
+//! child of the pod's monitor, split along the guest-trust boundary.
 //!
 //! Everything that parses guest input (the vCPUs' port and MMIO exits,
 //! the virtio devices, the virtio-fs server) runs in this child, hardened
@@ -29,7 +29,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, ExitCode, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -264,21 +264,15 @@ pub struct VmmProcess {
 impl VmmProcess {
     /// Start the VMM in the pod directory (the current one) with
     /// `launch`, handing it passt's `net` stream: `peapod-vmm` beside
-    /// `exe` (the monitor's own executable), else `exe __vmm`.
+    /// `exe` (the monitor's own executable), else `peapod __vmm`
+    /// ([`super::helper_command`]).
     pub fn spawn(
         exe: &Path,
         launch: &VmmLaunch,
         net: Option<&UnixStream>,
     ) -> anyhow::Result<VmmProcess> {
         let input = serde_json::to_vec(launch)?;
-        let small = exe.with_file_name(VMM_BINARY);
-        let mut cmd = if small.is_file() {
-            Command::new(&small)
-        } else {
-            let mut cmd = Command::new(exe);
-            cmd.arg(VMM_COMMAND);
-            cmd
-        };
+        let mut cmd = super::helper_command(exe, VMM_BINARY, VMM_COMMAND);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -457,6 +451,7 @@ impl ProcessKiller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn test_vmm_outcome_is_bounded_on_receipt() {

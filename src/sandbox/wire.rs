@@ -326,14 +326,19 @@ pub fn host_path_share(path: &Path, kind: HostPathType) -> Result<String, String
     }
 }
 
-fn container(c: &ContainerPlan, field: &str, store: &ImageStore) -> anyhow::Result<WireContainer> {
+/// One container as peapod-init takes it, and its image's manifest digest.
+fn container(
+    c: &ContainerPlan,
+    field: &str,
+    store: &ImageStore,
+) -> anyhow::Result<(WireContainer, Option<String>)> {
     let at = || format!("{field} ({})", c.name);
     let image = store.resolve(&c.image).with_context(at)?;
     let accounts = Accounts::read(&image.rootfs);
     let merged = merge(c, &image.config, &accounts).map_err(|p| anyhow!("{}: {p}", at()))?;
     let rootfs =
         share_path(&image.rootfs).map_err(|p| anyhow!("{}: image {}: {p}", at(), c.image))?;
-    Ok(WireContainer {
+    let wired = WireContainer {
         name: c.name.clone(),
         rootfs,
         command: merged.command,
@@ -373,7 +378,8 @@ fn container(c: &ContainerPlan, field: &str, store: &ImageStore) -> anyhow::Resu
             .or_else(|| image_stop_signal(&image.config.stop_signal)),
         termination_message_path: Some(c.termination_message_path.clone()),
         termination_message_fallback: c.termination_message_fallback,
-    })
+    };
+    Ok((wired, image.digest))
 }
 
 /// The image's `StopSignal`; one that names no signal (the image comes
@@ -400,8 +406,14 @@ fn claim_share(claim: &str) -> String {
 }
 
 /// The pod as peapod-init takes it, images resolved (and unpacked into the
-/// store the first time). Errors name the field and the container.
-pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
+/// store the first time), with the manifest digest of each container's
+/// image (store images only), by container name. Errors name the field
+/// and the container.
+pub fn wire_pod(
+    plan: &PodPlan,
+    store: &ImageStore,
+) -> anyhow::Result<(WirePod, Vec<(String, String)>)> {
+    let digests = std::cell::RefCell::new(Vec::new());
     let mut volumes = Vec::new();
     for (i, v) in plan.volumes.iter().enumerate() {
         let kind = match &v.source {
@@ -438,7 +450,13 @@ pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
     let list = |cs: &[ContainerPlan], field: &str| -> anyhow::Result<Vec<WireContainer>> {
         cs.iter()
             .enumerate()
-            .map(|(i, c)| container(c, &format!("spec.{field}[{i}]"), store))
+            .map(|(i, c)| {
+                let (wired, digest) = container(c, &format!("spec.{field}[{i}]"), store)?;
+                if let Some(d) = digest {
+                    digests.borrow_mut().push((c.name.clone(), d));
+                }
+                Ok(wired)
+            })
             .collect()
     };
     let mut pod = WirePod {
@@ -499,7 +517,7 @@ pub fn wire_pod(plan: &PodPlan, store: &ImageStore) -> anyhow::Result<WirePod> {
     }
     pod.validate()
         .context("internal error: the pod peapod built is not valid")?;
-    Ok(pod)
+    Ok((pod, digests.into_inner()))
 }
 
 #[cfg(test)]

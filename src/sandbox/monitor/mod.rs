@@ -1,8 +1,8 @@
-//! The per-pod monitor: `peapod __monitor`, started by `peapod run` (and
-//! any other client of the pod API).
+//! The per-pod monitor: `peapod-monitor` (or `peapod __monitor`), started
+//! by `peapod run` (and any other client of the pod API).
 //!
 //! It reserves the pod's resources, creates the pod directory, starts the
-//! pod (the VMM as a child process, `peapod __vmm`, see
+//! pod (the VMM as a child process, `peapod-vmm`, see
 //! `sandbox::vmm_process`; or the native peapod-init as a child),
 //! sends it the pod over the guest connection, and from then on keeps
 //! `state.json` and the CRI logs up to date from what peapod-init reports,
