@@ -32,7 +32,7 @@ for i in $(seq 1 300); do p ps --output json | grep -q '"status": "Pending"' && 
 kill -INT $r; wait $r; echo "interrupted=$?"
 p ps --output json | tr -d ' 
 '; echo
-pgrep -u "$(id -u)" -x passt || pgrep -u "$(id -u)" -f '[_]_monitor' || echo no-processes-left
+pgrep -u "$(id -u)" -x passt || pgrep -u "$(id -u)" -f '[_]_monitor|[p]eapod-monitor|[p]eapod-vmm|[_]_vmm' || echo no-processes-left
 "#,
         env = peapod_env()
     );

@@ -15,7 +15,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{test_image, TempDir};
+use common::{peapod, test_image, TempDir};
 use support::{processes, Containerd, RUNTIME};
 
 /// A spec for `ctr run --config`: the test image's root filesystem (read
@@ -71,7 +71,10 @@ fn test_containerd_runs_tasks_in_peapod_pods() {
     assert_eq!(status, "RUNNING");
     let monitor = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(
-        monitor.contains("__monitor"),
+        monitor.starts_with(&format!(
+            "{}\0",
+            peapod().with_file_name("peapod-monitor").display()
+        )),
         "task pid {pid} is the monitor: {monitor}"
     );
     let exec = c.ctr(&[

@@ -200,13 +200,20 @@ state = "{d}/state"
         }
     }
 
-    /// Nothing of any pod is left: no pod, shim, monitor or passt process,
+    /// Nothing of any pod is left: no pod, shim, monitor, VMM or passt process,
     /// no mount under the pods' directory.
     pub fn assert_nothing_left(&self, after: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let pods = self.ps();
-            let procs = processes(&["containerd-shim-peapod-v2", "__monitor", "passt"]);
+            let procs = processes(&[
+                "containerd-shim-peapod-v2",
+                "peapod-monitor",
+                "__monitor",
+                "peapod-vmm",
+                "__vmm",
+                "passt",
+            ]);
             // The shims mount in containerd's namespace.
             let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.child.id()))
                 .unwrap_or_default();
@@ -230,7 +237,7 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        for pid in processes(&["containerd-shim-peapod-v2", "__monitor"]) {
+        for pid in processes(&["containerd-shim-peapod-v2", "peapod-monitor", "__monitor"]) {
             // SAFETY: kill has no memory preconditions.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
