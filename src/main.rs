@@ -8,13 +8,12 @@ fn main() -> ExitCode {
     let started = std::time::Instant::now();
     let cli = peapod::cli::Cli::parse();
     let level = match cli.verbose {
-        // The monitor's log is a file nobody watches live: keep the story.
         _ if matches!(
             cli.command,
             peapod::cli::Command::Monitor | peapod::cli::Command::Vmm
         ) =>
         {
-            "info,fuse_backend_rs=warn"
+            peapod::sandbox::HELPER_LOG_FILTER
         }
         0 => "warn",
         1 => "info",

@@ -522,25 +522,21 @@ fn test_vm_memory_is_enforced_by_the_vm() {
     // The VM is 32 + 32 MiB + 64 MiB overhead: what the guest touched
     // stays within it, whatever the pod tried (KVM maps exactly the
     // reservation; the guest has nothing else to touch).
-    let touched: f64 = out
-        .stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("guest memory touched"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("timings show the guest memory touched");
+    let mib = |label: &str| -> f64 {
+        out.stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("timings show the {label}: {out:?}"))
+    };
+    let touched = mib("guest memory touched");
     assert!(touched <= 128.0, "touched {touched} MiB of 128: {out:?}");
     assert!(out.stderr.contains("of 128"), "{out:?}");
     // What the hog touched went free when it was killed; the guest
     // reports it (virtio-balloon free page reporting, in passes 2 s
     // apart) while calm sleeps on, and the host drops it.
-    let returned: f64 = out
-        .stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("guest memory returned"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("timings show the guest memory returned");
+    let returned = mib("guest memory returned");
     assert!(returned >= 4.0, "returned {returned} MiB: {out:?}");
 }
 

@@ -6,12 +6,6 @@
 //! less memory than `peapod`.
 
 fn main() -> std::process::ExitCode {
-    // Its stderr is the monitor's log, a file nobody watches live: keep
-    // the story.
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,fuse_backend_rs=warn"),
-    )
-    .format_timestamp(None)
-    .init();
+    peapod::sandbox::init_helper_log();
     peapod::sandbox::monitor::main()
 }

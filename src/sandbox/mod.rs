@@ -67,6 +67,18 @@ pub const MONITOR_COMMAND: &str = "__monitor";
 /// The monitor's own binary, looked for beside `peapod`.
 pub const MONITOR_BINARY: &str = "peapod-monitor";
 
+/// The log filter of the per-pod processes (monitor, VMM): their stderr
+/// is the monitor's log, a file nobody watches live, so it keeps the story.
+pub const HELPER_LOG_FILTER: &str = "info,fuse_backend_rs=warn";
+
+/// Logging for a per-pod process started as a binary of its own
+/// (`peapod-monitor`, `peapod-vmm`); `RUST_LOG` still overrides it.
+pub fn init_helper_log() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(HELPER_LOG_FILTER))
+        .format_timestamp(None)
+        .init();
+}
+
 /// The command that runs one of peapod's helper processes (the monitor,
 /// the VMM): its own small binary `binary` beside `exe` (any of peapod's
 /// executables), else `peapod HIDDEN_COMMAND` from the same directory, else

@@ -31,13 +31,14 @@ use devices::bus::Bus;
 use devices::legacy::console::{ConsoleLog, ConsoleSink, ConsoleState, SharedConsole};
 use devices::legacy::i8042::{I8042, I8042_BASE, I8042_LEN};
 use devices::legacy::serial::{SerialDevice, COM1_BASE, COM1_IRQ, COM1_LEN};
-use devices::virtio::balloon::{Balloon, BalloonHandler};
-use devices::virtio::fs::{passthrough_backend, FdBudget, Fs, FsError, FsHandler};
+use devices::virtio::balloon::Balloon;
+use devices::virtio::fs::{passthrough_backend, FdBudget, Fs, FsError};
 use devices::virtio::mmio::{MmioTransport, MMIO_WINDOW, QUEUE_NOTIFY};
 pub use devices::virtio::net::NetLinkState;
 use devices::virtio::net::{Net, NetError, NetHandler, PasstStream};
-use devices::virtio::rng::{Rng, RngHandler};
+use devices::virtio::rng::Rng;
 use devices::virtio::vsock::{Muxer, Vsock, VsockHandler, GUEST_CID};
+use devices::virtio::QueueHandler;
 use vstate::kvm::{KvmFlavour, PVM_ADVICE};
 use vstate::memory::{create_guest_memory, GuestMem};
 use vstate::vcpu::{StopSignal, VcpuShared, VcpuStop};
@@ -441,21 +442,23 @@ impl Vm {
             created,
         };
         let rng = Arc::new(Mutex::new(Rng::new()));
-        let queue_evt = vm.attach_virtio(rng.clone())?.remove(0);
+        let queue_evts = vm.attach_virtio(rng.clone())?;
         vm.event_manager
-            .add_subscriber(Arc::new(Mutex::new(RngHandler {
-                device: rng,
-                queue_evt,
-            })));
+            .add_subscriber(Arc::new(Mutex::new(QueueHandler::new(
+                "virtio-rng",
+                rng,
+                queue_evts,
+            ))));
         let balloon = Balloon::new();
         vm.guest_returned = balloon.returned();
         let balloon = Arc::new(Mutex::new(balloon));
         let queue_evts = vm.attach_virtio(balloon.clone())?;
         vm.event_manager
-            .add_subscriber(Arc::new(Mutex::new(BalloonHandler {
-                device: balloon,
+            .add_subscriber(Arc::new(Mutex::new(QueueHandler::new(
+                "virtio-balloon",
+                balloon,
                 queue_evts,
-            })));
+            ))));
         if let Some(uds) = &cfg.vsock_uds {
             let muxer =
                 Muxer::new(uds, GUEST_CID).map_err(|e| VmmError::VsockListen(uds.clone(), e))?;
@@ -474,7 +477,11 @@ impl Vm {
             let fs = Arc::new(Mutex::new(Fs::new(&share.tag, backend).map_err(fail)?));
             let queue_evts = vm.attach_virtio(fs.clone())?;
             vm.event_manager
-                .add_subscriber(Arc::new(Mutex::new(FsHandler::new(fs, queue_evts))));
+                .add_subscriber(Arc::new(Mutex::new(QueueHandler::new(
+                    "virtio-fs",
+                    fs,
+                    queue_evts,
+                ))));
         }
         if let Some(net) = &cfg.net {
             let (what, stream) = match &net.backend {

@@ -7,13 +7,10 @@
 //! inflate or deflate queue are taken back unread.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use event_manager::{EventOps, Events, MutEventSubscriber};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{GuestAddress, GuestMemory};
-use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::eventfd::EventFd;
 
 use super::{
     device_type, read_config_bytes, ActivateError, Interrupt, LogLimit, VirtioDevice,
@@ -220,35 +217,9 @@ impl VirtioDevice for Balloon {
     }
 }
 
-/// Event glue: drains the queues' ioeventfds and runs the device.
-pub struct BalloonHandler {
-    /// The device shared with its transport.
-    pub device: Arc<Mutex<Balloon>>,
-    /// The queues' notification eventfds.
-    pub queue_evts: Vec<EventFd>,
-}
-
-impl MutEventSubscriber for BalloonHandler {
-    fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        if events.event_set().contains(EventSet::IN) {
-            for evt in &self.queue_evts {
-                if events.fd() == std::os::fd::AsRawFd::as_raw_fd(evt) {
-                    let _ = evt.read();
-                }
-            }
-            self.device
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .process();
-        }
-    }
-
-    fn init(&mut self, ops: &mut EventOps) {
-        for evt in &self.queue_evts {
-            if let Err(e) = ops.add(Events::new(evt, EventSet::IN)) {
-                log::error!("virtio-balloon: cannot watch queue events: {e:?}");
-            }
-        }
+impl super::ServeQueues for Balloon {
+    fn serve(&mut self) {
+        self.process();
     }
 }
 
@@ -260,6 +231,7 @@ mod tests {
     use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::Bytes;
+    use vmm_sys_util::eventfd::EventFd;
 
     const W: u16 = VRING_DESC_F_WRITE as u16;
     const N: u16 = VRING_DESC_F_NEXT as u16;

@@ -11,9 +11,13 @@ pub mod net;
 pub mod rng;
 pub mod vsock;
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
+use event_manager::{EventOps, Events, MutEventSubscriber};
 use virtio_queue::Queue;
+use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::vmm::vstate::memory::GuestMem;
@@ -173,6 +177,60 @@ pub trait VirtioDevice: Send {
     ) -> Result<(), ActivateError>;
     /// Stop the device and forget its queues.
     fn reset(&mut self);
+}
+
+/// A device that serves any of its queues' notifications the same way:
+/// by running over all of its queues (rng, balloon, fs).
+pub trait ServeQueues: Send {
+    /// Serve what the driver queued.
+    fn serve(&mut self);
+}
+
+/// Event glue for a [`ServeQueues`] device: watches its queues'
+/// ioeventfds, drains the one that fired, and runs the device.
+pub struct QueueHandler<D> {
+    name: &'static str,
+    device: Arc<Mutex<D>>,
+    queue_evts: Vec<EventFd>,
+}
+
+impl<D: ServeQueues> QueueHandler<D> {
+    /// `name` (e.g. "virtio-fs") for the log; `queue_evts` are the
+    /// device's queue notification eventfds.
+    pub fn new(name: &'static str, device: Arc<Mutex<D>>, queue_evts: Vec<EventFd>) -> Self {
+        QueueHandler {
+            name,
+            device,
+            queue_evts,
+        }
+    }
+}
+
+impl<D: ServeQueues> MutEventSubscriber for QueueHandler<D> {
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        if !events.event_set().contains(EventSet::IN) {
+            return;
+        }
+        if let Some(evt) = self
+            .queue_evts
+            .iter()
+            .find(|e| e.as_raw_fd() == events.fd())
+        {
+            let _ = evt.read();
+        }
+        self.device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .serve();
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        for evt in &self.queue_evts {
+            if let Err(e) = ops.add(Events::new(evt, EventSet::IN)) {
+                log::error!("{}: cannot watch queue events: {e:?}", self.name);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

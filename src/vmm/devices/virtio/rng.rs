@@ -1,12 +1,9 @@
 //! virtio-rng: guest entropy from the host's getrandom(2).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use event_manager::{EventOps, Events, MutEventSubscriber};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestMemory};
-use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::eventfd::EventFd;
 
 use super::{device_type, ActivateError, Interrupt, VirtioDevice, VIRTIO_MMIO_INT_VRING};
 use crate::vmm::vstate::memory::GuestMem;
@@ -127,29 +124,9 @@ impl VirtioDevice for Rng {
     }
 }
 
-/// Event glue: drains the queue's ioeventfd and runs the handler.
-pub struct RngHandler {
-    /// The device shared with its transport.
-    pub device: Arc<Mutex<Rng>>,
-    /// The queue's notification eventfd.
-    pub queue_evt: EventFd,
-}
-
-impl MutEventSubscriber for RngHandler {
-    fn process(&mut self, events: Events, _ops: &mut EventOps) {
-        if events.event_set().contains(EventSet::IN) {
-            let _ = self.queue_evt.read();
-            self.device
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .process();
-        }
-    }
-
-    fn init(&mut self, ops: &mut EventOps) {
-        if let Err(e) = ops.add(Events::new(&self.queue_evt, EventSet::IN)) {
-            log::error!("virtio-rng: cannot watch queue events: {e:?}");
-        }
+impl super::ServeQueues for Rng {
+    fn serve(&mut self) {
+        self.process();
     }
 }
 

@@ -208,6 +208,12 @@ impl Fs {
     }
 }
 
+impl crate::vmm::devices::virtio::ServeQueues for Fs {
+    fn serve(&mut self) {
+        self.process();
+    }
+}
+
 impl VirtioDevice for Fs {
     fn device_type(&self) -> u32 {
         device_type::FS

@@ -3,8 +3,8 @@
 //! separate virtiofsd, no root).
 //!
 //! Layers: [`device`] (the `VirtioDevice`, config space and the queue
-//! handler, a plain function over guest memory), [`event_handler`] (the
-//! event-manager glue), the backend ([`FsBackend`]: a FUSE server; in
+//! handler, a plain function over guest memory; the event-manager glue is
+//! the shared `virtio::QueueHandler`), the backend ([`FsBackend`]: a FUSE server; in
 //! production `fuse_backend_rs::api::server::Server` over
 //! `fuse_backend_rs::passthrough::PassthroughFs`, in tests anything), and
 //! [`read_only`] (an allow-list wrapper that turns a passthrough into a
@@ -64,14 +64,12 @@
 
 pub mod bounded;
 pub mod device;
-pub mod event_handler;
 pub mod read_only;
 
 use std::path::PathBuf;
 
 pub use bounded::{Bounded, FdBudget};
 pub use device::{passthrough_backend, Fs, FsBackend, TAG_LEN};
-pub use event_handler::FsHandler;
 
 /// Why a virtio-fs device could not be built.
 #[derive(Debug, thiserror::Error)]
