@@ -19,7 +19,7 @@ use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, Subscrib
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{IoEventAddress, Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuFd, VmFd};
 use linux_loader::loader::Cmdline;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryRegion};
 use vmm_sys_util::epoll::EventSet;
@@ -359,9 +359,15 @@ impl Vm {
         };
         vm_fd.create_pit2(pit).map_err(VmmError::CreateIrqchip)?;
 
-        let cpuid = kvm
+        let mut cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(VmmError::CreateIrqchip)?;
+        // KVM emulates the LAPIC's TSC-deadline mode but leaves its CPUID
+        // bit to us; without it the guest calibrates its APIC timer
+        // against the PIT for 100 ms at every boot.
+        if kvm.check_extension(Cap::TscDeadlineTimer) {
+            vstate::vcpu::set_tsc_deadline_timer(&mut cpuid);
+        }
         let mut vcpus = Vec::with_capacity(cfg.vcpus as usize);
         for id in 0..cfg.vcpus {
             let vcpu = vm_fd

@@ -69,6 +69,19 @@ pub fn patch_cpuid(cpuid: &mut CpuId, id: u8, vcpus: u8) {
     }
 }
 
+/// CPUID.1:ECX bit 24, the LAPIC timer's TSC-deadline mode.
+const CPUID_1_ECX_TSC_DEADLINE: u32 = 1 << 24;
+
+/// Advertise the LAPIC timer's TSC-deadline mode (KVM emulates it when it
+/// has `KVM_CAP_TSC_DEADLINE_TIMER`, but never sets the bit itself). A
+/// guest that has it programs its timer in TSC ticks and skips the APIC
+/// timer calibration, 100 ms of waiting on the PIT at every boot.
+pub fn set_tsc_deadline_timer(cpuid: &mut CpuId) {
+    for e in cpuid.as_mut_slice().iter_mut().filter(|e| e.function == 1) {
+        e.ecx |= CPUID_1_ECX_TSC_DEADLINE;
+    }
+}
+
 /// MSRs set before the first instruction.
 pub fn boot_msrs() -> Vec<kvm_msr_entry> {
     let e = |index, data| kvm_msr_entry {
@@ -272,6 +285,26 @@ mod tests {
         assert_eq!(e[0].ebx & 0xffff, 0x0800);
         assert_ne!(e[0].ecx & (1 << 31), 0);
         assert_eq!(e[1].edx, 3);
+    }
+
+    #[test]
+    fn test_set_tsc_deadline_timer_sets_leaf_1_ecx_bit_24_only() {
+        let entries = [
+            kvm_cpuid_entry2 {
+                function: 1,
+                ecx: 0x8000_0001,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 7,
+                ..Default::default()
+            },
+        ];
+        let mut cpuid = CpuId::from_entries(&entries).unwrap();
+        set_tsc_deadline_timer(&mut cpuid);
+        let e = cpuid.as_slice();
+        assert_eq!(e[0].ecx, 0x8100_0001);
+        assert_eq!(e[1].ecx, 0);
     }
 
     #[test]
