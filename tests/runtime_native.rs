@@ -1361,6 +1361,49 @@ fn test_runtime_sidecar_runs_for_the_pod() {
     assert!(at("app", true) < at("side", true));
 }
 
+/// As the kubelet: the init container after a sidecar starts once the
+/// sidecar has started, which with a startup probe is once the probe
+/// passed (here, once the sidecar made /v/up, a second in).
+#[test]
+fn test_runtime_sidecar_startup_probe_gates_the_next_init_container() {
+    if skip() {
+        return;
+    }
+    use peapod_proto::{ProbeAction, ProbeKind, WireProbe};
+    let mut side = with_mount(
+        sh("side", "sleep 1; touch /v/up; exec sleep 1000"),
+        "v",
+        "/v",
+        false,
+    );
+    side.sidecar = true;
+    side.probes = vec![WireProbe {
+        kind: ProbeKind::Startup,
+        action: ProbeAction::Exec {
+            command: vec!["test".into(), "-f".into(), "/v/up".into()],
+        },
+        initial_delay_s: 0,
+        period_s: 1,
+        timeout_s: 5,
+        success_threshold: 1,
+        failure_threshold: 30,
+    }];
+    let after = with_mount(
+        sh("after", "test -f /v/up && echo up-before-me"),
+        "v",
+        "/v",
+        false,
+    );
+    let mut spec = pod(vec![sh("app", "true")]);
+    spec.init_containers = vec![side, after];
+    spec.volumes.push(empty_dir("v"));
+    spec.grace_period_s = 0;
+    let mut p = Pod::start(&spec);
+    let (phase, _) = p.finish();
+    assert_eq!(phase, PodPhase::Succeeded, "{:#?}", p.msgs);
+    assert_eq!(p.log("after", Stream::Stdout), "up-before-me\n");
+}
+
 #[test]
 fn test_runtime_host_path_volume() {
     if skip() {
@@ -1666,6 +1709,39 @@ fn test_runtime_exec_without_tty() {
     p.send(HostMsg::StopPod { grace_period_s: 0 });
     let (phase, _) = p.finish();
     assert_eq!(phase, PodPhase::Failed, "{:#?}", p.msgs);
+}
+
+/// A container counts as started once its process exec'd its command:
+/// an exec sent the moment `started` arrives runs in the container's root
+/// (before, `started` came at the clone, and such an exec could land in
+/// the init's root while the container still set its up).
+#[test]
+fn test_runtime_exec_right_after_started_runs_in_the_container() {
+    if skip() {
+        return;
+    }
+    let mut spec = pod(vec![with_mount(
+        sh("app", "exec sleep 1000"),
+        "scratch",
+        "/scratch",
+        false,
+    )]);
+    spec.volumes.push(empty_dir("scratch"));
+    spec.grace_period_s = 0;
+    let mut p = Pod::start(&spec);
+    p.wait_for("app started", |m| {
+        matches!(m, GuestMsg::ContainerEvent { container, event: ContainerEvent::Started { .. }, .. } if container == "app")
+    });
+    p.send(exec_sh(
+        1,
+        "app",
+        "cat /etc/hostname; test -d /scratch && echo has-volume",
+    ));
+    let r = p.exec_result(1);
+    assert_eq!((r.code, r.signal), (Some(0), None), "{r:?}");
+    assert_eq!(r.stdout, "native-pod\nhas-volume\n", "{r:?}");
+    p.send(HostMsg::StopPod { grace_period_s: 0 });
+    p.finish();
 }
 
 #[test]

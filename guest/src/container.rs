@@ -25,9 +25,6 @@ pub const VOLUMES_DIR: &str = "/run/peapod/volumes";
 /// Where the init keeps each container's termination message file (bound
 /// on its `terminationMessagePath`).
 pub const TERMINATION_DIR: &str = "/run/peapod/termination";
-/// How long a container's setup may take before a postStart hook runs
-/// anyway.
-const SETUP_WAIT_MS: libc::c_int = 30_000;
 
 /// Device nodes bind-mounted from the init's /dev.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -45,11 +42,15 @@ pub struct PodContext<'a> {
     pub resolv_conf: &'a [u8],
 }
 
-/// A started container: its main process and the read ends of its output.
+/// A started container: its main process, the read ends of its output,
+/// and a pipe that closes once the process has exec'd its command (or
+/// ended): until then it is still setting up its root, and an exec or a
+/// probe in it would not see the container's filesystem.
 pub struct Spawned {
     pub pid: libc::pid_t,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    pub execed: OwnedFd,
 }
 
 /// Clone the container's process and return its PID and output pipes.
@@ -66,46 +67,31 @@ pub fn spawn(
         Some(_) => Some(termination_file(&c.name)?),
         None => None,
     };
-    // A postStart hook runs in the container, so not before its command
-    // does (it would see the root still being set up): the child's end of
-    // this close-on-exec pipe closes at its execve.
-    let execed = match &c.post_start {
-        Some(_) => Some(sys::pipe()?),
-        None => None,
-    };
+    // Close-on-exec: the child's end closes at its execve.
+    let (execed_r, execed_w) = sys::pipe()?;
     let mut flags = libc::CLONE_NEWNS;
     if !ctx.pod.share_process_namespace {
         flags |= libc::CLONE_NEWPID;
     }
     let pid = sys::clone_process(flags)?;
     if pid == 0 {
-        drop((out_r, err_r));
-        child(ctx, c, cgroup_procs, termination.as_deref(), out_w, err_w)
-    }
-    if let Some((r, w)) = execed {
-        drop(w);
-        wait_closed(&r, SETUP_WAIT_MS);
+        drop((out_r, err_r, execed_r));
+        child(
+            ctx,
+            c,
+            cgroup_procs,
+            termination.as_deref(),
+            out_w,
+            err_w,
+            execed_w,
+        )
     }
     Ok(Spawned {
         pid,
         stdout: out_r,
         stderr: err_r,
+        execed: execed_r,
     })
-}
-
-/// Wait until the other end of pipe `r` is closed (or `timeout_ms`).
-fn wait_closed(r: &OwnedFd, timeout_ms: libc::c_int) {
-    let mut pfd = libc::pollfd {
-        fd: r.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    while unsafe { libc::poll(&mut pfd, 1, timeout_ms) } < 0 {
-        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            break;
-        }
-    }
 }
 
 /// The init's file for container `name`'s termination message: empty, and
@@ -145,6 +131,7 @@ fn child(
     termination: Option<&Path>,
     out: OwnedFd,
     err: OwnedFd,
+    execed: OwnedFd,
 ) -> ! {
     sys::reset_signals();
     if sys::dup_to(out.as_fd(), 1).is_err() || sys::dup_to(err.as_fd(), 2).is_err() {
@@ -155,6 +142,8 @@ fn child(
         Ok(never) => match never {},
         Err(e) => e,
     };
+    // The init hears that the setup is over before it reads why it failed.
+    drop(execed);
     eprintln!("peapod-init: container {}: {e}", c.name);
     sys::exit_now(127)
 }

@@ -288,6 +288,9 @@ struct Ctr {
     stopping: Option<Stopping>,
     /// The end of its output (`FallbackToLogsOnError`).
     tail: Vec<u8>,
+    /// While its process sets up its root: the pipe that closes when the
+    /// process execs its command (or ends). It counts as started then.
+    execing: Option<OwnedFd>,
 }
 
 /// A container being stopped.
@@ -315,6 +318,7 @@ impl Ctr {
             hook: None,
             stopping: None,
             tail: Vec::new(),
+            execing: None,
         }
     }
 
@@ -482,17 +486,8 @@ impl<'a> Runtime<'a> {
                     started_ns: sys::realtime_ns(),
                 };
                 self.ctrs[i].tail.clear();
-                match self.ctrs[i].spec.post_start.clone() {
-                    None => {
-                        self.event(i, ContainerEvent::Started { pid: sp.pid as u32 });
-                        self.start_probes(i);
-                    }
-                    // It counts as running once its postStart hook passed.
-                    Some(action) => {
-                        self.event(i, ContainerEvent::Created { pid: sp.pid as u32 });
-                        self.start_hook(i, HookKind::PostStart, &action);
-                    }
-                }
+                self.ctrs[i].started = false;
+                self.ctrs[i].execing = Some(sp.execed);
             }
             Err(e) => {
                 if let Some(cg) = cg {
@@ -505,6 +500,29 @@ impl<'a> Runtime<'a> {
                     started_ns: sys::realtime_ns(),
                 };
                 self.exited(i, ExitStatus::Code(127));
+            }
+        }
+    }
+
+    /// Container `i`'s process is done setting up: it exec'd its command,
+    /// or it ended (then its exit follows). It started, or, with a
+    /// postStart hook, its hook starts and it counts as running once the
+    /// hook passed.
+    fn execed(&mut self, i: usize) {
+        if self.ctrs[i].execing.take().is_none() {
+            return;
+        }
+        let Some(pid) = self.ctrs[i].pid() else {
+            return;
+        };
+        match self.ctrs[i].spec.post_start.clone() {
+            None => {
+                self.event(i, ContainerEvent::Started { pid: pid as u32 });
+                self.start_probes(i);
+            }
+            Some(action) => {
+                self.event(i, ContainerEvent::Created { pid: pid as u32 });
+                self.start_hook(i, HookKind::PostStart, &action);
             }
         }
     }
@@ -524,6 +542,8 @@ impl<'a> Runtime<'a> {
         if c.started && !c.probes.iter().any(|p| p.kind() == ProbeKind::Readiness) {
             self.set_ready(i, true);
         }
+        // A sidecar that started lets the next init container go.
+        self.advance();
     }
 
     /// Tell the host when a container's readiness changes.
@@ -563,6 +583,7 @@ impl<'a> Runtime<'a> {
                 {
                     self.set_ready(i, true);
                 }
+                self.advance();
             }
             (ProbeKind::Readiness, Transition::Healthy) => self.set_ready(i, true),
             (ProbeKind::Liveness, Transition::Healthy) => {}
@@ -799,7 +820,14 @@ impl<'a> Runtime<'a> {
                 State::Exited if self.ctrs[i].last.as_ref().is_some_and(|l| l.0.success()) => {
                     self.next_init += 1;
                 }
-                State::Running { .. } if sidecar => self.next_init += 1,
+                // As the kubelet: once the sidecar has started (its
+                // command runs, its postStart hook and startup probe
+                // passed).
+                State::Running { .. }
+                    if sidecar && self.ctrs[i].execing.is_none() && self.ctrs[i].started =>
+                {
+                    self.next_init += 1
+                }
                 _ => return,
             }
         }
@@ -883,6 +911,8 @@ impl<'a> Runtime<'a> {
 
     /// A container's main process ended with `status`.
     fn exited(&mut self, i: usize, status: ExitStatus) {
+        // One that ended while setting up was started first, as it is told.
+        self.execed(i);
         // Its probes and hook end with it (dropping one kills its process).
         self.ctrs[i].probes.clear();
         self.ctrs[i].hook = None;
@@ -1077,6 +1107,9 @@ impl<'a> Runtime<'a> {
                 name: c.spec.name.clone(),
                 init: c.init,
                 state: match (&c.state, &c.last) {
+                    (State::Running { .. }, _) if c.execing.is_some() => ContainerState::Waiting {
+                        reason: "ContainerCreating".into(),
+                    },
                     (State::Running { started_ns, .. }, _) => ContainerState::Running {
                         started_at_ns: *started_ns,
                     },
@@ -1110,6 +1143,9 @@ impl<'a> Runtime<'a> {
             .map(|i| &self.ctrs[i])
             .ok_or_else(|| format!("no container {name:?} in pod {:?}", self.pod.name))?;
         let pid = match c.state {
+            State::Running { .. } if c.execing.is_some() => {
+                return Err(format!("container {name:?} is still being created"))
+            }
             State::Running { pid, .. } if pid > 0 => pid,
             State::Waiting => return Err(format!("container {name:?} has not started")),
             State::Exited => return Err(format!("container {name:?} has exited")),
@@ -1382,6 +1418,17 @@ impl<'a> Runtime<'a> {
             let probe_fds = fds.len();
             let (pfds, probe_owners) = self.probe_fds();
             fds.extend(pfds);
+            let execing_fds = fds.len();
+            let execing: Vec<usize> = (0..self.ctrs.len())
+                .filter(|&i| self.ctrs[i].execing.is_some())
+                .collect();
+            fds.extend(execing.iter().filter_map(|&i| {
+                self.ctrs[i].execing.as_ref().map(|fd| libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+            }));
             let timeout = self.next_timeout();
             // SAFETY: `fds` is a valid array of pollfd of the given length.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
@@ -1393,7 +1440,12 @@ impl<'a> Runtime<'a> {
                 }
                 continue;
             }
-            // Output first, so a container's lines precede its exit event.
+            // A container's start first, then its output, then its exit.
+            for (k, &i) in execing.iter().enumerate() {
+                if fds[execing_fds + k].revents != 0 {
+                    self.execed(i);
+                }
+            }
             let mut closed = Vec::new();
             for (p, pfd) in fds[2..exec_fds].iter().enumerate() {
                 if pfd.revents != 0 && !self.read_pipe(p) {
