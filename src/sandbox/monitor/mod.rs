@@ -45,6 +45,8 @@ use peapod_proto::{
 /// A container's waiting reason while its process exists and its
 /// postStart hook runs, as Kubernetes shows it.
 const CREATING: &str = "ContainerCreating";
+/// The `--timings` mark of the first time all the app containers run.
+const ALL_RUNNING: &str = "containers running";
 
 mod control;
 mod guest;
@@ -203,8 +205,12 @@ impl Monitor {
         }
     }
 
+    fn since_cli_ms(&self) -> f64 {
+        now_ns().saturating_sub(self.launch.cli_started_ns) as f64 / 1e6
+    }
+
     fn mark(&self, what: &str) {
-        let ms = now_ns().saturating_sub(self.launch.cli_started_ns) as f64 / 1e6;
+        let ms = self.since_cli_ms();
         self.update(|s| s.timings.push((what.to_owned(), ms)));
     }
 
@@ -451,6 +457,8 @@ impl Monitor {
                 log::error!("cannot create the log of {container}: {e}");
             }
         }
+        let started = matches!(event, ContainerEvent::Started { .. });
+        let since_cli_ms = self.since_cli_ms();
         self.update(|s| {
             let Some(c) = s.container_mut(container) else {
                 return;
@@ -512,6 +520,15 @@ impl Monitor {
                 | ContainerEvent::Ready { .. }
                 | ContainerEvent::Unhealthy { .. }
                 | ContainerEvent::HookFailed { .. } => {}
+            }
+            // The first time all the app containers run: the end of the
+            // pod's start, for `--timings`.
+            let all_running = s
+                .containers
+                .iter()
+                .all(|c| c.status.init || matches!(c.status.state, ContainerState::Running { .. }));
+            if started && all_running && !s.timings.iter().any(|(w, _)| w == ALL_RUNNING) {
+                s.timings.push((ALL_RUNNING.to_owned(), since_cli_ms));
             }
         });
     }
