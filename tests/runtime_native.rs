@@ -1404,6 +1404,36 @@ fn test_runtime_sidecar_startup_probe_gates_the_next_init_container() {
     assert_eq!(p.log("after", Stream::Stdout), "up-before-me\n");
 }
 
+/// A sidecar whose command cannot be exec'd never started: the init
+/// container after it waits (the sidecar restarts meanwhile), and is never
+/// run.
+#[test]
+fn test_runtime_sidecar_that_cannot_exec_holds_the_next_init_container() {
+    if skip() {
+        return;
+    }
+    let mut side = sh("side", "unused");
+    side.command = vec!["/no/such/command".into()];
+    side.sidecar = true;
+    let mut spec = pod(vec![sh("app", "true")]);
+    spec.init_containers = vec![side, sh("after", "echo ran")];
+    spec.grace_period_s = 0;
+    let mut p = Pod::start(&spec);
+    // Backoff is 50-100 ms here: a second lets it fail several times.
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        p.wait_for(
+            "an event of side",
+            |m| matches!(m, GuestMsg::ContainerEvent { container, .. } if container == "side"),
+        );
+    }
+    p.send(HostMsg::StopPod { grace_period_s: 0 });
+    p.finish();
+    assert!(exits(&p, "side").len() >= 2, "{:#?}", p.msgs);
+    assert!(p.events("after").is_empty(), "{:#?}", p.msgs);
+    assert!(p.events("app").is_empty(), "{:#?}", p.msgs);
+}
+
 #[test]
 fn test_runtime_host_path_volume() {
     if skip() {

@@ -142,7 +142,10 @@ fn child(
         Ok(never) => match never {},
         Err(e) => e,
     };
-    // The init hears that the setup is over before it reads why it failed.
+    // The init hears that the setup failed (a byte, then the pipe's end)
+    // before it reads why.
+    // SAFETY: write of one byte from a valid buffer to an owned descriptor.
+    unsafe { libc::write(execed.as_raw_fd(), b"!".as_ptr().cast(), 1) };
     drop(execed);
     eprintln!("peapod-init: container {}: {e}", c.name);
     sys::exit_now(127)

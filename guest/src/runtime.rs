@@ -504,18 +504,30 @@ impl<'a> Runtime<'a> {
         }
     }
 
-    /// Container `i`'s process is done setting up: it exec'd its command,
-    /// or it ended (then its exit follows). It started, or, with a
-    /// postStart hook, its hook starts and it counts as running once the
-    /// hook passed.
+    /// Container `i`'s setup pipe closed: its process exec'd its command,
+    /// or its setup failed (it wrote a byte first, and its exit follows).
+    /// Started, or, with a postStart hook, its hook starts and it counts
+    /// as running once the hook passed. One that never ran is told as
+    /// started (its exit comes next), and no hook, probe or next init
+    /// container goes on from it.
     fn execed(&mut self, i: usize) {
-        if self.ctrs[i].execing.take().is_none() {
+        let Some(fd) = self.ctrs[i].execing.take() else {
             return;
-        }
+        };
+        let mut byte = [0u8; 1];
+        let failed = matches!(
+            io::Read::read(&mut std::fs::File::from(fd), &mut byte),
+            Ok(1)
+        );
+        self.announce_start(i, !failed);
+    }
+
+    fn announce_start(&mut self, i: usize, ran: bool) {
         let Some(pid) = self.ctrs[i].pid() else {
             return;
         };
         match self.ctrs[i].spec.post_start.clone() {
+            _ if !ran => self.event(i, ContainerEvent::Started { pid: pid as u32 }),
             None => {
                 self.event(i, ContainerEvent::Started { pid: pid as u32 });
                 self.start_probes(i);
@@ -911,8 +923,10 @@ impl<'a> Runtime<'a> {
 
     /// A container's main process ended with `status`.
     fn exited(&mut self, i: usize, status: ExitStatus) {
-        // One that ended while setting up was started first, as it is told.
-        self.execed(i);
+        // One that ended while still setting up never ran.
+        if self.ctrs[i].execing.take().is_some() {
+            self.announce_start(i, false);
+        }
         // Its probes and hook end with it (dropping one kills its process).
         self.ctrs[i].probes.clear();
         self.ctrs[i].hook = None;

@@ -205,8 +205,12 @@ impl Monitor {
         }
     }
 
+    /// Milliseconds since the CLI started, to the microsecond: a whole
+    /// number of microseconds fits a double's mantissa, so the state file
+    /// reads back exactly what was written.
     fn since_cli_ms(&self) -> f64 {
-        now_ns().saturating_sub(self.launch.cli_started_ns) as f64 / 1e6
+        let us = now_ns().saturating_sub(self.launch.cli_started_ns) / 1000;
+        us as f64 / 1000.0
     }
 
     fn mark(&self, what: &str) {
