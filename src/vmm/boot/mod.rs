@@ -155,7 +155,9 @@ pub fn load_kernel(mem: &GuestMem, path: &Path) -> Result<LoadedKernel, BootErro
     })
 }
 
-/// The guest's initramfs: built in memory, or a file (mapped, not copied).
+/// The guest's initramfs: built in memory, or a file (read in: the guest
+/// unpacks it, then frees and poisons its pages, each a copy-on-write
+/// fault had it been mapped).
 #[derive(Debug, Clone, Copy)]
 pub enum Initrd<'a> {
     /// The archive's bytes.
@@ -191,7 +193,7 @@ pub fn load_initrd(
         return Err(too_large());
     }
     if let Some((f, p)) = file {
-        map_file(mem, &f, 0, GuestAddress(addr), size as u64)
+        read_file(mem, &f, 0, GuestAddress(addr), size as u64)
             .map_err(|e| BootError::ReadInitrd(p.into(), e))?;
     } else if let Initrd::Bytes(b) = initrd {
         mem.write_slice(b, GuestAddress(addr))
@@ -205,7 +207,8 @@ pub fn load_initrd(
 /// (`MAP_PRIVATE | MAP_FIXED`) when the offset and the address are both
 /// page-aligned, the rest read in. The range must lie in one RAM region.
 /// The guest's writes stay its own; pages it never writes stay shared in
-/// the page cache with every other guest mapping the same file.
+/// the page cache with every other guest mapping the same file. For what
+/// the guest only reads: a write is a copy-on-write fault.
 pub fn map_file(
     mem: &GuestMem,
     file: &File,
@@ -214,7 +217,6 @@ pub fn map_file(
     len: u64,
 ) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::FileExt;
     const PAGE: u64 = 4096;
     let outside = || std::io::Error::other("the range is not inside guest RAM");
     let ulen = usize::try_from(len).map_err(|_| outside())?;
@@ -245,12 +247,68 @@ pub fn map_file(
             return Err(std::io::Error::last_os_error());
         }
     }
-    let rest = (len - mapped) as usize;
-    if rest > 0 {
-        let mut buf = vec![0u8; rest];
-        file.read_exact_at(&mut buf, offset + mapped)?;
-        mem.write_slice(&buf, GuestAddress(addr.0 + mapped))
-            .map_err(|_| outside())?;
+    read_file(
+        mem,
+        file,
+        offset + mapped,
+        GuestAddress(addr.0 + mapped),
+        len - mapped,
+    )
+}
+
+/// Read `len` bytes of `file` from `offset` into guest memory at `addr`,
+/// which must still be as the VMM mapped it: zero, never written.
+///
+/// The file is read in chunks of 256 KiB, and only each chunk's bytes from
+/// its first non-zero one to its last are written: a kernel's padding
+/// between its text, read-only data and data is megabytes of zeros, guest
+/// memory is zero already, and a page never written costs the host nothing
+/// until the guest uses it. What is written is populated in one call per
+/// chunk (`MADV_POPULATE_WRITE`) rather than faulted in page by page by
+/// the copy: on a host that is itself a VM each page fault is a trip
+/// through its hypervisor.
+pub fn read_file(
+    mem: &GuestMem,
+    file: &File,
+    offset: u64,
+    addr: GuestAddress,
+    len: u64,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const PAGE: usize = 4096;
+    const CHUNK: usize = 64 * PAGE;
+    let outside = || std::io::Error::other("the range is not inside guest RAM");
+    let ulen = usize::try_from(len).map_err(|_| outside())?;
+    let slice = mem.get_slice(addr, ulen).map_err(|_| outside())?;
+    let mut buf = vec![0u8; ulen.min(CHUNK)];
+    let mut done = 0usize;
+    while done < ulen {
+        let n = (ulen - done).min(CHUNK);
+        let chunk = &mut buf[..n];
+        file.read_exact_at(chunk, offset + done as u64)?;
+        if let (Some(first), Some(last)) = (
+            chunk.iter().position(|b| *b != 0),
+            chunk.iter().rposition(|b| *b != 0),
+        ) {
+            let dst = slice
+                .subslice(done + first, last + 1 - first)
+                .map_err(|_| outside())?;
+            {
+                let guard = dst.ptr_guard_mut();
+                let lo = guard.as_ptr() as usize & !(PAGE - 1);
+                let hi = (guard.as_ptr() as usize + dst.len()).next_multiple_of(PAGE);
+                // SAFETY: the pages from `lo` to `hi` hold `dst`, a range of
+                // one guest RAM mapping (whose regions are page-aligned);
+                // populating them changes no contents. A kernel without the
+                // advice (before 5.14) refuses it, and the copy faults the
+                // pages in instead.
+                unsafe {
+                    libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_POPULATE_WRITE);
+                }
+            }
+            dst.copy_from(&chunk[first..=last]);
+        }
+        done += n;
     }
     Ok(())
 }
@@ -486,7 +544,7 @@ mod tests {
     }
 
     #[test]
-    fn test_initrd_file_is_mapped_with_its_partial_page_copied() {
+    fn test_initrd_file_is_read_in_whole() {
         let mem = create_guest_memory(64 << 20).unwrap();
         let path = std::env::temp_dir().join(format!("peapod-test-initrd-{}", std::process::id()));
         let mut f = File::create(&path).unwrap();
@@ -510,5 +568,43 @@ mod tests {
             Err(BootError::ReadInitrd(..))
         ));
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn test_read_file_leaves_chunks_of_zeros_unwritten() {
+        const K: usize = 1024;
+        let mem = create_guest_memory(16 << 20).unwrap();
+        // 256 KiB of data, 512 KiB of zeros (two whole chunks), then data
+        // that starts and ends inside a chunk, read to an unaligned address.
+        let mut data = vec![0u8; 1024 * K];
+        data[..256 * K].fill(7);
+        data[800 * K..900 * K].fill(9);
+        let path = std::env::temp_dir().join(format!("peapod-test-read-{}", std::process::id()));
+        std::fs::write(&path, &data).unwrap();
+        let f = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let at = GuestAddress((1 << 20) + 16);
+        read_file(&mem, &f, 0, at, data.len() as u64).unwrap();
+        // The pages of the two chunks of zeros were never touched (checked
+        // before anything reads them).
+        let host = mem.get_host_address(at).unwrap() as usize;
+        let first = (host + 256 * K).next_multiple_of(4096);
+        let pages = (host + 768 * K - first) / 4096;
+        let mut resident = vec![0u8; pages];
+        // SAFETY: the range is inside the guest RAM mapping `mem` owns.
+        let rc = unsafe {
+            libc::mincore(
+                first as *mut libc::c_void,
+                pages * 4096,
+                resident.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        assert!(resident.iter().all(|r| r & 1 == 0), "{resident:?}");
+        let mut back = vec![1u8; data.len()];
+        mem.read_slice(&mut back, at).unwrap();
+        assert!(back == data, "guest memory holds the file");
+        // Past the end of the file: an error, not zeros.
+        assert!(read_file(&mem, &f, 1000 * K as u64, at, 100 * K as u64).is_err());
     }
 }
