@@ -202,13 +202,27 @@ pub fn load_initrd(
     Ok((GuestAddress(addr), size))
 }
 
+fn outside_ram() -> std::io::Error {
+    std::io::Error::other("the range is not inside guest RAM")
+}
+
+/// The `len` bytes of guest RAM at `addr`, all in one region.
+fn guest_range(
+    mem: &GuestMem,
+    addr: GuestAddress,
+    len: u64,
+) -> std::io::Result<vm_memory::VolatileSlice<'_, ()>> {
+    let len = usize::try_from(len).map_err(|_| outside_ram())?;
+    mem.get_slice(addr, len).map_err(|_| outside_ram())
+}
+
 /// Put `len` bytes of `file` from `offset` at guest address `addr`: the
 /// whole pages mapped copy-on-write from the file over guest RAM
 /// (`MAP_PRIVATE | MAP_FIXED`) when the offset and the address are both
 /// page-aligned, the rest read in. The range must lie in one RAM region.
 /// The guest's writes stay its own; pages it never writes stay shared in
-/// the page cache with every other guest mapping the same file. For what
-/// the guest only reads: a write is a copy-on-write fault.
+/// the page cache with every other guest mapping the same file. Meant for
+/// what the guest only reads: each page it writes is a copy-on-write fault.
 pub fn map_file(
     mem: &GuestMem,
     file: &File,
@@ -218,16 +232,15 @@ pub fn map_file(
 ) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     const PAGE: u64 = 4096;
-    let outside = || std::io::Error::other("the range is not inside guest RAM");
-    let ulen = usize::try_from(len).map_err(|_| outside())?;
-    let slice = mem.get_slice(addr, ulen).map_err(|_| outside())?;
+    let slice = guest_range(mem, addr, len)?;
     let mapped = if offset % PAGE == 0 && addr.0 % PAGE == 0 {
         len & !(PAGE - 1)
     } else {
         0
     };
     if mapped > 0 {
-        let off = libc::off_t::try_from(offset).map_err(|_| outside())?;
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| std::io::Error::other("the file offset is out of range"))?;
         let guard = slice.ptr_guard_mut();
         // SAFETY: the target is `mapped` bytes inside a live guest RAM
         // mapping owned by `mem` (checked above), replaced in place by a
@@ -277,9 +290,8 @@ pub fn read_file(
     use std::os::unix::fs::FileExt;
     const PAGE: usize = 4096;
     const CHUNK: usize = 64 * PAGE;
-    let outside = || std::io::Error::other("the range is not inside guest RAM");
-    let ulen = usize::try_from(len).map_err(|_| outside())?;
-    let slice = mem.get_slice(addr, ulen).map_err(|_| outside())?;
+    let slice = guest_range(mem, addr, len)?;
+    let ulen = slice.len();
     let mut buf = vec![0u8; ulen.min(CHUNK)];
     let mut done = 0usize;
     while done < ulen {
@@ -292,7 +304,7 @@ pub fn read_file(
         ) {
             let dst = slice
                 .subslice(done + first, last + 1 - first)
-                .map_err(|_| outside())?;
+                .map_err(|_| outside_ram())?;
             {
                 let guard = dst.ptr_guard_mut();
                 let lo = guard.as_ptr() as usize & !(PAGE - 1);
